@@ -1,0 +1,72 @@
+"""The demo dataset: 40 hand-written tweets over scikit-image's sample photos.
+
+The text lives in this package (``graphmner/data/demo/{train,valid,test}.txt``,
+in the Twitter ``IMGID:`` CoNLL format); each ``IMGID:`` is the file stem of a
+public-domain or CC0 photo that ships inside the scikit-image wheel (see
+``graphmner/data/demo/SOURCES.md``), so the demo runs offline with real
+images. Some photos match their tweet, some do not, as on Twitter.
+
+Example:
+    >>> from graphmner.data.conll import read_conll
+    >>> from graphmner.data.paths import image_path
+    >>> tweets = read_conll(demo_split_path('train'))
+    >>> image_path(demo_image_root(), tweets[0].image_id)
+    PosixPath('.../skimage/data/astronaut.png')
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+__all__ = ['DEMO_DIR', 'DEMO_SPLITS', 'demo_split_path', 'demo_image_root']
+
+#: The folder of the demo's CoNLL files.
+DEMO_DIR: Path = Path(__file__).resolve().parent / 'demo'
+
+#: Split name -> file name. ``dev`` is stored as ``valid.txt``, as in the
+#: Twitter releases.
+DEMO_SPLITS: dict[str, str] = {'train': 'train.txt', 'dev': 'valid.txt', 'test': 'test.txt'}
+
+
+def demo_split_path(split: str) -> Path:
+    """The CoNLL file of one demo split.
+
+    Args:
+        split: ``'train'``, ``'dev'`` or ``'test'``.
+
+    Returns:
+        The file's path inside the installed package.
+
+    Raises:
+        ValueError: If ``split`` is not one of the three.
+    """
+    try:
+        return DEMO_DIR / DEMO_SPLITS[split]
+    except KeyError:
+        raise ValueError(
+            f"Unknown demo split {split!r}; expected one of {tuple(DEMO_SPLITS)}") from None
+
+
+def demo_image_root() -> Path:
+    """The folder of scikit-image's bundled sample photos, the demo's images.
+
+    Found without importing scikit-image (which would import NumPy, SciPy and
+    more just to locate a folder).
+
+    Returns:
+        The installed ``skimage/data`` folder.
+
+    Raises:
+        ModuleNotFoundError: If scikit-image is not installed.
+        FileNotFoundError: If the installed scikit-image has no ``data`` folder.
+    """
+    spec = importlib.util.find_spec('skimage')
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "The demo dataset's images are scikit-image's sample photos; install "
+            "it with `pip install scikit-image`", name='skimage')
+    root = Path(next(iter(spec.submodule_search_locations))) / 'data'
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"scikit-image is installed but has no sample-photo folder at {root}")
+    return root
