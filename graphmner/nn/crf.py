@@ -1,0 +1,417 @@
+r"""A batched linear-chain CRF over dense ``[B, T, C]`` emissions, built on
+`pytorch-crf <https://github.com/kmkurn/pytorch-crf>`_.
+
+Every method in graphmner ends in this layer: word states go to ``[B, T, C]``
+emissions with :func:`torch_geometric.utils.to_dense_batch`, whose bool mask is
+the prefix (length) mask this layer expects.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torchcrf
+from torch import Tensor
+
+# Added to the score of a disallowed transition. Finite rather than -inf so
+# that masked sums (0 * score) and forward-backward stay free of NaN; it is
+# the value AllenNLP and flair use.
+DISALLOWED_SCORE = -10000.0
+
+REDUCTIONS = ('none', 'sum', 'mean', 'token_mean')
+
+
+def _split_bio(label: str) -> tuple[str, str]:
+    if label == 'O':
+        return 'O', ''
+    if isinstance(label, str) and len(label) > 2 and label[0] in 'BI' \
+            and label[1] == '-':
+        return label[0], label[2:]
+    raise ValueError(f"Expected a BIO label ('O', 'B-<type>' or "
+                     f"'I-<type>'), got {label!r}")
+
+
+def bio_constraints(labels: Sequence[str]) -> tuple[Tensor, Tensor]:
+    r"""Allowed transitions and start tags of IOB2 tagging: ``I-X`` may only
+    follow ``B-X`` or ``I-X``, so it can neither start a sentence nor follow
+    ``O`` or another type.
+
+    Args:
+        labels (Sequence[str]): the tag set in tag-id order, e.g.
+            ``['O', 'B-PER', 'I-PER', ...]``.
+
+    Returns:
+        Tuple[Tensor, Tensor]: ``allowed_transitions`` :math:`(C, C)` bool,
+        indexed ``[from, to]``, and ``allowed_start`` :math:`(C)` bool; pass
+        them as :obj:`constraints` to :class:`CRF`.
+    """
+    parsed = [_split_bio(label) for label in labels]
+    num_tags = len(parsed)
+    allowed_transitions = torch.ones(num_tags, num_tags, dtype=torch.bool)
+    allowed_start = torch.ones(num_tags, dtype=torch.bool)
+    for j, (prefix, type_) in enumerate(parsed):
+        if prefix != 'I':
+            continue
+        allowed_start[j] = False
+        for i, (prev_prefix, prev_type) in enumerate(parsed):
+            allowed_transitions[i, j] = prev_prefix in 'BI' \
+                and prev_type == type_
+    return allowed_transitions, allowed_start
+
+
+class CRF(torchcrf.CRF):
+    r"""A linear-chain conditional random field from the `"Conditional Random
+    Fields: Probabilistic Models for Segmenting and Labeling Sequence Data"
+    <https://repository.upenn.edu/cis_papers/159/>`_ paper, batched over
+    ``[B, T, C]`` emissions with a prefix mask.
+
+    A subclass of :class:`torchcrf.CRF` (with ``batch_first=True``): the
+    parameters ``start_transitions`` :math:`(C)`, ``end_transitions``
+    :math:`(C)` and ``transitions`` :math:`(C, C)` (indexed ``[from, to]``),
+    their initialisation and the state-dict keys are pytorch-crf's, so
+    checkpoints load in either class. On top of it this layer adds
+
+    - :meth:`decode`: Viterbi vectorised over the batch (a loop over time
+      only, no host synchronisation), returning a padded tensor and exactly
+      the paths of :meth:`torchcrf.CRF.decode`, ties included;
+    - :meth:`nll`, the training loss, with a vectorised gold-path score;
+    - :meth:`marginals` / :meth:`log_marginals`: token posteriors by
+      forward-backward in log space, optionally tempered;
+    - optional hard transition constraints (e.g. from
+      :func:`bio_constraints`), applied alike in training, decoding and
+      marginals so that the loss and the decoder agree.
+
+    :meth:`forward` keeps pytorch-crf's meaning (the log-likelihood, summed by
+    default); prefer :meth:`nll`.
+
+    Args:
+        num_tags (int): number of tags :math:`C`.
+        constraints (Tuple[Tensor, Tensor], optional): ``(allowed_transitions,
+            allowed_start)``, bool tensors of shapes :math:`(C, C)` (indexed
+            ``[from, to]``) and :math:`(C)`. Disallowed transitions and start
+            tags get :obj:`-10000` added to their score. A gold sequence that
+            breaks a constraint (e.g. an ``I-X`` after ``O`` in noisy data)
+            then costs about :obj:`10000` in :meth:`nll`; repair such labels
+            before training. (default: :obj:`None`)
+
+    Shapes:
+        - **input:** emissions :math:`(B, T, C)`, mask :math:`(B, T)` bool
+          with every row a prefix of :obj:`True` of length at least 1, tags
+          :math:`(B, T)` long (values at padding are ignored)
+        - **output:** :meth:`nll` :math:`()` or :math:`(B)`; :meth:`decode`
+          :math:`(B, T)` long, :obj:`-1` at padding; :meth:`marginals`
+          :math:`(B, T, C)`
+    """
+    def __init__(
+        self,
+        num_tags: int,
+        *,
+        constraints: tuple[Tensor, Tensor] | None = None,
+    ) -> None:
+        super().__init__(num_tags, batch_first=True)
+        transition_penalty = torch.zeros(num_tags, num_tags)
+        start_penalty = torch.zeros(num_tags)
+        if constraints is not None:
+            allowed_transitions, allowed_start = constraints
+            if allowed_transitions.dtype != torch.bool \
+                    or allowed_transitions.shape != (num_tags, num_tags) \
+                    or allowed_start.dtype != torch.bool \
+                    or allowed_start.shape != (num_tags, ):
+                raise ValueError(
+                    f"Expected constraints as bool tensors of shapes "
+                    f"({num_tags}, {num_tags}) and ({num_tags},), got "
+                    f"{allowed_transitions.dtype} "
+                    f"{tuple(allowed_transitions.shape)} and "
+                    f"{allowed_start.dtype} {tuple(allowed_start.shape)}")
+            transition_penalty.masked_fill_(~allowed_transitions,
+                                            DISALLOWED_SCORE)
+            start_penalty.masked_fill_(~allowed_start, DISALLOWED_SCORE)
+        self.constrained = constraints is not None
+        # Not persistent: constraints come from the label set at construction,
+        # and the state dict stays interchangeable with pytorch-crf's.
+        self.register_buffer('transition_penalty', transition_penalty,
+                             persistent=False)
+        self.register_buffer('start_penalty', start_penalty, persistent=False)
+
+    def _scores(self) -> tuple[Tensor, Tensor, Tensor]:
+        # Computed once per call, so the per-step sums below are the same
+        # floating-point operations pytorch-crf performs.
+        return (self.start_transitions + self.start_penalty,
+                self.transitions + self.transition_penalty,
+                self.end_transitions)
+
+    def _check(self, emissions: Tensor, mask: Tensor | None,
+               tags: Tensor | None = None) -> Tensor:
+        if emissions.dim() != 3 or emissions.size(-1) != self.num_tags \
+                or emissions.size(1) == 0:
+            raise ValueError(f"Expected emissions of shape (B, T >= 1, "
+                             f"{self.num_tags}), got {tuple(emissions.shape)}")
+        if tags is not None and (tags.shape != emissions.shape[:2]
+                                 or tags.dtype != torch.long):
+            raise ValueError(f"Expected long tags of shape "
+                             f"{tuple(emissions.shape[:2])}, got {tags.dtype} "
+                             f"{tuple(tags.shape)}")
+        if mask is None:
+            return emissions.new_ones(emissions.shape[:2], dtype=torch.bool)
+        if mask.dtype != torch.bool:
+            raise ValueError(f"Expected a bool mask, got dtype {mask.dtype} "
+                             f"(use mask.bool())")
+        if mask.shape != emissions.shape[:2]:
+            raise ValueError(f"Expected a mask of shape "
+                             f"{tuple(emissions.shape[:2])}, got "
+                             f"{tuple(mask.shape)}")
+        empty = ~mask[:, 0]
+        gap = (mask[:, 1:] & ~mask[:, :-1]).any(dim=1)
+        if (empty | gap).any():  # one host sync for both checks
+            if empty.any():
+                rows = empty.nonzero().view(-1).tolist()
+                raise ValueError(f"The mask must be on at the first timestep "
+                                 f"of every sequence (the CRF cannot score an "
+                                 f"empty sequence), got it off in rows "
+                                 f"{rows[:10]}")
+            rows = gap.nonzero().view(-1).tolist()
+            raise ValueError(f"Expected a prefix (length) mask, got rows "
+                             f"{rows[:10]} with an off timestep followed by "
+                             f"an on one")
+        return mask
+
+    def forward(
+        self,
+        emissions: Tensor,
+        tags: Tensor,
+        mask: Tensor | None = None,
+        reduction: str = 'sum',
+    ) -> Tensor:
+        r"""Returns the log-likelihood of :obj:`tags`, with pytorch-crf's
+        signature and default (``reduction='sum'``) so that code written for
+        :class:`torchcrf.CRF` keeps working; constraints apply. Training code
+        should call :meth:`nll`.
+
+        Args:
+            emissions (torch.Tensor): emission scores :math:`(B, T, C)`.
+            tags (torch.Tensor): gold tags :math:`(B, T)`.
+            mask (torch.Tensor, optional): prefix mask :math:`(B, T)` bool;
+                all on when :obj:`None`. (default: :obj:`None`)
+            reduction (str, optional): ``'none'``, ``'sum'``, ``'mean'`` (over
+                sequences) or ``'token_mean'`` (over real tokens).
+                (default: :obj:`'sum'`)
+
+        :rtype: :class:`torch.Tensor`
+        """
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"Expected reduction in {REDUCTIONS}, got "
+                             f"{reduction!r}")
+        mask = self._check(emissions, mask, tags)
+        start, transitions, end = self._scores()
+
+        # Gold-path score, vectorised over time. Padding tags may hold any
+        # value (e.g. -100), so they are replaced before indexing.
+        tags = tags.masked_fill(~mask, 0)
+        lengths = mask.sum(dim=1)  # (B,)
+        emitted = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)  # (B, T)
+        moved = transitions[tags[:, :-1], tags[:, 1:]]  # (B, T-1)
+        last = tags.gather(1, (lengths - 1).unsqueeze(1)).squeeze(1)  # (B,)
+        gold = (start[tags[:, 0]] + end[last]
+                + emitted.masked_fill(~mask, 0.0).sum(dim=1)
+                + moved.masked_fill(~mask[:, 1:], 0.0).sum(dim=1))
+
+        alpha = self._forward_scores(emissions, mask, start, transitions)
+        log_z = torch.logsumexp(alpha[-1] + end, dim=1)  # (B,)
+        llh = gold - log_z
+
+        if reduction == 'none':
+            return llh
+        if reduction == 'sum':
+            return llh.sum()
+        if reduction == 'mean':
+            return llh.mean()
+        return llh.sum() / lengths.sum()
+
+    def nll(
+        self,
+        emissions: Tensor,
+        tags: Tensor,
+        mask: Tensor | None = None,
+        reduction: str = 'mean',
+    ) -> Tensor:
+        r"""Returns the negative log-likelihood of :obj:`tags`, the CRF
+        training loss.
+
+        Args:
+            emissions (torch.Tensor): emission scores :math:`(B, T, C)`.
+            tags (torch.Tensor): gold tags :math:`(B, T)`; values at padding
+                are ignored.
+            mask (torch.Tensor, optional): prefix mask :math:`(B, T)` bool;
+                all on when :obj:`None`. (default: :obj:`None`)
+            reduction (str, optional): ``'mean'`` (over sequences), ``'sum'``,
+                ``'token_mean'`` (over real tokens) or ``'none'``.
+                (default: :obj:`'mean'`)
+
+        :rtype: :class:`torch.Tensor`
+        """
+        return -self.forward(emissions, tags, mask, reduction=reduction)
+
+    def _forward_scores(self, emissions: Tensor, mask: Tensor, start: Tensor,
+                        transitions: Tensor) -> Tensor:
+        # alpha[t, b, j]: log-sum of the scores of all paths of sequence b
+        # that end in tag j at step t (emission at t included). Held at the
+        # last real step over padding, so alpha[-1] is each sequence's final.
+        score = start + emissions[:, 0]  # (B, C)
+        alphas = [score]
+        for t in range(1, emissions.size(1)):
+            step = score.unsqueeze(2) + transitions \
+                + emissions[:, t].unsqueeze(1)  # (B, C_from, C_to)
+            score = torch.where(mask[:, t].unsqueeze(1),
+                                torch.logsumexp(step, dim=1), score)
+            alphas.append(score)
+        return torch.stack(alphas)  # (T, B, C)
+
+    def _backward_scores(self, emissions: Tensor, mask: Tensor,
+                         transitions: Tensor, end: Tensor) -> Tensor:
+        # beta[t, b, i]: log-sum of the scores of all continuations of tag i
+        # at step t to the end of sequence b (emission at t excluded).
+        score = end.expand(emissions.size(0), -1)  # (B, C)
+        betas = [score]
+        for t in range(emissions.size(1) - 1, 0, -1):
+            step = transitions \
+                + (emissions[:, t] + score).unsqueeze(1)  # (B, C_from, C_to)
+            # Over padding the score stays at end_transitions, which is
+            # then the value at each sequence's last real step.
+            score = torch.where(mask[:, t].unsqueeze(1),
+                                torch.logsumexp(step, dim=2), score)
+            betas.append(score)
+        betas.reverse()
+        return torch.stack(betas)  # (T, B, C)
+
+    @torch.no_grad()
+    def decode(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
+        r"""Returns the highest-scoring tag sequences by Viterbi decoding,
+        vectorised over the batch.
+
+        The paths equal those of :meth:`torchcrf.CRF.decode`, ties included:
+        every score is the same floating-point sum, the best previous tag is
+        taken with the same :meth:`torch.max`, and each sequence is traced back
+        from its best last tag at its own length. The trace-back follows the
+        back-pointers by pointer jumping, :math:`\lceil \log_2 T \rceil`
+        batched gathers instead of :math:`T` dependent steps.
+
+        Args:
+            emissions (torch.Tensor): emission scores :math:`(B, T, C)`.
+            mask (torch.Tensor, optional): prefix mask :math:`(B, T)` bool;
+                all on when :obj:`None`. (default: :obj:`None`)
+
+        Returns:
+            torch.Tensor: tag ids :math:`(B, T)` long, :obj:`-1` at padding.
+        """
+        mask = self._check(emissions, mask)
+        start, transitions, end = self._scores()
+        batch_size, seq_len, num_tags = emissions.shape
+
+        # Preallocated outputs and views keep the loop to three kernels per
+        # step. It runs over padding too: real steps only depend on earlier
+        # real steps, and what padding produces is discarded below.
+        first = start + emissions[:, 0]  # (B, C)
+        scores = first.new_empty(seq_len, batch_size, num_tags)
+        # history[t] holds, for each tag at step t + 1, the best tag at step t.
+        history = torch.empty(seq_len, batch_size, num_tags, dtype=torch.long,
+                              device=emissions.device)
+        scores[0] = first
+        prev_scores = scores.unsqueeze(3).unbind(0)  # T x (B, C_from, 1)
+        step_emissions = emissions.unsqueeze(2).unbind(1)  # T x (B, 1, C_to)
+        step = first.new_empty(batch_size, num_tags, num_tags)
+        for t in range(1, seq_len):
+            torch.add(prev_scores[t - 1], transitions, out=step)
+            step.add_(step_emissions[t])  # (B, C_from, C_to)
+            torch.max(step, dim=1, out=(scores[t], history[t - 1]))
+
+        last = mask.sum(dim=1) - 1  # (B,)
+        final = scores.gather(0, last.view(1, -1, 1).expand(1, -1, num_tags))
+        best_last = (final.squeeze(0) + end).max(dim=1).indices  # (B,)
+
+        # From each sequence's last step on, a tag points back to itself, so
+        # following the pointers from the final step carries the best last
+        # tag down to the sequence's own length.
+        steps = torch.arange(seq_len, device=emissions.device)
+        pointer = torch.where(
+            (steps.view(-1, 1) < last.view(1, -1)).unsqueeze(2), history,
+            torch.arange(num_tags, device=emissions.device))  # (T, B, C)
+        # Compose the maps by doubling: afterwards pointer[t] maps a tag at
+        # the final step to the best tag at step t.
+        hop = 1
+        while hop < seq_len:
+            pointer = torch.cat([pointer[:-hop].gather(2, pointer[hop:]),
+                                 pointer[-hop:]])
+            hop *= 2
+        path = pointer.gather(2, best_last.view(1, -1, 1).expand(seq_len, -1,
+                                                                   1))
+        return path.squeeze(2).t().masked_fill(~mask, -1)  # (B, T)
+
+    def log_marginals(
+        self,
+        emissions: Tensor,
+        mask: Tensor | None = None,
+        temperature: float = 1.0,
+    ) -> Tensor:
+        r"""Returns per-token log posteriors :math:`\log p(y_t = c \mid x)` by
+        the forward-backward algorithm in log space, optionally tempered.
+
+        With :obj:`temperature` :math:`\tau \neq 1` the result is
+        :math:`\log \mathrm{softmax}_c(\log p(y_t = c \mid x) / \tau)`, i.e.
+        :math:`\mathrm{softmax}((\alpha_t + \beta_t) / \tau)` in log space: the
+        exact marginals sharpened or flattened token by token, which is what
+        ITA's cross-view alignment distils (its ``temperature``). This is not
+        the marginal of a CRF whose potentials were divided by :math:`\tau`.
+
+        Args:
+            emissions (torch.Tensor): emission scores :math:`(B, T, C)`.
+            mask (torch.Tensor, optional): prefix mask :math:`(B, T)` bool;
+                all on when :obj:`None`. (default: :obj:`None`)
+            temperature (float, optional): :math:`\tau > 0`.
+                (default: :obj:`1.0`)
+
+        Returns:
+            torch.Tensor: :math:`(B, T, C)`, differentiable; :obj:`0.0` at
+            padding so that masked sums stay finite (mask it out).
+        """
+        if not temperature > 0:
+            raise ValueError(f"Expected a positive temperature, got "
+                             f"{temperature}")
+        mask = self._check(emissions, mask)
+        start, transitions, end = self._scores()
+        alpha = self._forward_scores(emissions, mask, start, transitions)
+        beta = self._backward_scores(emissions, mask, transitions, end)
+        log_z = torch.logsumexp(alpha[-1] + end, dim=1)  # (B,)
+        log_p = (alpha + beta - log_z.view(1, -1, 1)).transpose(0, 1)
+        if temperature != 1.0:
+            log_p = torch.log_softmax(log_p / temperature, dim=-1)
+        return log_p.masked_fill(~mask.unsqueeze(2), 0.0)  # (B, T, C)
+
+    def marginals(
+        self,
+        emissions: Tensor,
+        mask: Tensor | None = None,
+        temperature: float = 1.0,
+    ) -> Tensor:
+        r"""Returns per-token posteriors :math:`p(y_t = c \mid x)` by the
+        forward-backward algorithm, optionally tempered as in
+        :meth:`log_marginals`.
+
+        Args:
+            emissions (torch.Tensor): emission scores :math:`(B, T, C)`.
+            mask (torch.Tensor, optional): prefix mask :math:`(B, T)` bool;
+                all on when :obj:`None`. (default: :obj:`None`)
+            temperature (float, optional): :math:`\tau > 0`.
+                (default: :obj:`1.0`)
+
+        Returns:
+            torch.Tensor: :math:`(B, T, C)`, differentiable; rows sum to 1 at
+            real tokens and are 0 at padding.
+        """
+        log_p = self.log_marginals(emissions, mask, temperature)
+        if mask is None:
+            return log_p.exp()
+        return log_p.exp().masked_fill(~mask.unsqueeze(2), 0.0)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(num_tags={self.num_tags}, '
+                f'constrained={self.constrained})')
