@@ -1,0 +1,38 @@
+"""Records passed from the frozen extractors to the graph builder."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from torch import Tensor
+
+
+@dataclass
+class ImageFeatures:
+    """Frozen visual features of one usable image: what the feature cache
+    stores and :func:`graphmner.graph.build_graph` turns into nodes.
+
+    ``C`` is the backbone's last-stage width (2048 for ResNet-50/152).
+    """
+
+    image: Tensor           # [C] global pooled feature
+    regions: Tensor         # [R, C] cells of the last stage (R = 49 for ResNet)
+    region_boxes: Tensor    # [R, 4] normalised xyxy
+    scales: Tensor          # [S, C] pyramid cells, channels zero-padded to C
+    scale_levels: Tensor    # [S] long: backbone stage 0..3
+    scale_boxes: Tensor     # [S, 4] normalised xyxy
+    objects: Tensor         # [K, C] crop features, K <= top-k (may be 0)
+    object_boxes: Tensor    # [K, 4] normalised xyxy
+    object_classes: Tensor  # [K] long: detector class ids
+    object_scores: Tensor   # [K] detector confidences
+    object_names: list[str]  # [K] detector class names
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> 'ImageFeatures':
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+    @property
+    def dim(self) -> int:
+        return int(self.image.shape[-1])

@@ -1,0 +1,84 @@
+r"""Schema v1 of the tweet graph: node types, edge types and what each stores.
+
+Every (tweet, image) pair becomes one :class:`torch_geometric.data.HeteroData`.
+Messages flow ``source -> destination``; no type name contains ``__`` (PyG uses
+it as a separator).
+
+Node types:
+
+=========  ===========================================  ==========================  ====================================
+type       one node per                                 ``x``                       other attributes
+=========  ===========================================  ==========================  ====================================
+``word``   tweet word (CoNLL token), reading order      none (encoder fills it)     ``y`` label id, ``position``
+``image``  graph (always exactly one)                   global backbone feature     ``missing`` (bool)
+``region`` cell of the last backbone stage (7x7 = 49)   cell feature                ``box`` (normalised xyxy)
+``scale``  cell of each pyramid level (stages 1-4)      level feature, zero-padded  ``level``, ``box``
+``object`` detected object (at most k)                  pooled crop feature         ``box``, ``cls``, ``score``
+``aux``    word of caption / OCR / object-tag text      none (encoder reads it)     ``source`` (see :data:`AUX_SOURCES`)
+=========  ===========================================  ==========================  ====================================
+
+Graph-level attributes: ``words``, ``aux_words`` (lists of str), ``object_names``
+(list of str), ``image_id`` (str) and ``labels`` (list of str).
+
+Edge types (see :data:`EDGE_TYPES`):
+
+=====================================  ===================================================  ==========
+relation                               rule                                                 read by
+=====================================  ===================================================  ==========
+``('word', 'next', 'word')``           i -> i+1                                             all
+``('word', 'intra', 'word')``          every ordered pair i != j                            UMGF
+``('object', 'intra', 'object')``      every ordered pair i != j                            UMGF
+``('object', 'grounds', 'word')``      object matched to a noun phrase -> that phrase's     UMGF
+                                       words; unmatched ("general") object -> every word
+``('word', 'rev_grounds', 'object')``  reverse of ``grounds``                               UMGF
+``('region', 'informs', 'word')``      every region -> every word                           MAF
+``('scale', 'guides', 'word')``        every scale cell -> every word                       GMF
+``('aux', 'next', 'aux')``             i -> i+1                                             ITA
+``('aux', 'describes', 'word')``       every aux word -> every word                         ITA
+``('image', 'contains', 'region')``    containment                                          MAF, GMF
+``('image', 'contains', 'object')``    containment                                          UMGF
+=====================================  ===================================================  ==========
+
+Positional word attributes are called ``position``, not ``pos``: PyG reserves
+``pos`` for coordinates, and any attribute whose name contains ``index`` would be
+shifted by :class:`~torch_geometric.data.Batch`.
+"""
+from __future__ import annotations
+
+from typing import Final
+
+SCHEMA_VERSION: Final = 1
+
+WORD: Final = 'word'
+IMAGE: Final = 'image'
+REGION: Final = 'region'
+SCALE: Final = 'scale'
+OBJECT: Final = 'object'
+AUX: Final = 'aux'
+
+NODE_TYPES: Final[tuple[str, ...]] = (WORD, IMAGE, REGION, SCALE, OBJECT, AUX)
+
+WORD_NEXT: Final = (WORD, 'next', WORD)
+WORD_INTRA: Final = (WORD, 'intra', WORD)
+OBJECT_INTRA: Final = (OBJECT, 'intra', OBJECT)
+GROUNDS: Final = (OBJECT, 'grounds', WORD)
+REV_GROUNDS: Final = (WORD, 'rev_grounds', OBJECT)
+INFORMS: Final = (REGION, 'informs', WORD)
+GUIDES: Final = (SCALE, 'guides', WORD)
+AUX_NEXT: Final = (AUX, 'next', AUX)
+DESCRIBES: Final = (AUX, 'describes', WORD)
+CONTAINS_REGION: Final = (IMAGE, 'contains', REGION)
+CONTAINS_OBJECT: Final = (IMAGE, 'contains', OBJECT)
+
+EDGE_TYPES: Final[tuple[tuple[str, str, str], ...]] = (
+    WORD_NEXT, WORD_INTRA, OBJECT_INTRA, GROUNDS, REV_GROUNDS, INFORMS,
+    GUIDES, AUX_NEXT, DESCRIBES, CONTAINS_REGION, CONTAINS_OBJECT)
+
+#: Where an ``aux`` word came from; ``aux.source`` stores the index.
+AUX_SOURCES: Final[tuple[str, ...]] = ('caption', 'ocr', 'tag')
+
+
+def edge_type_name(edge_type: tuple[str, str, str]) -> str:
+    """``('object', 'grounds', 'word')`` -> ``'object__grounds__word'``: the
+    string form PyG uses for module keys and we use in exports."""
+    return '__'.join(edge_type)

@@ -1,0 +1,65 @@
+"""Model registry: ``available()``, ``build(name, **config)`` and ``load(path)``.
+
+Every model is a :class:`~graphmner.models.base.MNERModel` registered under the
+name users pass to ``experiments/run.py --model``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Sequence
+
+import torch
+
+from ..data.labels import BIO_LABELS
+from .base import EncoderConfig, MNERModel, MNEROutput, atomic_save
+from .bert_crf import BertCRF, BertCRFConfig
+
+_REGISTRY: dict[str, type[MNERModel]] = {}
+
+
+def register(cls: type[MNERModel]) -> type[MNERModel]:
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"Model name '{cls.name}' is taken by {_REGISTRY[cls.name].__name__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+register(BertCRF)
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`build` and ``run.py --model``."""
+    return sorted(_REGISTRY)
+
+
+def model_class(name: str) -> type[MNERModel]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"Unknown model '{name}'; available: {', '.join(available())}") from None
+
+
+def build(name: str, labels: Sequence[str] = BIO_LABELS, **config: Any) -> MNERModel:
+    """Builds model ``name`` from keyword config values (unknown keys are an error)."""
+    cls = model_class(name)
+    known = {f.name for f in dataclasses.fields(cls.config_class)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"Unknown config key(s) for '{name}': {', '.join(unknown)}; "
+                         f"valid: {', '.join(sorted(known))}")
+    return cls(cls.config_class(**config), labels)
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> MNERModel:
+    """Rebuilds a saved model from its checkpoint (class by registry name)."""
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(checkpoint, dict) or 'model' not in checkpoint:
+        raise ValueError(f"'{path}' is not a graphmner model checkpoint")
+    model = build(checkpoint['model'], checkpoint['labels'], **checkpoint['config'])
+    model.load_state_dict(checkpoint['state_dict'])
+    return model
+
+
+__all__ = ['EncoderConfig', 'MNERModel', 'MNEROutput', 'BertCRF', 'BertCRFConfig', 'atomic_save',
+           'available', 'build', 'load', 'model_class', 'register']

@@ -1,0 +1,47 @@
+"""BERT-CRF: the text-only baseline every multimodal method must beat.
+
+Word states from the fine-tuned encoder (first subword) -> dropout -> linear ->
+CRF. It reads only the ``word`` nodes of the tweet graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from torch import nn
+from torch_geometric.data import Batch
+
+from ..data.labels import BIO_LABELS
+from .base import EncoderConfig, MNERModel, MNEROutput
+
+
+@dataclass
+class BertCRFConfig(EncoderConfig):
+    """BERT-CRF has no settings beyond the encoder's."""
+
+
+class BertCRF(MNERModel):
+    r"""Text-only BERT-CRF tagger.
+
+    Args:
+        config (BertCRFConfig): encoder name, max length, dropout, decoding constraints.
+        labels (Sequence[str], optional): BIO labels in id order. (default: :obj:`BIO_LABELS`)
+
+    Shapes:
+        - **input:** a :class:`~torch_geometric.data.Batch` of B tweet graphs
+          with ``words`` and (for training) ``word.y``
+        - **output:** emissions :math:`(B, T, C)` over the T words of the longest tweet
+    """
+
+    name = 'bert-crf'
+    config_class = BertCRFConfig
+
+    def __init__(self, config: BertCRFConfig, labels: Sequence[str] = BIO_LABELS):
+        super().__init__(config, labels)
+        self.dropout = nn.Dropout(config.dropout)
+        self.emission = nn.Linear(self.encoder.hidden_size, len(self.labels))
+
+    def forward(self, batch: Batch) -> MNEROutput:
+        text = self.encoder(self.words_of(batch))
+        emissions = self.emission(self.dropout(text.words))  # [B, T, C]
+        return self.crf_output(batch, emissions, text.word_mask)

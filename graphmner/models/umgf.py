@@ -1,0 +1,272 @@
+r"""UMGF: Zhang et al., "Multi-modal Graph Fusion for Named Entity Recognition
+with Targeted Visual Guidance" (AAAI 2021), as graph layers.
+
+Read top to bottom against the paper:
+
+1. Multi-modal graph (§ "Multi-modal Graph"): textual nodes are the tweet's
+   words, visual nodes its detected objects. Edges come from the tweet graph:
+   ``('word','intra','word')`` and ``('object','intra','object')`` (every
+   ordered pair) and ``('object','grounds','word')`` with its reverse (an object
+   matched to a noun phrase -> that phrase's words; a "general" object -> every
+   word). ``edges='all'`` instead links every word with every object, as the
+   official code does (its four crops all come from general words).
+   A tweet whose image has no detected object uses the whole-image feature as
+   its one visual node (the official code's fallback), linked to every word; a
+   tweet without a usable image (``image.missing``) gets no visual node, so its
+   words go through a text-only Transformer (the paper's footnote 1).
+2. Initial states: encoder word states -> linear to ``d``; visual features ->
+   visual MLP (Linear-ReLU-Dropout-Linear-ReLU-Dropout) to ``d``.
+3. L graph-based multi-modal fusion layers (:class:`UMGFFusionLayer`),
+   Eqs. 1-8, each sublayer as ``LayerNorm(x + Dropout(sublayer))`` (post-LN;
+   the paper omits layer norm and residual "for simplicity").
+4. CRF decoding over emissions from ``[encoder word state ; fused word state]``.
+
+Paper vs official code (``TransformersWsz/UMGF``): the paper uses 2 layers and
+dropout 0.5 (the defaults here), the code 6 layers and 0.4; the code's visual
+self-attention has no value/output projection (``visual_value_projection=False``).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+
+from ..data.labels import BIO_LABELS
+from ..graph import schema
+from ..graph.schema import edge_type_name
+from ..nn.cross_modal_gate import CrossModalGate
+from ..nn.graph_attention import GraphMultiHeadAttention
+from .base import EncoderConfig, MNERModel, MNEROutput
+
+EDGES = ('grounded', 'all')
+_WORD_INTRA = edge_type_name(schema.WORD_INTRA)      # 'word__intra__word'
+_OBJECT_INTRA = edge_type_name(schema.OBJECT_INTRA)  # 'object__intra__object'
+_GROUNDS = edge_type_name(schema.GROUNDS)            # 'object__grounds__word'
+_REV_GROUNDS = edge_type_name(schema.REV_GROUNDS)    # 'word__rev_grounds__object'
+
+
+@dataclass
+class UMGFConfig(EncoderConfig):
+    """UMGF settings (paper's "Implementation Details"; code defaults in comments)."""
+
+    d_model: int = 512                  # d: width of both modalities' node states
+    heads: int = 8                      # attention heads
+    ffn: int = 256                      # hidden width of the position-wise FFN (code: d_hidden)
+    num_layers: int = 2                 # L (paper: 2; official code: 6)
+    dropout: float = 0.5                # everywhere in the fusion and before emissions (code: 0.4)
+    visual_dim: int = 2048              # object / image feature width (ResNet-152)
+    edges: str = 'grounded'             # 'grounded': the graph's NP rule; 'all': every word <-> object
+    targeted_objects: bool = True       # False: every object is general (linked to every word)
+    visual_self_attention: bool = True  # False: no object <-> object attention ("w/o VCorr.")
+    visual_value_projection: bool = True  # False: the official code's visual MHA (no V / O linears)
+    gate: bool = True                   # False: plain sum of neighbour states (no cross-modal gate)
+
+    def __post_init__(self):
+        if self.edges not in EDGES:
+            raise ValueError(f"UMGFConfig.edges must be one of {EDGES}, got '{self.edges}'")
+        if self.d_model % self.heads:
+            raise ValueError(f"UMGFConfig.heads must divide d_model, got d_model={self.d_model}, "
+                             f"heads={self.heads}")
+        if self.num_layers < 1:
+            raise ValueError(f'UMGFConfig.num_layers must be >= 1, got {self.num_layers}')
+
+
+class SublayerConnection(nn.Module):
+    """``LayerNorm(x + Dropout(y))``: the post-LN residual around every sublayer."""
+
+    def __init__(self, channels: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.norm(x + self.dropout(y))
+
+
+class UMGFFusionLayer(nn.Module):
+    r"""One graph-based multi-modal fusion layer of UMGF (Eqs. 1-8).
+
+    Submodules are keyed by the edge type they run over (PyG's ``'src__rel__dst'``).
+
+    Args:
+        channels (int): node state width :math:`d`.
+        heads (int): attention heads.
+        ffn (int): FFN hidden width.
+        dropout (float): residual, attention and FFN dropout.
+        visual_self_attention (bool, optional): Eq. 2 on (else :math:`C_o = H_o`). (default: :obj:`True`)
+        visual_value_projection (bool, optional): V / O linears in Eq. 2. (default: :obj:`True`)
+        gate (bool, optional): the cross-modal gate of Eqs. 4 and 6. (default: :obj:`True`)
+        update_visual (bool, optional): compute Eqs. 5, 6 and 8. The last layer skips
+            them: only word states reach the CRF, so its visual update would be dead
+            weights. (default: :obj:`True`)
+
+    Shapes:
+        - **input:** word states :math:`(N_w, d)`, visual states :math:`(N_o, d)` and a
+          dict of ``edge_index`` per edge type name
+        - **output:** updated ``(word states, visual states)``
+    """
+
+    def __init__(self, channels: int, heads: int, ffn: int, dropout: float,
+                 visual_self_attention: bool = True, visual_value_projection: bool = True,
+                 gate: bool = True, update_visual: bool = True):
+        super().__init__()
+        self.visual_self_attention = visual_self_attention
+        self.update_visual = update_visual
+        attention = {_WORD_INTRA: GraphMultiHeadAttention(channels, heads, dropout)}
+        if visual_self_attention:
+            attention[_OBJECT_INTRA] = GraphMultiHeadAttention(
+                channels, heads, dropout, project_value=visual_value_projection)
+        self.attention = nn.ModuleDict(attention)
+        gates = {_GROUNDS: CrossModalGate(channels, gated=gate)}
+        if update_visual:
+            gates[_REV_GROUNDS] = CrossModalGate(channels, gated=gate)
+        self.gate = nn.ModuleDict(gates)
+        modalities = (schema.WORD, schema.OBJECT) if update_visual else (schema.WORD, )
+        self.ffn = nn.ModuleDict({
+            t: nn.Sequential(nn.Linear(channels, ffn), nn.ReLU(), nn.Linear(ffn, channels))
+            for t in modalities})
+        residual = {f'{t}_{step}': SublayerConnection(channels, dropout)
+                    for t in modalities for step in ('attention', 'gate', 'ffn')}
+        if visual_self_attention and not update_visual:
+            residual[f'{schema.OBJECT}_attention'] = SublayerConnection(channels, dropout)
+        self.residual = nn.ModuleDict(residual)
+
+    def forward(self, h_word: Tensor, h_object: Tensor,
+                edge_index: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        W, O = schema.WORD, schema.OBJECT
+        # Eq. 1: C_x = MultiHead(H_x, H_x, H_x)   (intra-modal, textual)
+        c_word = self.residual[f'{W}_attention'](
+            h_word, self.attention[_WORD_INTRA](h_word, edge_index[_WORD_INTRA]))
+        # Eq. 2: C_o = MultiHead(H_o, H_o, H_o)   (intra-modal, visual)
+        if self.visual_self_attention:
+            c_object = self.residual[f'{O}_attention'](
+                h_object, self.attention[_OBJECT_INTRA](h_object, edge_index[_OBJECT_INTRA]))
+        else:
+            c_object = h_object
+        # Eqs. 3-4: R_x,i = C_x,i + sum_{j in N(i)} b_ij * C_o,j,  b_ij = sigmoid(W1 C_x,i + W2 C_o,j)
+        r_word = self.residual[f'{W}_gate'](
+            c_word, self.gate[_GROUNDS]((c_object, c_word), edge_index[_GROUNDS]))
+        if not self.update_visual:
+            return self.residual[f'{W}_ffn'](r_word, self.ffn[W](r_word)), c_object
+        # Eqs. 5-6: R_o,j = C_o,j + sum_{i in N(j)} b'_ji * C_x,i,  b'_ji = sigmoid(W3 C_o,j + W4 C_x,i)
+        r_object = self.residual[f'{O}_gate'](
+            c_object, self.gate[_REV_GROUNDS]((c_word, c_object), edge_index[_REV_GROUNDS]))
+        # Eqs. 7-8: H_x = FFN(R_x), H_o = FFN(R_o)
+        h_word = self.residual[f'{W}_ffn'](r_word, self.ffn[W](r_word))
+        h_object = self.residual[f'{O}_ffn'](r_object, self.ffn[O](r_object))
+        return h_word, h_object
+
+
+def _complete_bipartite(src_batch: Tensor, dst_batch: Tensor) -> Tensor:
+    """Every source -> every target of the same graph: ``[2, E]``."""
+    src, dst = (src_batch.unsqueeze(1) == dst_batch.unsqueeze(0)).nonzero(as_tuple=True)
+    return torch.stack([src, dst])
+
+
+class UMGF(MNERModel):
+    r"""UMGF: unified multi-modal graph fusion with targeted visual guidance
+    (Zhang et al., AAAI 2021).
+
+    Args:
+        config (UMGFConfig): encoder, fusion sizes, edge rule and ablation switches.
+        labels (Sequence[str], optional): BIO labels in id order. (default: :obj:`BIO_LABELS`)
+
+    Shapes:
+        - **input:** a :class:`~torch_geometric.data.Batch` of B tweet graphs with
+          ``words``, ``object.x``, ``image.x``, ``image.missing`` and the edge types in
+          :attr:`relations`
+        - **output:** emissions :math:`(B, T, C)` over the T words of the longest tweet
+    """
+
+    name = 'umgf'
+    config_class = UMGFConfig
+    relations = (schema.WORD_INTRA, schema.OBJECT_INTRA, schema.GROUNDS, schema.REV_GROUNDS)
+
+    def __init__(self, config: UMGFConfig, labels: Sequence[str] = BIO_LABELS):
+        super().__init__(config, labels)
+        c, d = config, config.d_model
+        # Initial textual node states H_x^(0): encoder word state -> linear to d.
+        self.text_proj = nn.Linear(self.encoder.hidden_size, d)
+        # Initial visual node states H_o^(0): the visual MLP.
+        self.visual_mlp = nn.Sequential(
+            nn.Linear(c.visual_dim, d), nn.ReLU(), nn.Dropout(c.dropout),
+            nn.Linear(d, d), nn.ReLU(), nn.Dropout(c.dropout))
+        self.layers = nn.ModuleList(UMGFFusionLayer(
+            d, c.heads, c.ffn, c.dropout, visual_self_attention=c.visual_self_attention,
+            visual_value_projection=c.visual_value_projection, gate=c.gate,
+            update_visual=i < c.num_layers - 1)
+            for i in range(c.num_layers))
+        self.dropout = nn.Dropout(c.dropout)
+        self.emission = nn.Linear(self.encoder.hidden_size + d, len(self.labels))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        for module in (self.text_proj, self.visual_mlp[0], self.visual_mlp[3]):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    # -- the multi-modal graph -------------------------------------------------------
+    def visual_nodes(self, batch: Batch) -> tuple[Tensor, Tensor, int]:
+        """Visual node features ``[N_o, visual_dim]``, their graph ids ``[N_o]`` and
+        the number of detected objects (the first rows; the rest are whole-image
+        fallback nodes of graphs with an image but no object)."""
+        image = batch[schema.IMAGE]
+        B = batch.num_graphs
+        device = image.x.device
+        missing = image.missing.view(-1).to(device).bool() if 'missing' in image else \
+            torch.zeros(B, dtype=torch.bool, device=device)
+        store = batch[schema.OBJECT] if schema.OBJECT in batch.node_types else None
+        if store is not None and 'x' in store and store.x.shape[0] > 0:
+            obj_x, obj_batch = store.x, store.batch
+        else:
+            obj_x = image.x.new_zeros(0, image.x.shape[-1])
+            obj_batch = torch.zeros(0, dtype=torch.long, device=device)
+        if obj_x.shape[-1] != self.config.visual_dim or image.x.shape[-1] != self.config.visual_dim:
+            raise ValueError(f'UMGF was built for visual_dim={self.config.visual_dim}, got object '
+                             f'features of width {obj_x.shape[-1]} and image features of width '
+                             f'{image.x.shape[-1]}')
+        has_object = torch.zeros(B, dtype=torch.bool, device=device)
+        has_object[obj_batch] = True
+        fallback = (~has_object & ~missing).nonzero().view(-1)  # image but no object
+        x = torch.cat([obj_x, image.x[fallback]])
+        return x, torch.cat([obj_batch, fallback]), obj_x.shape[0]
+
+    def edges(self, batch: Batch, word_batch: Tensor, visual_batch: Tensor,
+              num_objects: int) -> dict[str, Tensor]:
+        """``edge_index`` per relation the fusion layers read."""
+        device = word_batch.device
+        word_intra = batch[schema.WORD_INTRA].edge_index
+        if schema.OBJECT_INTRA in batch.edge_types:
+            object_intra = batch[schema.OBJECT_INTRA].edge_index
+        else:
+            object_intra = torch.zeros(2, 0, dtype=torch.long, device=device)
+        if self.config.edges == 'all' or not self.config.targeted_objects:
+            grounds = _complete_bipartite(visual_batch, word_batch)
+        else:
+            # The paper's rule, as built into the graph; fallback image nodes -> every word.
+            fallback = _complete_bipartite(visual_batch[num_objects:], word_batch)
+            fallback[0] += num_objects
+            grounds = torch.cat([batch[schema.GROUNDS].edge_index, fallback], dim=1)
+        return {_WORD_INTRA: word_intra, _OBJECT_INTRA: object_intra,
+                _GROUNDS: grounds, _REV_GROUNDS: grounds.flip(0)}
+
+    # -- forward -----------------------------------------------------------------------
+    def forward(self, batch: Batch) -> MNEROutput:
+        text = self.encoder(self.words_of(batch))                # words [B, T, H]
+        word_batch = batch[schema.WORD].batch
+        if int(text.word_mask.sum()) != word_batch.numel():
+            raise ValueError(f"The batch has {word_batch.numel()} word nodes but its 'words' lists "
+                             f'{int(text.word_mask.sum())} words')
+        h_word = self.text_proj(text.words[text.word_mask])      # H_x^(0) [N_w, d]
+        x_visual, visual_batch, num_objects = self.visual_nodes(batch)
+        h_object = self.visual_mlp(x_visual)                     # H_o^(0) [N_o, d]
+        edge_index = self.edges(batch, word_batch, visual_batch, num_objects)
+        for layer in self.layers:                                # Eqs. 1-8, L times
+            h_word, h_object = layer(h_word, h_object, edge_index)
+        fused = text.words.new_zeros(*text.word_mask.shape, h_word.shape[-1])
+        fused[text.word_mask] = h_word                           # [B, T, d]
+        emissions = self.emission(self.dropout(torch.cat([text.words, fused], dim=-1)))
+        return self.crf_output(batch, emissions, text.word_mask)

@@ -1,0 +1,232 @@
+"""Training loop shared by every model: AdamW with separate encoder / head
+learning rates, linear warm-up and decay, gradient clipping, dev-based model
+selection, atomic checkpoints, ``--resume``, a log and a plot per run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.optim import AdamW
+from torch.optim.lr_scheduler import LambdaLR
+from torch_geometric.data import HeteroData
+from torch_geometric.loader import DataLoader
+from tqdm.auto import tqdm
+
+from ..metrics import format_scores
+from ..models.base import MNERModel, atomic_save
+
+log = logging.getLogger('graphmner.train')
+
+BEST = 'best.pt'    # model checkpoint of the best dev epoch
+LAST = 'last.pt'    # full training state after the last finished epoch (for --resume)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    encoder_lr: float = 5e-5       # fine-tuned text encoder
+    head_lr: float = 1e-3          # everything else (fusion layers, emissions, CRF)
+    weight_decay: float = 0.01     # not applied to biases and LayerNorm weights
+    warmup_ratio: float = 0.1      # fraction of all steps with a linear warm-up
+    max_grad_norm: float = 1.0     # 0 disables clipping
+    seed: int = 1
+    scheme: str = 'conlleval'      # span chunking for dev / test scores
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def optimizer_groups(model: MNERModel, config: TrainConfig) -> list[dict[str, Any]]:
+    """Four AdamW groups: encoder / head x with / without weight decay (biases
+    and normalisation weights, i.e. every parameter of fewer than 2 dims, are
+    not decayed)."""
+    encoder, head = model.parameter_groups()
+    no_decay = {id(p) for p in model.parameters() if p.ndim < 2}
+    groups = []
+    for params, lr in ((encoder, config.encoder_lr), (head, config.head_lr)):
+        params = [p for p in params if p.requires_grad]
+        groups.append({'params': [p for p in params if id(p) not in no_decay], 'lr': lr,
+                       'weight_decay': config.weight_decay})
+        groups.append({'params': [p for p in params if id(p) in no_decay], 'lr': lr,
+                       'weight_decay': 0.0})
+    return [g for g in groups if g['params']]
+
+
+def shuffled_loader(graphs: Sequence[HeteroData], batch_size: int, seed: int, epoch: int) -> DataLoader:
+    """Training batches whose order depends on (seed, epoch) only, so a resumed
+    run sees the same batches as an uninterrupted one."""
+    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+    return DataLoader(graphs, batch_size=batch_size, shuffle=True, generator=generator)
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return LambdaLR(optimizer, factor)
+
+
+class Trainer:
+    """Trains ``model`` on ``train`` graphs, selects on ``dev``, reports ``test``.
+
+    Args:
+        model (MNERModel): any registered model.
+        train, dev (Sequence[HeteroData]): tweet graphs (already filtered to the
+            model's relations).
+        config (TrainConfig): optimisation settings.
+        run_dir (Path): receives ``best.pt``, ``last.pt``, ``history.json`` and
+            ``training.png``.
+        device (str, optional): where batches go. (default: :obj:`'cpu'`)
+    """
+
+    def __init__(self, model: MNERModel, train: Sequence[HeteroData], dev: Sequence[HeteroData],
+                 config: TrainConfig, run_dir: str | Path, device: str | torch.device = 'cpu'):
+        if len(train) == 0:
+            raise ValueError('The training split is empty')
+        self.model = model.to(device)
+        self.device = torch.device(device)
+        self.train_set, self.dev_set = train, dev
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.steps_per_epoch = math.ceil(len(train) / config.batch_size)
+        total = self.steps_per_epoch * config.epochs
+        self.optimizer = AdamW(optimizer_groups(model, config))
+        self.scheduler = linear_schedule(self.optimizer, int(config.warmup_ratio * total), total)
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.best_f1 = -1.0
+        self.train_seconds = 0.0
+        self.tweets_seen = 0
+
+    # -- data -------------------------------------------------------------------------
+    def train_loader(self, epoch: int) -> DataLoader:
+        return shuffled_loader(self.train_set, self.config.batch_size, self.config.seed, epoch)
+
+    def eval_loader(self, graphs: Sequence[HeteroData]) -> DataLoader:
+        return DataLoader(graphs, batch_size=self.config.eval_batch_size, shuffle=False)
+
+    # -- state --------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {'checkpoint': self.model.checkpoint(), 'optimizer': self.optimizer.state_dict(),
+                'scheduler': self.scheduler.state_dict(), 'epoch': self.epoch,
+                'best_f1': self.best_f1, 'history': json.dumps(self.history),
+                'train_seconds': self.train_seconds, 'tweets_seen': self.tweets_seen,
+                'torch_rng': torch.get_rng_state(), 'config': asdict(self.config)}
+
+    def resume(self) -> bool:
+        """Restores ``last.pt`` if there is one; returns whether it did."""
+        path = self.run_dir / LAST
+        if not path.exists():
+            log.info('No %s in %s: starting from scratch', LAST, self.run_dir)
+            return False
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        if state['config'] != asdict(self.config):
+            raise ValueError(f'{path} was written with other training settings: '
+                             f"{state['config']} vs {asdict(self.config)}")
+        self.model.load_state_dict(state['checkpoint']['state_dict'])
+        self.optimizer.load_state_dict(state['optimizer'])
+        self.scheduler.load_state_dict(state['scheduler'])
+        self.epoch, self.best_f1 = state['epoch'], state['best_f1']
+        self.history = json.loads(state['history'])
+        self.train_seconds, self.tweets_seen = state['train_seconds'], state['tweets_seen']
+        torch.set_rng_state(state['torch_rng'])
+        log.info('Resumed from %s after epoch %d (best dev F1 %.4f)', path, self.epoch, self.best_f1)
+        return True
+
+    # -- loop -----------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        totals: dict[str, float] = {}
+        steps = 0
+        start = time.perf_counter()
+        bar = tqdm(self.train_loader(epoch), total=self.steps_per_epoch, leave=False,
+                   desc=f'epoch {epoch + 1}/{self.config.epochs}', unit='batch',
+                   disable=None)  # no bar when the output is not a terminal (CI, log files)
+        for batch in bar:
+            batch = batch.to(self.device)
+            loss, parts = self.model.loss(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.tweets_seen += batch.num_graphs
+            steps += 1
+            for key, value in parts.items():
+                totals[key] = totals.get(key, 0.0) + value
+            bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}")
+        self.train_seconds += time.perf_counter() - start
+        return {key: value / max(steps, 1) for key, value in totals.items()}
+
+    def fit(self, resume: bool = False) -> list[dict[str, Any]]:
+        seed_everything(self.config.seed)
+        if resume:
+            self.resume()
+        for epoch in range(self.epoch, self.config.epochs):
+            losses = self.train_epoch(epoch)
+            dev = self.model.evaluate(self.eval_loader(self.dev_set), self.config.scheme)
+            self.epoch = epoch + 1
+            record = {'epoch': self.epoch, **losses, 'dev_f1': dev['f1'],
+                      'dev_precision': dev['precision'], 'dev_recall': dev['recall']}
+            self.history.append(record)
+            improved = dev['f1'] > self.best_f1
+            if improved:
+                self.best_f1 = dev['f1']
+                self.model.save(self.run_dir / BEST)
+            atomic_save(self.state(), self.run_dir / LAST)
+            log.info('epoch %d  loss %.4f  dev P %.4f R %.4f F1 %.4f%s', self.epoch, losses['loss'],
+                     dev['precision'], dev['recall'], dev['f1'], '  (best)' if improved else '')
+            (self.run_dir / 'history.json').write_text(json.dumps(self.history, indent=2))
+            plot_history(self.history, self.run_dir / 'training.png')
+        return self.history
+
+    def test(self, graphs: Sequence[HeteroData]) -> dict[str, Any]:
+        """Scores of the best dev checkpoint on ``graphs``."""
+        best = self.run_dir / BEST
+        if best.exists():
+            state = torch.load(best, map_location='cpu', weights_only=True)
+            self.model.load_state_dict(state['state_dict'])
+        scores = self.model.evaluate(self.eval_loader(graphs), self.config.scheme)
+        log.info('test of the best dev epoch:\n%s', format_scores(scores))
+        return scores
+
+    @property
+    def tweets_per_second(self) -> float:
+        return self.tweets_seen / self.train_seconds if self.train_seconds else 0.0
+
+
+def plot_history(history: list[dict[str, Any]], path: Path) -> None:
+    """Training loss and dev F1 per epoch, side by side, as a PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    epochs = [h['epoch'] for h in history]
+    fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax_loss.plot(epochs, [h['loss'] for h in history], marker='o')
+    ax_loss.set(xlabel='epoch', ylabel='training loss', title='Training loss')
+    ax_f1.plot(epochs, [100 * h['dev_f1'] for h in history], marker='o', color='tab:green')
+    ax_f1.set(xlabel='epoch', ylabel='F1 (%)', title='Dev span F1')
+    for ax in (ax_loss, ax_f1):
+        ax.grid(alpha=0.3)
+        ax.set_xticks(epochs)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,74 @@
+"""Shared fixtures: a tiny random BERT (real tokenizer vocabulary, random
+weights: unit tests stay fast), fake image features, the ../shared paths."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('YOLO_OFFLINE', 'true')
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from graphmner.data.conll import Tweet  # noqa: E402
+from graphmner.features.types import ImageFeatures  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / 'shared'
+MINILM = SHARED / 'models' / 'all-MiniLM-L6-v2'
+DATA = SHARED / 'data'
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f'{path} is not here (the ../shared folder of this project)')
+    return path
+
+
+@pytest.fixture(scope='session')
+def minilm() -> str:
+    """The real pretrained 6-layer MiniLM encoder."""
+    return str(require(MINILM))
+
+
+@pytest.fixture(scope='session')
+def shared_data() -> Path:
+    return require(DATA)
+
+
+@pytest.fixture(scope='session')
+def tiny_encoder(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide random BERT with MiniLM's WordPiece vocabulary."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    vocab = require(MINILM / 'vocab.txt')
+    path = tmp_path_factory.mktemp('tiny-bert')
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def fake_features(num_objects: int = 2, dim: int = 8, names: tuple[str, ...] = ('person', 'dog'),
+                  seed: int = 0) -> ImageFeatures:
+    """Random visual features shaped like the extractor's (49 regions, 16 scale cells)."""
+    g = torch.Generator().manual_seed(seed)
+    boxes = lambda n: torch.rand(n, 2, generator=g).repeat(1, 2) * torch.tensor([0.5, 0.5, 1, 1])
+    return ImageFeatures(
+        image=torch.randn(dim, generator=g),
+        regions=torch.randn(49, dim, generator=g), region_boxes=boxes(49),
+        scales=torch.randn(16, dim, generator=g), scale_levels=torch.arange(4).repeat_interleave(4),
+        scale_boxes=boxes(16),
+        objects=torch.randn(num_objects, dim, generator=g), object_boxes=boxes(num_objects),
+        object_classes=torch.arange(num_objects), object_scores=torch.rand(num_objects, generator=g),
+        object_names=[names[i % len(names)] for i in range(num_objects)])
+
+
+@pytest.fixture
+def tweet() -> Tweet:
+    return Tweet('demo_1', ['Handsome', 'Rob', 'after', 'a', 'fish', 'dinner'],
+                 ['O', 'B-PER', 'O', 'O', 'O', 'O'])

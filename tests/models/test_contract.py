@@ -1,0 +1,78 @@
+"""The model contract, checked once for every registered model (flair style)."""
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from conftest import fake_features
+from graphmner import models
+from graphmner.data.conll import read_conll
+from graphmner.data.demo import demo_split_path
+from graphmner.graph.builder import build_graph
+from graphmner.graph.transforms import KeepRelations
+
+
+@pytest.fixture(scope='module')
+def graphs():
+    tweets = read_conll(demo_split_path('train'))[:6]
+    out = []
+    for i, tweet in enumerate(tweets):
+        features = None if i % 3 == 2 else fake_features(num_objects=i % 3, dim=2048, seed=i)
+        aux = [('a', 'caption'), ('dog', 'caption'), ('dog', 'tag')] if i % 2 == 0 else []
+        out.append(build_graph(tweet, features, aux=aux))
+    return out
+
+
+@pytest.fixture(params=models.available())
+def model(request, tiny_encoder):
+    torch.manual_seed(0)
+    return models.build(request.param, encoder=tiny_encoder)
+
+
+def batch_for(model, graphs):
+    keep = KeepRelations(model.relations)
+    return Batch.from_data_list([keep(g) for g in graphs])
+
+
+def test_loss_is_finite_and_trains_every_head_parameter(model, graphs):
+    model.train()
+    loss, parts = model.loss(batch_for(model, graphs))
+    assert loss.ndim == 0 and torch.isfinite(loss) and parts['loss'] == pytest.approx(loss.item())
+    loss.backward()
+    _, head = model.parameter_groups()
+    assert all(p.grad is not None for p in head if p.requires_grad)
+
+
+def test_decode_gives_one_label_per_word(model, graphs):
+    model.eval()
+    pred = model.decode(batch_for(model, graphs))
+    assert [len(p) for p in pred] == [len(g.words) for g in graphs]
+    assert all(label in model.labels for p in pred for label in p)
+
+
+def test_evaluate_returns_span_scores(model, graphs):
+    scores = model.evaluate([batch_for(model, graphs[:3]), batch_for(model, graphs[3:])])
+    assert {'precision', 'recall', 'f1', 'per_type'} <= set(scores)
+
+
+def test_save_load_round_trip_gives_identical_predictions(model, graphs, tmp_path):
+    model.eval()
+    batch = batch_for(model, graphs)
+    path = tmp_path / 'model.pt'
+    model.save(path)
+    loaded = models.load(path).eval()
+    assert type(loaded) is type(model) and loaded.config == model.config
+    torch.testing.assert_close(loaded(batch).emissions, model(batch).emissions)
+    assert loaded.decode(batch) == model.decode(batch)
+    assert type(model).load(path).name == model.name
+
+
+def test_a_graph_is_not_a_batch(model, graphs):
+    with pytest.raises(TypeError, match='Batch'):
+        model(graphs[0])
+
+
+def test_registry_explains_unknown_names_and_keys(tiny_encoder):
+    with pytest.raises(ValueError, match='available: .*bert-crf'):
+        models.build('no-such-model')
+    with pytest.raises(ValueError, match="Unknown config key.*'?dropuot"):
+        models.build('bert-crf', encoder=tiny_encoder, dropuot=0.2)

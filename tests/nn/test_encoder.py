@@ -1,0 +1,99 @@
+import pytest
+import torch
+from transformers import AutoModel
+
+from graphmner.nn.encoder import TextEncoder
+
+WORDS = [['Handsome', 'Rob', 'after', 'a', 'fish', 'dinner'], ['RT', '@JayKenMinaj', 'George']]
+
+
+@pytest.fixture(scope='module')
+def encoder(tiny_encoder):
+    return TextEncoder(tiny_encoder, max_length=32).eval()
+
+
+def test_first_subword_pooling_matches_plain_model(encoder, tiny_encoder):
+    out = encoder(WORDS)
+    enc = encoder.tokenize(WORDS)
+    hidden = AutoModel.from_pretrained(tiny_encoder).eval()(
+        input_ids=enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
+    assert out.words.shape == (2, 6, encoder.hidden_size)
+    assert out.word_mask.tolist() == [[True] * 6, [True] * 3 + [False] * 3]
+    # '@JayKenMinaj' is several pieces: the word takes its first one.
+    assert enc.word_index[1].tolist()[:3] == [1, 2, len(encoder._word_pieces(['RT', '@JayKenMinaj'])[1]) + 2]
+    for b in range(2):
+        n = int(out.word_mask[b].sum())
+        torch.testing.assert_close(out.words[b, :n], hidden[b, enc.word_index[b, :n]])
+    assert out.words[1, 3:].abs().sum() == 0
+
+
+def test_aux_segment_is_truncated_before_the_words(tiny_encoder):
+    encoder = TextEncoder(tiny_encoder, max_length=12)
+    aux = [['a', 'dog', 'on', 'the', 'grass', 'near', 'a', 'lake'], []]
+    enc = encoder.tokenize(WORDS, aux)
+    assert enc.truncated_words == 0 and enc.truncated_aux > 0
+    assert enc.input_ids.shape[1] <= 12
+    assert enc.word_mask.sum().item() == 9
+    sep = encoder.tokenizer.sep_token_id
+    assert (enc.input_ids[0] == sep).sum() == 2  # [CLS] words [SEP] aux [SEP]
+
+
+def test_long_tweet_is_truncated_with_a_warning_and_every_word_kept(tiny_encoder):
+    encoder = TextEncoder(tiny_encoder, max_length=6)
+    with pytest.warns(UserWarning, match='did not fit'):
+        out = encoder(WORDS)
+    assert out.word_mask.sum().item() == 9  # no word is dropped from tagging
+
+
+def test_bad_input_is_explained(encoder):
+    with pytest.raises(TypeError, match='list of word lists'):
+        encoder.tokenize(['a', 'flat', 'list'])
+    with pytest.raises(ValueError, match='one list per tweet'):
+        encoder.tokenize(WORDS, [['x']])
+
+
+def test_layer_prefix_matches_a_hand_computed_first_layer(tiny_encoder):
+    encoder = TextEncoder(tiny_encoder, max_length=32).eval()
+    enc = encoder.tokenize(WORDS)
+    B, P, H = 2, 3, encoder.hidden_size
+    torch.manual_seed(0)
+    prefix = [(torch.randn(B, P, H), torch.randn(B, P, H)) for _ in range(encoder.num_layers)]
+    captured = {}
+    layer = encoder.model.encoder.layer[0]
+    handle = layer.register_forward_hook(lambda m, a, o: captured.setdefault('out', o[0] if isinstance(o, tuple) else o))
+    encoder(WORDS, layer_prefix=prefix)
+    handle.remove()
+
+    # Hand computation of layer 0 with the prefix prepended to keys and values.
+    with torch.no_grad():
+        x = encoder.model.embeddings(input_ids=enc.input_ids)              # [B, L, H]
+        att = layer.attention.self
+        heads, d = encoder.num_heads, H // encoder.num_heads
+        split = lambda t: t.view(B, -1, heads, d).transpose(1, 2)          # [B, h, *, d]
+        q = split(att.query(x))
+        k = torch.cat([split(prefix[0][0]), split(att.key(x))], dim=2)
+        v = torch.cat([split(prefix[0][1]), split(att.value(x))], dim=2)
+        keep = torch.cat([torch.ones(B, P, dtype=torch.bool), enc.attention_mask.bool()], dim=1)
+        scores = (q @ k.transpose(-1, -2)) / d ** 0.5
+        scores = scores.masked_fill(~keep[:, None, None, :], float('-inf'))
+        context = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, -1, H)
+        attended = layer.attention.output(context, x)
+        expected = layer.output(layer.intermediate(attended), attended)
+    real = enc.attention_mask.bool()
+    torch.testing.assert_close(captured['out'][real], expected[real], atol=1e-5, rtol=1e-4)
+
+
+def test_prefix_is_gone_after_the_call(encoder):
+    plain = encoder(WORDS).words
+    prefix = [(torch.randn(2, 2, encoder.hidden_size),) * 2 for _ in range(encoder.num_layers)]
+    assert not torch.allclose(encoder(WORDS, layer_prefix=prefix).words, plain)
+    torch.testing.assert_close(encoder(WORDS).words, plain)
+    with pytest.raises(ValueError, match='one \\(key, value\\) pair per layer'):
+        encoder(WORDS, layer_prefix=prefix[:1])
+
+
+@pytest.mark.integration
+def test_real_minilm_encodes_words(minilm):
+    encoder = TextEncoder(minilm).eval()
+    out = encoder(WORDS)
+    assert out.words.shape == (2, 6, 384) and out.pooled.shape == (2, 384)
