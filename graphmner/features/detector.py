@@ -1,0 +1,302 @@
+r"""Object detection with ultralytics YOLO, offline and without surprises.
+
+ultralytics probes the network at import, may ``pip install`` missing
+packages, and downloads known weight names (``yolov8n.pt``) that are not on
+disk. :class:`ObjectDetector` prevents all three: it configures ultralytics
+through its environment variables before the first import, turns settings sync
+off, and resolves the weights file itself, so a missing file is a
+:class:`FileNotFoundError` naming the option to set.
+
+ultralytics is AGPL-3.0 and an optional dependency: it is imported only when a
+detector is built. The environment variables take effect only if nothing
+imported ultralytics earlier in the process.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Final
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from graphmner.features.vision import file_sha256
+
+#: The 80 COCO classes, in YOLO's class-id order.
+COCO_CLASSES: Final[tuple[str, ...]] = (
+    'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train',
+    'truck', 'boat', 'traffic light', 'fire hydrant', 'stop sign',
+    'parking meter', 'bench', 'bird', 'cat', 'dog', 'horse', 'sheep', 'cow',
+    'elephant', 'bear', 'zebra', 'giraffe', 'backpack', 'umbrella', 'handbag',
+    'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball', 'kite',
+    'baseball bat', 'baseball glove', 'skateboard', 'surfboard',
+    'tennis racket', 'bottle', 'wine glass', 'cup', 'fork', 'knife', 'spoon',
+    'bowl', 'banana', 'apple', 'sandwich', 'orange', 'broccoli', 'carrot',
+    'hot dog', 'pizza', 'donut', 'cake', 'chair', 'couch', 'potted plant',
+    'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote',
+    'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
+    'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear',
+    'hair drier', 'toothbrush')
+
+_CONFIG_SUFFIXES: Final = ('.yaml', '.yml')
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    r"""Settings of :class:`ObjectDetector`.
+
+    Args:
+        weights (str or os.PathLike, optional): A weights file (e.g. a local
+            ``yolov8n.pt``; relative paths are resolved against the working
+            directory, never looked up online), or a model ``.yaml`` such as
+            ``'yolov8n.yaml'`` for random weights (tests only). A ``.pt``
+            file is a pickle: use only trusted files.
+            (default: :obj:`'yolov8n.pt'`)
+        top_k (int, optional): Keep at most this many detections per image,
+            the most confident first. (default: :obj:`4`)
+        conf (float, optional): Minimum confidence. (default: :obj:`0.25`)
+        iou (float, optional): IoU threshold of non-maximum suppression.
+            (default: :obj:`0.7`)
+        imgsz (int, optional): Inference size in pixels.
+            (default: :obj:`640`)
+        seed (int, optional): Seed of the random initialisation of a
+            ``.yaml`` model. (default: :obj:`0`)
+        device (str, optional): Where the network runs; not part of the
+            feature identity. (default: :obj:`'cpu'`)
+    """
+
+    weights: str | os.PathLike = 'yolov8n.pt'
+    top_k: int = 4
+    conf: float = 0.25
+    iou: float = 0.7
+    imgsz: int = 640
+    seed: int = 0
+    device: str = 'cpu'
+
+    def __post_init__(self):
+        if self.top_k < 0:
+            raise ValueError(f"DetectorConfig.top_k must be non-negative "
+                             f"(got {self.top_k})")
+        if not 0.0 <= self.conf <= 1.0:
+            raise ValueError(f"DetectorConfig.conf must be in [0, 1] "
+                             f"(got {self.conf})")
+        if not 0.0 < self.iou <= 1.0:
+            raise ValueError(f"DetectorConfig.iou must be in (0, 1] "
+                             f"(got {self.iou})")
+        if self.imgsz < 32:
+            raise ValueError(f"DetectorConfig.imgsz must be at least 32 "
+                             f"(got {self.imgsz})")
+
+    @property
+    def random_weights(self) -> bool:
+        return Path(self.weights).suffix.lower() in _CONFIG_SUFFIXES
+
+    def resolve_weights(self) -> Path:
+        """The absolute path of the weights file.
+
+        Raises:
+            FileNotFoundError: The file does not exist.
+        """
+        path = Path(self.weights).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"DetectorConfig.weights (--detector-weights) is "
+                f"{str(self.weights)!r}, and '{path}' does not exist. Nothing "
+                f"is downloaded automatically: download the weights (e.g. "
+                f"yolov8n.pt from the ultralytics/assets releases on GitHub) "
+                f"and set DetectorConfig.weights (--detector-weights) to its "
+                f"path, or to 'yolov8n.yaml' for random weights (tests only).")
+        return path
+
+    def fingerprint(self) -> dict:
+        """What determines the detections: the settings, minus the device,
+        with ``weights`` replaced by the file's SHA-256 (or the model config
+        and seed for random weights). Feeds the cache key.
+        """
+        out = asdict(self)
+        del out['device']
+        if self.random_weights:
+            out['weights'] = f'random({self.weights})'
+        else:
+            out['weights'] = f'sha256:{file_sha256(self.resolve_weights())}'
+            del out['seed']
+        return out
+
+
+@dataclass
+class Detections:
+    """The detections of one image, most confident first."""
+
+    boxes: Tensor    # [K, 4] normalised xyxy
+    classes: Tensor  # [K] long
+    scores: Tensor   # [K] float
+    names: list[str]  # [K] class names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long),
+                   torch.zeros(0), [])
+
+    def crop(self, image: Image.Image) -> list[Image.Image]:
+        """Cuts each detected box out of ``image`` (the detected image)."""
+        width, height = image.size
+        crops = []
+        for x0, y0, x1, y1 in self.boxes.tolist():
+            left = min(math.floor(x0 * width), width - 1)
+            top = min(math.floor(y0 * height), height - 1)
+            # At least one pixel, even for a degenerate box.
+            right = min(max(math.ceil(x1 * width), left + 1), width)
+            bottom = min(max(math.ceil(y1 * height), top + 1), height)
+            crops.append(image.crop((left, top, right, bottom)))
+        return crops
+
+
+class ObjectDetector:
+    r"""A frozen YOLO detector returning the top-k objects of each image.
+
+    Args:
+        config (DetectorConfig, optional): The settings.
+            (default: :obj:`DetectorConfig()`)
+
+    Raises:
+        FileNotFoundError: The weights file does not exist.
+        ImportError: ultralytics is not installed.
+
+    Example:
+        >>> detector = ObjectDetector(DetectorConfig(weights='yolov8n.yaml'))
+        >>> detections = detector.detect([Image.new('RGB', (320, 240))])
+    """
+
+    def __init__(self, config: DetectorConfig = DetectorConfig()):
+        self.config = config
+        if config.random_weights:
+            source = str(config.weights)
+            warnings.warn(
+                f"DetectorConfig.weights is {source!r}: the detector has "
+                f"RANDOM weights, so its boxes and classes are meaningless; "
+                f"use them only for tests and timing. Set "
+                f"DetectorConfig.weights (--detector-weights) to a trained "
+                f"weights file for real detections.",
+                UserWarning, stacklevel=2)
+        else:
+            # An absolute path that exists: ultralytics then never falls
+            # back to its asset download.
+            source = str(config.resolve_weights())
+
+        YOLO = _import_yolo()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.model = YOLO(source, task='detect')
+        names = self.model.model.names
+        if config.random_weights and len(names) == len(COCO_CLASSES):
+            # A .yaml model names its classes '0'..'79'; give it the COCO
+            # names a trained model would have, so the text side (phrase
+            # grounding, object tags) sees a realistic vocabulary.
+            self.model.model.names = dict(enumerate(COCO_CLASSES))
+        self.model.model.requires_grad_(False)
+        self.model.model.eval()
+
+    @property
+    def names(self) -> dict[int, str]:
+        """Class id -> class name."""
+        return dict(self.model.model.names)
+
+    def detect(self, images: list[Image.Image]) -> list[Detections]:
+        r"""Detects objects in a batch of images, in one predict call.
+
+        Args:
+            images (list[PIL.Image.Image]): RGB images of any size.
+
+        Returns:
+            list[Detections]: One per image, on the CPU, at most
+            ``top_k`` each, the most confident first.
+        """
+        cfg = self.config
+        if not images:
+            return []
+        if cfg.top_k == 0:
+            return [Detections.empty() for _ in images]
+        results = self.model.predict(
+            list(images), device=cfg.device, conf=cfg.conf, iou=cfg.iou,
+            imgsz=cfg.imgsz, max_det=cfg.top_k, verbose=False, save=False)
+        out = []
+        for result in results:
+            boxes = result.boxes
+            order = boxes.conf.argsort(descending=True)[:cfg.top_k]
+            classes = boxes.cls[order].long().cpu()
+            # ultralytics predicts in inference mode; indexing outside it
+            # gives normal tensors, usable by trainable layers.
+            out.append(Detections(
+                boxes=boxes.xyxyn[order].float().cpu().clamp(0.0, 1.0),
+                classes=classes,
+                scores=boxes.conf[order].float().cpu(),
+                names=[result.names[int(c)] for c in classes]))
+        return out
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({str(self.config.weights)!r}, '
+                f'top_k={self.config.top_k}, conf={self.config.conf})')
+
+
+def _import_yolo():
+    """Imports ultralytics with its network behaviour switched off.
+
+    The variables are read once, at ultralytics' first import, so they are
+    set (unless the user already did) right before it.
+    """
+    os.environ.setdefault('YOLO_OFFLINE', 'true')
+    os.environ.setdefault('YOLO_AUTOINSTALL', 'false')
+    os.environ.setdefault('YOLO_VERBOSE', 'false')
+    if 'YOLO_CONFIG_DIR' not in os.environ:
+        os.environ['YOLO_CONFIG_DIR'] = str(_writable_config_dir())
+    try:
+        from ultralytics import YOLO, settings
+    except ImportError as e:
+        raise ImportError(
+            "ObjectDetector needs ultralytics (AGPL-3.0), an optional "
+            "dependency: pip install 'ultralytics>=8.3.47'") from e
+    if settings.get('sync', False):
+        settings.update({'sync': False})
+    _undo_pil_patch()
+    return YOLO
+
+
+def _undo_pil_patch() -> None:
+    """Restores ``PIL.Image.open``, which ultralytics replaces at import.
+
+    Its replacement answers any file Pillow cannot identify by trying to
+    ``pip install pi-heif`` for HEIC support, so a stray HTML page named
+    ``.jpg`` would start an install (or, offline, raise ModuleNotFoundError
+    instead of UnidentifiedImageError) in every later ``Image.open`` of the
+    process. We hand ultralytics decoded images and never need it.
+    """
+    try:
+        from ultralytics.utils import patches
+    except ImportError:
+        return
+    original = getattr(patches, '_image_open', None)
+    if original is not None and Image.open is getattr(patches, 'image_open',
+                                                      None):
+        Image.open = original
+
+
+def _writable_config_dir() -> Path:
+    cache = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
+    for candidate in (cache / 'graphmner' / 'ultralytics',
+                      Path(tempfile.gettempdir()) / 'graphmner-ultralytics'):
+        try:
+            candidate.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(candidate, os.W_OK):
+            return candidate
+    raise OSError("found no writable directory for ultralytics' settings; "
+                  "set the environment variable YOLO_CONFIG_DIR")

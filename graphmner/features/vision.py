@@ -1,0 +1,416 @@
+r"""Frozen ResNet backbone: global, grid-region and pyramid-scale features.
+
+One forward pass over a batch of photos gives, per photo,
+
+* the global average-pooled vector (the ``image`` node),
+* every cell of the last stage, 7x7 = 49 at 224 px (the ``region`` nodes),
+* each of the four stages (``layer1`` .. ``layer4``) average-pooled to a
+  ``scale_grid x scale_grid`` grid and zero-padded to the last stage's width
+  (the ``scale`` nodes, as in HVPNeT/GMF's visual pyramid),
+
+each cell with its box in normalised xyxy coordinates of the ORIGINAL photo.
+Object crops go through the same network (:meth:`VisionBackbone.encode_crops`).
+
+Preprocessing is the one the MNER papers use: ``Resize(256) ->
+CenterCrop(224) -> ToTensor -> Normalize(ImageNet)``. Because of the centre
+crop, cell boxes of a non-square photo cover only its central square; the
+parts cut away belong to no cell.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Final, Literal
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from PIL import Image
+from torch import Tensor, nn
+from torchvision.transforms.v2 import functional as TF
+
+ARCHS: Final[tuple[str, ...]] = ('resnet50', 'resnet152')
+
+IMAGENET_MEAN: Final = (0.485, 0.456, 0.406)
+IMAGENET_STD: Final = (0.229, 0.224, 0.225)
+
+#: ``weights='imagenet'`` means the weights ``pretrained=True`` gave, which
+#: are the ones the MNER papers used.
+_IMAGENET_ALIAS: Final = 'IMAGENET1K_V1'
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    r"""Settings of :class:`VisionBackbone`.
+
+    Args:
+        arch (str, optional): ``'resnet50'`` or ``'resnet152'``.
+            (default: :obj:`'resnet50'`)
+        weights (str or os.PathLike, optional): ``'imagenet'`` (torchvision's
+            ``IMAGENET1K_V1``, read from the torch hub cache, never
+            downloaded), another torchvision weight name such as
+            ``'IMAGENET1K_V2'``, the path of a local state dict, or
+            :obj:`None` for random weights (tests only).
+            (default: :obj:`'imagenet'`)
+        image_size (int, optional): Side of the centre crop fed to the
+            network. (default: :obj:`224`)
+        resize_size (int, optional): Shorter side after resizing, before the
+            crop; :obj:`None` keeps the papers' 256/224 ratio.
+            (default: :obj:`None`)
+        scale_grid (int, optional): Each stage is pooled to
+            ``scale_grid x scale_grid`` cells. (default: :obj:`2`)
+        seed (int, optional): Seed of the random initialisation when
+            ``weights`` is :obj:`None`, so random features are reproducible
+            and cacheable. (default: :obj:`0`)
+        device (str, optional): Where the network runs; not part of the
+            feature identity. (default: :obj:`'cpu'`)
+    """
+
+    arch: Literal['resnet50', 'resnet152'] = 'resnet50'
+    weights: str | os.PathLike | None = 'imagenet'
+    image_size: int = 224
+    resize_size: int | None = None
+    scale_grid: int = 2
+    seed: int = 0
+    device: str = 'cpu'
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"VisionConfig.arch must be one of {ARCHS} "
+                             f"(got {self.arch!r})")
+        if self.image_size < 32:
+            raise ValueError(f"VisionConfig.image_size must be at least 32 "
+                             f"(got {self.image_size})")
+        if self.resize < self.image_size:
+            raise ValueError(
+                f"VisionConfig.resize_size must be at least image_size="
+                f"{self.image_size} (got {self.resize_size})")
+        last_stage = -(-self.image_size // 32)
+        if not 1 <= self.scale_grid <= last_stage:
+            raise ValueError(
+                f"VisionConfig.scale_grid must be between 1 and {last_stage}, "
+                f"the last stage's size at image_size={self.image_size} "
+                f"(got {self.scale_grid})")
+
+    @property
+    def resize(self) -> int:
+        """The effective shorter side after resizing."""
+        if self.resize_size is not None:
+            return self.resize_size
+        return round(self.image_size * 256 / 224)
+
+    def fingerprint(self) -> dict:
+        """What determines the features: the settings, minus the device,
+        with ``weights`` replaced by the identity of the weights (a
+        checkpoint name or a file's SHA-256). Feeds the cache key.
+        """
+        out = asdict(self)
+        del out['device']
+        out['resize_size'] = self.resize
+        out['weights'] = _weights_identity(self)
+        if self.weights is not None:
+            del out['seed']
+        return out
+
+
+@dataclass
+class BackboneFeatures:
+    """Per-image output of :meth:`VisionBackbone.extract`, on the CPU.
+
+    ``C`` is the last stage's width, ``R`` the number of last-stage cells and
+    ``S = 4 * scale_grid ** 2`` the number of pyramid cells (level-major,
+    then row-major).
+    """
+
+    image: Tensor         # [C]
+    regions: Tensor       # [R, C]
+    region_boxes: Tensor  # [R, 4] normalised xyxy in the original photo
+    scales: Tensor        # [S, C] channels zero-padded to C
+    scale_levels: Tensor  # [S] long, stage 0..3
+    scale_boxes: Tensor   # [S, 4] normalised xyxy in the original photo
+
+
+class VisionBackbone(nn.Module):
+    r"""A frozen torchvision ResNet returning MNER image features.
+
+    The module is always in eval mode (``train()`` is a no-op, so batch-norm
+    statistics never change inside a trainable model) and no parameter
+    requires gradients.
+
+    Args:
+        config (VisionConfig, optional): The settings.
+            (default: :obj:`VisionConfig()`)
+
+    Raises:
+        FileNotFoundError: ``weights`` names ImageNet weights missing from
+            the torch hub cache, or a path that does not exist.
+
+    Example:
+        >>> backbone = VisionBackbone(VisionConfig(weights=None))
+        >>> feats = backbone.extract([Image.new('RGB', (320, 240))])
+        >>> feats[0].regions.shape
+        torch.Size([49, 2048])
+    """
+
+    def __init__(self, config: VisionConfig = VisionConfig()):
+        super().__init__()
+        self.config = config
+        resnet = _build_resnet(config)
+        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu,
+                                  resnet.maxpool)
+        self.stages = nn.ModuleList(
+            [resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4])
+        self.out_channels: int = resnet.fc.in_features
+        self.register_buffer('mean', torch.tensor(IMAGENET_MEAN).view(3, 1, 1),
+                             persistent=False)
+        self.register_buffer('std', torch.tensor(IMAGENET_STD).view(3, 1, 1),
+                             persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+        self.to(config.device)
+
+    def train(self, mode: bool = True) -> VisionBackbone:
+        # Frozen: a parent's .train() must not switch batch norm to batch
+        # statistics.
+        return super().train(False)
+
+    def forward(self, pixels: Tensor) -> list[Tensor]:
+        r"""Runs the network on normalised pixels.
+
+        Args:
+            pixels (torch.Tensor): ``[B, 3, H, W]`` from :meth:`preprocess`.
+
+        Returns:
+            list[torch.Tensor]: The four stage maps ``[B, C_l, H_l, W_l]``.
+        """
+        x = self.stem(pixels)
+        maps = []
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps
+
+    def preprocess(self, images: list[Image.Image]) -> tuple[Tensor, Tensor]:
+        r"""``Resize -> CenterCrop -> ToTensor -> Normalize`` on RGB images.
+
+        Returns:
+            (torch.Tensor, torch.Tensor): Pixels ``[B, 3, S, S]`` on the
+            device and, per image, the crop window ``[B, 4]`` in normalised
+            xyxy coordinates of the original image.
+        """
+        size, resize = self.config.image_size, self.config.resize
+        pixels, windows = [], []
+        for img in images:
+            resized = TF.resize(img, [resize])
+            width, height = resized.size
+            # torchvision's CenterCrop rounding, so the window is exact.
+            top = int(round((height - size) / 2.0))
+            left = int(round((width - size) / 2.0))
+            crop = TF.crop(resized, top, left, size, size)
+            pixels.append(TF.to_dtype(TF.to_image(crop), torch.float32,
+                                      scale=True))
+            windows.append((left / width, top / height, (left + size) / width,
+                            (top + size) / height))
+        device = self.mean.device
+        pixels = torch.stack(pixels).to(device)
+        pixels = (pixels - self.mean) / self.std
+        return pixels, torch.tensor(windows, dtype=torch.float32)
+
+    # no_grad, not inference_mode: inference tensors could not be saved for
+    # backward by the trainable layers that consume these features.
+    @torch.no_grad()
+    def extract(self, images: list[Image.Image]) -> list[BackboneFeatures]:
+        r"""Global, region and scale features of a batch, in one forward pass.
+
+        Args:
+            images (list[PIL.Image.Image]): RGB images of any size.
+
+        Returns:
+            list[BackboneFeatures]: One per image, float32 on the CPU.
+        """
+        if not images:
+            return []
+        pixels, windows = self.preprocess(images)
+        maps = self(pixels)
+        last = maps[-1]
+        batch, channels, height, width = last.shape
+
+        image = last.mean(dim=(2, 3))                       # [B, C]
+        regions = last.flatten(2).transpose(1, 2)           # [B, H*W, C]
+        region_cells = _cells(_even_edges(height), _even_edges(width))
+
+        grid = self.config.scale_grid
+        scales, scale_cells, levels = [], [], []
+        for level, fmap in enumerate(maps):
+            pooled = F.adaptive_avg_pool2d(fmap, grid)      # [B, C_l, g, g]
+            pooled = pooled.flatten(2).transpose(1, 2)      # [B, g*g, C_l]
+            scales.append(F.pad(pooled, (0, channels - pooled.size(-1))))
+            scale_cells.append(
+                _cells(_adaptive_edges(fmap.size(2), grid),
+                       _adaptive_edges(fmap.size(3), grid)))
+            levels.append(torch.full((grid * grid, ), level, dtype=torch.long))
+        scales = torch.cat(scales, dim=1)                   # [B, S, C]
+        scale_cells = torch.cat(scale_cells)                # [S, 4]
+        levels = torch.cat(levels)
+
+        image, regions, scales = (t.float().cpu()
+                                  for t in (image, regions, scales))
+        # Clones, not views: torch.save writes a view's whole storage, and
+        # each image's features are cached on their own.
+        return [
+            BackboneFeatures(
+                image=image[i].clone(), regions=regions[i].clone(),
+                region_boxes=_to_image_coords(region_cells, windows[i]),
+                scales=scales[i].clone(), scale_levels=levels.clone(),
+                scale_boxes=_to_image_coords(scale_cells, windows[i]))
+            for i in range(batch)
+        ]
+
+    @torch.no_grad()
+    def encode_crops(self, crops: list[Image.Image]) -> Tensor:
+        r"""Global pooled vectors of object crops, in one forward pass.
+
+        Crops get the same preprocessing as whole photos, as UMGF and
+        HVPNeT do.
+
+        Args:
+            crops (list[PIL.Image.Image]): RGB crops of any size.
+
+        Returns:
+            torch.Tensor: ``[K, C]`` float32 on the CPU (``[0, C]`` for no
+            crops).
+        """
+        if not crops:
+            return torch.zeros(0, self.out_channels)
+        pixels, _ = self.preprocess(crops)
+        return self(pixels)[-1].mean(dim=(2, 3)).float().cpu()
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.config.arch}, '
+                f'weights={_weights_identity(self.config)!r}, '
+                f'image_size={self.config.image_size})')
+
+
+def _even_edges(n: int) -> Tensor:
+    """Fractional start/end of ``n`` equal cells: ``[n, 2]``."""
+    i = torch.arange(n, dtype=torch.float32)
+    return torch.stack([i / n, (i + 1) / n], dim=1)
+
+
+def _adaptive_edges(n: int, out: int) -> Tensor:
+    """Fractional windows of ``adaptive_avg_pool`` from ``n`` to ``out``
+    cells (they overlap when ``out`` does not divide ``n``): ``[out, 2]``.
+    """
+    i = torch.arange(out)
+    start = torch.div(i * n, out, rounding_mode='floor')
+    end = torch.div((i + 1) * n + out - 1, out, rounding_mode='floor')
+    return torch.stack([start, end], dim=1).float() / n
+
+
+def _cells(rows: Tensor, cols: Tensor) -> Tensor:
+    """Row-major xyxy boxes of a grid, in crop coordinates: ``[R*C, 4]``."""
+    y = rows.repeat_interleave(cols.size(0), dim=0)
+    x = cols.repeat(rows.size(0), 1)
+    return torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1)
+
+
+def _to_image_coords(boxes: Tensor, window: Tensor) -> Tensor:
+    """Maps boxes from crop coordinates into the original image's."""
+    x0, y0, x1, y1 = window.tolist()
+    scale = boxes.new_tensor([x1 - x0, y1 - y0, x1 - x0, y1 - y0])
+    offset = boxes.new_tensor([x0, y0, x0, y0])
+    return (boxes * scale + offset).clamp_(0.0, 1.0)
+
+
+def _torchvision_weights(config: VisionConfig):
+    """The torchvision weight enum ``config.weights`` names, or None when it
+    is a path.
+    """
+    if config.weights is None or not isinstance(config.weights, str):
+        return None
+    name = (_IMAGENET_ALIAS if config.weights == 'imagenet' else
+            config.weights)
+    enum = torchvision.models.get_model_weights(config.arch)
+    return enum.__members__.get(name)
+
+
+def _hub_checkpoint(weights) -> Path:
+    filename = Path(urlparse(weights.url).path).name
+    return Path(torch.hub.get_dir()) / 'checkpoints' / filename
+
+
+def _weights_identity(config: VisionConfig) -> str:
+    if config.weights is None:
+        return f'random(seed={config.seed})'
+    tv = _torchvision_weights(config)
+    if tv is not None:
+        # torchvision file names carry a hash prefix of their contents.
+        return f'torchvision:{_hub_checkpoint(tv).name}'
+    return f'sha256:{file_sha256(_local_weights(config))}'
+
+
+def _local_weights(config: VisionConfig) -> Path:
+    path = Path(config.weights).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"VisionConfig.weights (--vision-weights) is "
+            f"{str(config.weights)!r}, which is neither 'imagenet', a "
+            f"torchvision weight name of {config.arch}, nor an existing file "
+            f"(looked for '{path}')")
+    return path
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """The SHA-256 hex digest of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _build_resnet(config: VisionConfig) -> torchvision.models.ResNet:
+    if config.weights is None:
+        warnings.warn(
+            f"VisionConfig.weights is None: the {config.arch} has RANDOM "
+            f"weights and its features are meaningless; use them only for "
+            f"tests and timing. Set VisionConfig.weights (--vision-weights) "
+            f"to 'imagenet' or a state-dict path for real features.",
+            UserWarning, stacklevel=3)
+        # Seeded, so random features are reproducible and can be cached.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            return torchvision.models.get_model(config.arch, weights=None)
+
+    model = torchvision.models.get_model(config.arch, weights=None)
+    tv = _torchvision_weights(config)
+    if tv is not None:
+        path = _hub_checkpoint(tv)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"VisionConfig.weights={str(config.weights)!r} "
+                f"(--vision-weights) needs torchvision's {config.arch} "
+                f"checkpoint '{path.name}' in the torch hub cache, and "
+                f"'{path}' does not exist. Nothing is downloaded "
+                f"automatically: download {tv.url} to '{path}', or set "
+                f"VisionConfig.weights (--vision-weights) to the path of a "
+                f"local state dict.")
+    else:
+        path = _local_weights(config)
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    if isinstance(state, dict) and 'state_dict' in state:
+        state = state['state_dict']
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # The classifier is never used, so a backbone-only file is fine.
+    missing = [k for k in missing if not k.startswith('fc.')]
+    if missing or unexpected:
+        raise RuntimeError(
+            f"VisionConfig.weights (--vision-weights) '{path}' is not a "
+            f"torchvision {config.arch} state dict: {len(missing)} missing "
+            f"keys (e.g. {missing[:3]}), {len(unexpected)} unexpected keys "
+            f"(e.g. {unexpected[:3]})")
+    return model

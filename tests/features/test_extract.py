@@ -1,0 +1,195 @@
+import importlib.util
+import warnings
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+# Not importorskip: ultralytics must be first imported by the detector,
+# which configures it offline.
+if importlib.util.find_spec('ultralytics') is None:
+    pytest.skip('ultralytics is not installed', allow_module_level=True)
+
+from graphmner.features.cache import FeatureCache  # noqa: E402
+from graphmner.features.detector import (DetectorConfig,  # noqa: E402
+                                         ObjectDetector)
+from graphmner.features.extract import FeatureExtractor  # noqa: E402
+from graphmner.features.types import ImageFeatures  # noqa: E402
+from graphmner.features.vision import VisionBackbone, VisionConfig  # noqa
+
+VISION = VisionConfig(weights=None, image_size=64)
+DETECTOR = DetectorConfig(weights='yolov8n.yaml', conf=1e-4, imgsz=64)
+
+
+@pytest.fixture(scope='module')
+def models():
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        return VisionBackbone(VisionConfig(weights=None, image_size=64)), \
+            ObjectDetector(DETECTOR)
+
+
+@pytest.fixture(scope='module')
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp('photos')
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, size in enumerate([(48, 40), (30, 60), (50, 50)]):
+        path = root / f'{i}.jpg'
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3),
+                                     dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def make(models, cache_dir, **kwargs):
+    return FeatureExtractor(*models, cache_dir=cache_dir, progress=False,
+                            **kwargs)
+
+
+def test_extract_shapes(models, photos):
+    out = make(models, None).extract(photos)
+    assert len(out) == 3
+    for f in out:
+        assert isinstance(f, ImageFeatures)
+        assert f.dim == 2048
+        assert f.regions.shape == (4, 2048) and f.scales.shape == (16, 2048)
+        k = f.objects.size(0)
+        assert 1 <= k <= DETECTOR.top_k
+        assert f.object_boxes.shape == (k, 4)
+        assert f.object_classes.shape == f.object_scores.shape == (k, )
+        assert len(f.object_names) == k
+        for boxes in (f.region_boxes, f.scale_boxes, f.object_boxes):
+            assert boxes.min() >= 0 and boxes.max() <= 1
+
+
+def test_cache_hit_second_time(models, photos, tmp_path):
+    extractor = make(models, tmp_path, batch_size=2)
+    backbone, detector = extractor.backbone, extractor.detector
+    with mock.patch.object(backbone, 'extract', wraps=backbone.extract) as bb, \
+            mock.patch.object(detector, 'detect', wraps=detector.detect) as dt:
+        first = extractor.extract(photos)
+        assert bb.call_count == dt.call_count == 2  # batches of 2 + 1
+        assert [len(c.args[0]) for c in bb.call_args_list] == [2, 1]
+        assert extractor.report.computed == 3 and extractor.report.cached == 0
+
+        second = extractor.extract(photos)
+        assert bb.call_count == dt.call_count == 2  # nothing recomputed
+        assert extractor.report.cached == 3 and extractor.report.computed == 0
+
+    for a, b in zip(first, second):
+        for name, value in a.to_dict().items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, getattr(b, name)), name
+            else:
+                assert value == getattr(b, name)
+
+    files = sorted(p for p in tmp_path.rglob('*') if p.is_file())
+    assert [p.suffix for p in files].count('.pt') == 3
+    assert not [p for p in files if p.name.endswith('.tmp')]
+    # One image's tensors only, not its batch's (no shared view storage).
+    biggest = max(p.stat().st_size for p in files if p.suffix == '.pt')
+    assert biggest < (1 + 4 + 16 + 4) * 2048 * 4 * 1.1
+
+
+def test_cache_key_changes_with_settings(models, photos, tmp_path):
+    base = FeatureExtractor(VISION, DETECTOR, tmp_path).cache
+    same = FeatureExtractor(VisionConfig(weights=None, image_size=64,
+                                         device='cuda'), DETECTOR,
+                            tmp_path).cache
+    assert base.dir == same.dir
+    changed = [
+        FeatureExtractor(VisionConfig(weights=None, image_size=64,
+                                      scale_grid=1), DETECTOR, tmp_path),
+        FeatureExtractor(VisionConfig(weights=None, image_size=64, seed=1),
+                         DETECTOR, tmp_path),
+        FeatureExtractor(VISION, DetectorConfig(weights='yolov8n.yaml',
+                                                conf=0.5, imgsz=64),
+                         tmp_path),
+        FeatureExtractor(VISION, DetectorConfig(weights='yolov8n.yaml',
+                                                conf=1e-4, imgsz=64, top_k=2),
+                         tmp_path),
+    ]
+    dirs = {e.cache.dir for e in changed} | {base.dir}
+    assert len(dirs) == 5
+
+
+def test_cache_keyed_by_file_bytes(models, photos, tmp_path):
+    extractor = make(models, tmp_path / 'cache')
+    extractor.extract(photos[:1])
+    copy = tmp_path / 'renamed.jpg'
+    copy.write_bytes(photos[0].read_bytes())
+    extractor.extract([copy])
+    assert extractor.report.cached == 1
+
+
+def test_hostile_images_never_crash(models, photos, tmp_path):
+    bad = tmp_path / 'bad'
+    bad.mkdir()
+    (bad / 'empty.jpg').write_bytes(b'')
+    (bad / 'page.jpg').write_text('<html>404</html>')
+    (bad / 'cut.jpg').write_bytes(photos[0].read_bytes()[:300])
+    Image.new('RGB', (2, 2)).save(bad / 'pixel.png')
+    Image.new('RGBA', (20, 20)).save(bad / 'alpha.png')  # usable
+    paths = [None, bad / 'nope.jpg', bad / 'empty.jpg', bad / 'page.jpg',
+             bad / 'cut.jpg', bad / 'pixel.png', bad / 'alpha.png', photos[1],
+             str(photos[1])]
+    extractor = make(models, tmp_path / 'cache')
+    out = extractor.extract(paths)
+    assert [f is not None for f in out] == [False] * 6 + [True] * 3
+    assert out[7] is out[8]  # the same bytes are computed once
+    report = extractor.report
+    assert report.total == 9 and report.unusable == 6
+    assert report.computed == 3 and report.cached == 0
+    assert report.counts == {'no_image': 1, 'missing': 1, 'empty': 1,
+                             'not_an_image': 1, 'corrupt': 1, 'too_small': 1}
+    assert '6 missing or unusable' in report.summary()
+    assert {p.path for p in report.problems} >= {str(bad / 'cut.jpg'), None}
+
+
+def test_unreadable_cache_entry_is_recomputed(models, photos, tmp_path):
+    extractor = make(models, tmp_path)
+    extractor.extract(photos[:1])
+    entry = next(tmp_path.rglob('*.pt'))
+    entry.write_bytes(b'not a torch file')
+    with pytest.warns(UserWarning, match='unreadable feature cache'):
+        out = extractor.extract(photos[:1])
+    assert out[0] is not None and extractor.report.computed == 1
+    assert isinstance(extractor.cache.get(entry.stem), ImageFeatures)
+
+
+def test_cache_loads_weights_only(tmp_path):
+    cache = FeatureCache(tmp_path, {'x': 1})
+    digest = 'ab' * 32
+    features = ImageFeatures(
+        image=torch.zeros(8), regions=torch.zeros(4, 8),
+        region_boxes=torch.zeros(4, 4), scales=torch.zeros(2, 8),
+        scale_levels=torch.zeros(2, dtype=torch.long),
+        scale_boxes=torch.zeros(2, 4), objects=torch.zeros(0, 8),
+        object_boxes=torch.zeros(0, 4),
+        object_classes=torch.zeros(0, dtype=torch.long),
+        object_scores=torch.zeros(0), object_names=[])
+    cache.put(digest, features)
+    assert digest in cache and Path(cache.path(digest)).is_file()
+    assert (cache.dir / 'settings.json').is_file()
+    torch.load(cache.path(digest), weights_only=True)
+    assert cache.get(digest).object_names == []
+    assert cache.get('cd' * 32) is None
+
+
+def test_duplicates_computed_once(models, photos, tmp_path):
+    empty = tmp_path / 'empty.jpg'
+    empty.write_bytes(b'')
+    extractor = make(models, None, batch_size=1)
+    paths = [photos[0], photos[1], photos[0], empty, str(photos[0]), empty]
+    with mock.patch.object(extractor.backbone, 'extract',
+                           wraps=extractor.backbone.extract) as bb:
+        out = extractor.extract(paths)
+    assert bb.call_count == 2
+    assert out[0] is out[2] is out[4] and out[3] is out[5] is None
+    report = extractor.report
+    assert (report.cached, report.computed, report.unusable) == (0, 4, 2)
+    assert report.total == report.cached + report.computed + report.unusable

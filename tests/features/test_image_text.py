@@ -1,0 +1,136 @@
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from graphmner.features.image_text import (CaptionGenerator, OcrReader,
+                                           aux_words, object_tags,
+                                           read_captions, tokenize)
+
+CAPTIONS = Path('../shared/data/captions')
+VOCAB = Path('../shared/models/all-MiniLM-L6-v2/vocab.txt')
+
+
+@pytest.mark.parametrize('name,count', [('blip2_twitter2017.txt', 4819),
+                                        ('blip2_twitter2015.txt', 8288)])
+def test_real_blip2_files(name, count):
+    path = CAPTIONS / name
+    if not path.is_file():
+        pytest.skip(f'{path} not found')
+    captions = read_captions(path)
+    assert len(captions) == count
+    assert all(c == c.strip() for c in captions.values())
+    if name == 'blip2_twitter2017.txt':
+        assert captions['16_05_01_367'] == 'nolan k bushnell on twitter'
+        # A colon inside the caption is part of it.
+        assert captions['17_06_7873'] == 'a clock that is set to 5:00 pm'
+    else:
+        # Two images have an empty caption.
+        assert captions['71406'] == '' and captions['770560'] == ''
+        assert sum(c == '' for c in captions.values()) == 2
+
+
+def test_reader_quirks(tmp_path):
+    path = tmp_path / 'caps.txt'
+    path.write_bytes('\ufeffa.jpg :first: one  \r\n\n'
+                     'b.png:  second\r\n'
+                     'c.jpg :\n'
+                     'a.jpg :first: one\n'.encode())
+    assert read_captions(path) == {'a': 'first: one', 'b': 'second', 'c': ''}
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    path = tmp_path / 'caps.txt'
+    path.write_text('a.jpg :fine\nno separator here\n')
+    with pytest.raises(ValueError, match=r'caps\.txt:2: expected'):
+        read_captions(path)
+
+
+def test_conflicting_duplicate(tmp_path):
+    path = tmp_path / 'caps.txt'
+    path.write_text('a.jpg :one\nb.jpg :x\na.jpg :two\n')
+    with pytest.raises(ValueError, match=r'caps\.txt:3: .*line 1'):
+        read_captions(path)
+
+
+def test_tokenize():
+    assert tokenize("a man's dog, at 5:00 pm!") == [
+        'a', "man's", 'dog', ',', 'at', '5', ':', '00', 'pm', '!']
+    assert tokenize('  ') == []
+
+
+def test_object_tags():
+    assert object_tags(['person', 'cell phone', 'person', 'dog']) == [
+        'person', 'cell', 'phone', 'dog']
+    assert object_tags([]) == []
+
+
+def test_aux_words():
+    captions = {'17_06_1': 'two dogs on a beach'}
+    ocr = {'17_06_1': 'SALE 50%'}
+    words = aux_words('17_06_1', captions=captions, tags=['dog', 'dog'],
+                      ocr=ocr)
+    assert words == [('two', 'caption'), ('dogs', 'caption'),
+                     ('on', 'caption'), ('a', 'caption'),
+                     ('beach', 'caption'), ('dog', 'tag'), ('SALE', 'ocr'),
+                     ('50', 'ocr'), ('%', 'ocr')]
+    reordered = aux_words('17_06_1', captions=captions, tags=['dog'],
+                          order=('tag', 'caption'))
+    assert reordered[0] == ('dog', 'tag') and len(reordered) == 6
+    assert aux_words('unknown', captions=captions) == []
+    assert aux_words(None, captions=captions, tags=['cat']) == [('cat', 'tag')]
+    with pytest.raises(ValueError, match='order'):
+        aux_words('x', order=('caption', 'vinvl'))
+    with pytest.raises(ValueError, match='order'):
+        aux_words('x', order=('tag', 'tag'))
+
+
+def test_caption_generator_needs_local_model(tmp_path):
+    with pytest.raises(ValueError, match='--caption-model'):
+        CaptionGenerator(None)
+    with pytest.raises(FileNotFoundError, match='--caption-model'):
+        CaptionGenerator(tmp_path / 'blip2')
+
+
+def test_caption_generator_tiny_local_model(tmp_path):
+    """A random 1-layer ViT -> BERT captioner saved locally: the generation
+    path runs end to end without any download."""
+    if not VOCAB.is_file():
+        pytest.skip(f'{VOCAB} not found')
+    import torch
+    from transformers import (BertConfig, BertTokenizerFast, TrOCRProcessor,
+                              ViTConfig, ViTImageProcessor,
+                              VisionEncoderDecoderConfig,
+                              VisionEncoderDecoderModel)
+
+    tokenizer = BertTokenizerFast(vocab_file=str(VOCAB))
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(
+        ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                  intermediate_size=64, image_size=32, patch_size=16),
+        BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32,
+                   num_hidden_layers=1, num_attention_heads=2,
+                   intermediate_size=64, is_decoder=True,
+                   add_cross_attention=True))
+    torch.manual_seed(0)
+    model = VisionEncoderDecoderModel(config)
+    for cfg in (model.config, model.generation_config):
+        cfg.decoder_start_token_id = tokenizer.cls_token_id
+        cfg.pad_token_id = tokenizer.pad_token_id
+        cfg.eos_token_id = tokenizer.sep_token_id
+    model.save_pretrained(tmp_path)
+    processor = TrOCRProcessor(
+        image_processor=ViTImageProcessor(size={'height': 32, 'width': 32}),
+        tokenizer=tokenizer)
+    processor.save_pretrained(tmp_path)
+
+    captions = CaptionGenerator(tmp_path, max_new_tokens=4)(
+        [Image.new('RGB', (40, 30)), Image.new('RGB', (20, 50), 'red')])
+    assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
+
+
+@pytest.mark.skipif(shutil.which('tesseract') is not None,
+                    reason='tesseract is installed')
+def test_ocr_reader_missing_tesseract():
+    with pytest.raises((ImportError, FileNotFoundError), match='tesseract'):
+        OcrReader()
