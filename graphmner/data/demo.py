@@ -18,7 +18,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-__all__ = ['DEMO_DIR', 'DEMO_SPLITS', 'demo_split_path', 'demo_image_root']
+__all__ = ['DEMO_DIR', 'DEMO_SPLITS', 'DEMO_CAPTIONS', 'DEMO_OPTIONS', 'SHARED_MODELS', 'demo_split_path',
+           'demo_image_root']
 
 #: The folder of the demo's CoNLL files.
 DEMO_DIR: Path = Path(__file__).resolve().parent / 'demo'
@@ -26,6 +27,21 @@ DEMO_DIR: Path = Path(__file__).resolve().parent / 'demo'
 #: Split name -> file name. ``dev`` is stored as ``valid.txt``, as in the
 #: Twitter releases.
 DEMO_SPLITS: dict[str, str] = {'train': 'train.txt', 'dev': 'valid.txt', 'test': 'test.txt'}
+#: Hand-written captions of the demo photos, in the BLIP-2 caption format.
+DEMO_CAPTIONS: Path = DEMO_DIR / 'captions.txt'
+#: The models folder that sits beside this repository on the project's machines.
+SHARED_MODELS: Path = Path(__file__).resolve().parents[3] / 'shared' / 'models'
+
+#: Extractor settings the demo runs with when the caller sets none. No pretrained
+#: vision weights can be had offline, so the demo declares random ones (each
+#: extractor warns loudly); the detector's threshold is low enough for a random
+#: YOLO to return boxes, so that object nodes and tag words are exercised.
+DEMO_OPTIONS: dict = {
+    'vision_weights': None,
+    'detector_weights': 'yolov8n.yaml',
+    'detector_conf': 1e-5,
+    'spacy_model': str(SHARED_MODELS / 'en_core_web_sm-3.8.0'),
+}
 
 
 def demo_split_path(split: str) -> Path:

@@ -1,0 +1,222 @@
+"""Builds the schema-v1 :class:`~torch_geometric.data.HeteroData` of one tweet
+from its words, the frozen features of its image and its image-to-text words.
+
+Every graph carries every node type, with zero rows where a tweet has none, so
+that any mix of graphs batches. A tweet without a usable image keeps its
+``image`` node (zero feature, ``missing=True``) and no region, scale or object
+node: no fake visual evidence.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Sequence
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from ..data.conll import Tweet
+from ..data.labels import BIO_LABELS
+from ..features.types import ImageFeatures
+from . import schema
+
+if TYPE_CHECKING:
+    from ..data.datasets import GraphOptions
+
+#: Backbone width assumed for graphs without any image (ResNet-50/152).
+DEFAULT_FEATURE_DIM = 2048
+
+
+def chain(n: int) -> Tensor:
+    """Edges i -> i+1 over n nodes: ``[2, max(n-1, 0)]``."""
+    i = torch.arange(max(n - 1, 0))
+    return torch.stack([i, i + 1])
+
+
+def all_pairs(n: int) -> Tensor:
+    """Every ordered pair i -> j with i != j over n nodes: ``[2, n*(n-1)]``."""
+    i = torch.arange(n)
+    src, dst = i.repeat_interleave(n), i.repeat(n)
+    keep = src != dst
+    return torch.stack([src[keep], dst[keep]])
+
+
+def complete_bipartite(n_src: int, n_dst: int) -> Tensor:
+    """Every source -> every destination: ``[2, n_src * n_dst]``."""
+    return torch.stack([torch.arange(n_src).repeat_interleave(n_dst),
+                        torch.arange(n_dst).repeat(n_src)])
+
+
+def build_graph(tweet: Tweet, features: Optional[ImageFeatures] = None, *,
+                aux: Sequence[tuple[str, str]] = (), grounds: Optional[Tensor] = None,
+                labels: Sequence[str] = BIO_LABELS,
+                feature_dim: int = DEFAULT_FEATURE_DIM) -> HeteroData:
+    """One tweet graph.
+
+    Args:
+        tweet (Tweet): words, labels and image id.
+        features (ImageFeatures, optional): the image's frozen features, or
+            :obj:`None` when the tweet has no usable image. (default: :obj:`None`)
+        aux (Sequence[tuple[str, str]], optional): image-to-text words as
+            ``(word, source)`` with source in :data:`schema.AUX_SOURCES`. (default: :obj:`()`)
+        grounds (Tensor, optional): ``[2, E]`` object -> word edges from the UMGF
+            grounding rule; :obj:`None` treats every object as general (connected
+            to every word). (default: :obj:`None`)
+        labels (Sequence[str], optional): label set giving ``word.y`` ids.
+            (default: :obj:`BIO_LABELS`)
+        feature_dim (int, optional): visual width used when ``features`` is
+            :obj:`None`. (default: :obj:`2048`)
+    """
+    n = len(tweet.words)
+    if n == 0:
+        raise ValueError(f"Tweet '{tweet.image_id}' has no words; every graph needs at least one")
+    label_id = {label: i for i, label in enumerate(labels)}
+    try:
+        y = torch.tensor([label_id[label] for label in tweet.labels], dtype=torch.long)
+    except KeyError as error:
+        raise ValueError(f"Tweet '{tweet.image_id}' has label {error} outside the label set "
+                         f"{list(labels)}") from None
+    if features is not None:
+        feature_dim = features.dim
+    g = HeteroData()
+    g[schema.WORD].num_nodes = n
+    g[schema.WORD].y = y
+    g[schema.WORD].position = torch.arange(n)
+
+    missing = features is None
+    g[schema.IMAGE].x = (torch.zeros(1, feature_dim) if missing else features.image.view(1, -1).float())
+    g[schema.IMAGE].missing = torch.tensor([missing])
+
+    def visual(node_type: str, x: Optional[Tensor], **attrs: Tensor) -> int:
+        store = g[node_type]
+        store.x = torch.zeros(0, feature_dim) if x is None else x.float()
+        for key, value in attrs.items():
+            store[key] = value
+        return store.x.shape[0]
+
+    f = features
+    n_region = visual(schema.REGION, None if missing else f.regions,
+                      box=torch.zeros(0, 4) if missing else f.region_boxes.float())
+    n_scale = visual(schema.SCALE, None if missing else f.scales,
+                     level=torch.zeros(0, dtype=torch.long) if missing else f.scale_levels.long(),
+                     box=torch.zeros(0, 4) if missing else f.scale_boxes.float())
+    n_object = visual(schema.OBJECT, None if missing else f.objects,
+                      box=torch.zeros(0, 4) if missing else f.object_boxes.float(),
+                      cls=torch.zeros(0, dtype=torch.long) if missing else f.object_classes.long(),
+                      score=torch.zeros(0) if missing else f.object_scores.float())
+
+    sources = {s: i for i, s in enumerate(schema.AUX_SOURCES)}
+    try:
+        aux_source = torch.tensor([sources[s] for _, s in aux], dtype=torch.long)
+    except KeyError as error:
+        raise ValueError(f"Unknown aux source {error}; valid: {list(schema.AUX_SOURCES)}") from None
+    g[schema.AUX].num_nodes = len(aux)
+    g[schema.AUX].source = aux_source
+
+    if grounds is None:
+        grounds = complete_bipartite(n_object, n)
+    elif grounds.numel() and (grounds[0].max() >= n_object or grounds[1].max() >= n):
+        raise ValueError(f"'grounds' edges point outside the graph: {n_object} objects, {n} words, "
+                         f"got max indices ({int(grounds[0].max())}, {int(grounds[1].max())})")
+    grounds = grounds.long().view(2, -1)
+
+    g[schema.WORD_NEXT].edge_index = chain(n)
+    g[schema.WORD_INTRA].edge_index = all_pairs(n)
+    g[schema.OBJECT_INTRA].edge_index = all_pairs(n_object)
+    g[schema.GROUNDS].edge_index = grounds
+    g[schema.REV_GROUNDS].edge_index = grounds.flip(0)
+    g[schema.INFORMS].edge_index = complete_bipartite(n_region, n)
+    g[schema.GUIDES].edge_index = complete_bipartite(n_scale, n)
+    g[schema.AUX_NEXT].edge_index = chain(len(aux))
+    g[schema.DESCRIBES].edge_index = complete_bipartite(len(aux), n)
+    g[schema.CONTAINS_REGION].edge_index = complete_bipartite(1, n_region)
+    g[schema.CONTAINS_OBJECT].edge_index = complete_bipartite(1, n_object)
+
+    g.words = list(tweet.words)
+    g.labels = list(tweet.labels)
+    g.aux_words = [word for word, _ in aux]
+    g.object_names = [] if missing else list(f.object_names)
+    g.image_id = tweet.image_id
+    return g
+
+
+class GraphBuilder:
+    """Turns a split's tweets into graphs: finds each tweet's image, extracts
+    (or reads cached) frozen features of the usable ones, grounds noun phrases
+    to detected objects (UMGF's rule), gathers aux words (captions, object
+    tags, OCR) and calls :func:`build_graph`.
+
+    Args:
+        options (GraphOptions): extractor and aux settings.
+        image_root (path, optional): folder of ``<image_id>.<ext>`` images;
+            without it every tweet's image is missing.
+        captions (path, optional): BLIP-2 caption file.
+        feature_cache (path, optional): root of the on-disk feature cache.
+
+    Calling it returns ``(graphs, report)``; the report counts tweets without a
+    usable image (and why), detected and grounded objects, and tweets with aux
+    words.
+    """
+
+    def __init__(self, options: 'GraphOptions', image_root=None, captions=None, feature_cache=None):
+        self.options = options
+        self.image_root = image_root
+        self.captions = captions
+        self.feature_cache = feature_cache
+
+    def _features(self, tweets: Sequence[Tweet], report: dict) -> tuple[list[Optional[ImageFeatures]], list]:
+        from ..data.paths import image_path
+        from ..features.detector import DetectorConfig
+        from ..features.extract import FeatureExtractor
+        from ..features.vision import VisionConfig
+
+        if self.image_root is None:
+            report['image_problems'] = {'no image folder given (--image-root)': len(tweets)}
+            return [None] * len(tweets), [None] * len(tweets)
+        paths = [image_path(self.image_root, t.image_id) for t in tweets]
+        o = self.options
+        extractor = FeatureExtractor(VisionConfig(arch=o.vision_arch, weights=o.vision_weights),
+                                     DetectorConfig(weights=o.detector_weights, top_k=o.top_k,
+                                                    conf=o.detector_conf),
+                                     cache_dir=self.feature_cache)
+        features = extractor.extract(paths)
+        report['image_problems'] = dict(extractor.report.counts)
+        report['extraction'] = extractor.report.summary()
+        return features, paths
+
+    def _ocr(self, tweets: Sequence[Tweet], features: list, paths: list) -> dict[str, str]:
+        from ..data.images import load_image
+        from ..features.image_text import OcrReader
+
+        reader = OcrReader()
+        usable = [(t.image_id, p) for t, f, p in zip(tweets, features, paths) if f is not None]
+        images = [load_image(p).image for _, p in usable]
+        return {image_id: text for (image_id, _), text in zip(usable, reader(images))}
+
+    def __call__(self, tweets: Sequence[Tweet]) -> tuple[list[HeteroData], dict]:
+        from ..features.image_text import aux_words, read_captions
+        from ..features.phrases import PhraseExtractor, ground
+
+        report: dict = {'tweets': len(tweets)}
+        features, paths = self._features(tweets, report)
+        with_objects = [i for i, f in enumerate(features) if f is not None and len(f.object_names)]
+        grounds: list[Optional[Tensor]] = [None] * len(tweets)
+        if with_objects:
+            phrases = PhraseExtractor(self.options.spacy_model).batch([tweets[i].words for i in with_objects])
+            matched = 0
+            for i, tweet_phrases in zip(with_objects, phrases):
+                grounding = ground(tweets[i].words, tweet_phrases, features[i].object_names)
+                grounds[i] = grounding.edge_index
+                matched += int(grounding.matched.sum())
+            report['objects'] = sum(len(features[i].object_names) for i in with_objects)
+            report['objects_grounded_to_phrases'] = matched
+        captions = read_captions(self.captions) if self.captions is not None else None
+        ocr = self._ocr(tweets, features, paths) if self.options.ocr else None
+        graphs = []
+        for tweet, f, edges in zip(tweets, features, grounds):
+            aux = aux_words(tweet.image_id, captions=captions, ocr=ocr,
+                            tags=f.object_names if f is not None else None,
+                            order=self.options.aux_sources)
+            graphs.append(build_graph(tweet, f, aux=aux, grounds=edges))
+        report['images_missing'] = sum(f is None for f in features)
+        report['tweets_with_aux'] = sum(len(g.aux_words) > 0 for g in graphs)
+        return graphs, report

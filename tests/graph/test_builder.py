@@ -1,0 +1,72 @@
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from conftest import fake_features
+from graphmner.data.conll import Tweet, read_conll
+from graphmner.graph import schema
+from graphmner.graph.builder import all_pairs, build_graph, chain, complete_bipartite
+from graphmner.graph.transforms import KeepRelations
+
+
+def test_edge_helpers_by_hand():
+    assert chain(3).tolist() == [[0, 1], [1, 2]]
+    assert chain(1).shape == (2, 0)
+    assert all_pairs(3).tolist() == [[0, 0, 1, 1, 2, 2], [1, 2, 0, 2, 0, 1]]
+    assert complete_bipartite(2, 2).tolist() == [[0, 0, 1, 1], [0, 1, 0, 1]]
+
+
+def test_graph_with_image_has_every_node_and_edge_type(tweet):
+    aux = [('a', 'caption'), ('cat', 'caption'), ('cat', 'tag')]
+    grounds = torch.tensor([[0, 1], [1, 1]])  # object 0 -> 'Rob', object 1 -> 'Rob'
+    g = build_graph(tweet, fake_features(num_objects=2, dim=8), aux=aux, grounds=grounds)
+    assert g.validate()
+    assert set(g.node_types) == set(schema.NODE_TYPES)
+    assert set(g.edge_types) == set(schema.EDGE_TYPES)
+    assert g['word'].num_nodes == 6 and g['word'].y.tolist() == [0, 1, 0, 0, 0, 0]
+    assert g['region'].x.shape == (49, 8) and g['scale'].level.tolist()[:5] == [0, 0, 0, 0, 1]
+    assert g[schema.WORD_INTRA].edge_index.shape == (2, 30)
+    assert g[schema.INFORMS].edge_index.shape == (2, 49 * 6)
+    assert g[schema.GROUNDS].edge_index.tolist() == [[0, 1], [1, 1]]
+    assert g[schema.REV_GROUNDS].edge_index.tolist() == [[1, 1], [0, 1]]
+    assert g[schema.DESCRIBES].edge_index.shape == (2, 18)
+    assert g['aux'].source.tolist() == [0, 0, 2]
+    assert g.aux_words == ['a', 'cat', 'cat'] and g.object_names == ['person', 'dog']
+    assert not g['image'].missing.item()
+
+
+def test_missing_image_gives_no_visual_evidence(tweet):
+    g = build_graph(tweet)
+    assert g.validate()
+    assert g['image'].missing.item() and g['image'].x.abs().sum() == 0
+    for node_type in ('region', 'scale', 'object'):
+        assert g[node_type].x.shape == (0, 2048)
+    assert g[schema.GROUNDS].edge_index.shape == (2, 0)
+
+
+def test_unmatched_objects_are_general(tweet):
+    g = build_graph(tweet, fake_features(num_objects=2, dim=8))
+    assert g[schema.GROUNDS].edge_index.shape == (2, 12)  # 2 objects x 6 words
+
+
+def test_graphs_with_and_without_images_batch_together(tweet):
+    keep = KeepRelations([schema.WORD_NEXT, schema.GROUNDS, schema.INFORMS])
+    batch = Batch.from_data_list([keep(build_graph(tweet, fake_features(2, dim=2048))),
+                                  keep(build_graph(tweet))])
+    assert batch['word'].num_nodes == 12 and batch['region'].num_nodes == 49
+    assert batch[schema.GROUNDS].edge_index[1].max() < 6  # the second graph has no objects
+    assert schema.WORD_INTRA not in batch.edge_types and 'scale' not in batch.node_types
+    assert batch.words[1] == tweet.words
+
+
+def test_bad_input_is_explained(tweet):
+    with pytest.raises(ValueError, match='no words'):
+        build_graph(Tweet('x', [], []))
+    with pytest.raises(ValueError, match='outside the label set'):
+        build_graph(Tweet('x', ['a'], ['B-FOO']))
+    with pytest.raises(ValueError, match='outside the graph'):
+        build_graph(tweet, fake_features(1, dim=8), grounds=torch.tensor([[3], [0]]))
+    with pytest.raises(ValueError, match='Unknown aux source'):
+        build_graph(tweet, aux=[('x', 'speech')])
+    with pytest.raises(ValueError, match='Unknown relation'):
+        KeepRelations([('word', 'likes', 'word')])
