@@ -14,6 +14,7 @@ import torch
 from ..data.labels import BIO_LABELS
 from .base import EncoderConfig, MNERModel, MNEROutput, atomic_save
 from .bert_crf import BertCRF, BertCRFConfig
+from .umgf import UMGF, UMGFConfig
 
 _REGISTRY: dict[str, type[MNERModel]] = {}
 
@@ -26,6 +27,7 @@ def register(cls: type[MNERModel]) -> type[MNERModel]:
 
 
 register(BertCRF)
+register(UMGF)
 
 
 def available() -> list[str]:
@@ -61,5 +63,6 @@ def load(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> M
     return model
 
 
-__all__ = ['EncoderConfig', 'MNERModel', 'MNEROutput', 'BertCRF', 'BertCRFConfig', 'atomic_save',
+__all__ = ['EncoderConfig', 'MNERModel', 'MNEROutput', 'BertCRF', 'BertCRFConfig', 'UMGF', 'UMGFConfig',
+           'atomic_save',
            'available', 'build', 'load', 'model_class', 'register']

@@ -1,0 +1,153 @@
+"""UMGF on the tiny random encoder: shapes, masking, the graph it reads, its
+ablation switches and persistence."""
+import dataclasses
+
+import pytest
+import torch
+from conftest import fake_features
+from torch_geometric.data import Batch
+
+from graphmner import models
+from graphmner.data.conll import Tweet
+from graphmner.graph import schema
+from graphmner.graph.builder import build_graph
+from graphmner.graph.transforms import KeepRelations
+from graphmner.models.umgf import UMGF, UMGFConfig
+
+DIM = 8  # visual feature width of the fake features
+SMALL = {'d_model': 16, 'heads': 2, 'ffn': 8, 'visual_dim': DIM}
+
+
+def make(tiny_encoder, seed=0, **overrides):
+    torch.manual_seed(seed)
+    return UMGF(UMGFConfig(encoder=tiny_encoder, **{**SMALL, **overrides})).eval()
+
+
+def batch_of(graphs):
+    keep = KeepRelations(UMGF.relations)
+    return Batch.from_data_list([keep(g.clone()) for g in graphs])
+
+
+@pytest.fixture
+def long_tweet():
+    words = ['RT', 'Kevin', 'Durant', 'and', 'the', 'Warriors', 'celebrate', 'in', 'Oakland', 'tonight']
+    return Tweet('demo_2', words, ['O', 'B-PER', 'I-PER', 'O', 'O', 'B-ORG', 'O', 'O', 'B-LOC', 'O'])
+
+
+@pytest.fixture
+def grounded(tweet):
+    """6 words, 2 objects: object 0 grounds 'Rob' (a noun phrase), object 1 is general."""
+    grounds = torch.tensor([[0, 1, 1, 1, 1, 1, 1], [1, 0, 1, 2, 3, 4, 5]])
+    return build_graph(tweet, fake_features(2, DIM), grounds=grounds)
+
+
+def test_output_shapes_and_loss(tiny_encoder, tweet, long_tweet, grounded):
+    model = make(tiny_encoder)
+    out = model(batch_of([grounded, build_graph(long_tweet, fake_features(3, DIM, seed=1))]))
+    assert out.emissions.shape == (2, 10, len(model.labels))
+    assert out.mask.sum(1).tolist() == [6, 10]
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    assert model.name == 'umgf' and set(model.relations) <= set(schema.EDGE_TYPES)
+
+
+def test_words_do_not_see_another_tweet(tiny_encoder, long_tweet, grounded):
+    model = make(tiny_encoder)
+    alone = model(batch_of([grounded])).emissions
+    other = build_graph(long_tweet, fake_features(3, DIM, seed=1))
+    with_other = model(batch_of([grounded, other])).emissions
+    torch.testing.assert_close(with_other[0, :6], alone[0], atol=1e-5, rtol=1e-4)
+
+
+def test_gate_and_attention_are_kept_per_edge(tiny_encoder, grounded):
+    model = make(tiny_encoder)
+    model(batch_of([grounded]))
+    layer = model.layers[0]
+    assert layer.gate['object__grounds__word']._alpha.shape == (7, )
+    assert layer.gate['word__rev_grounds__object']._alpha.shape == (7, )
+    assert layer.attention['word__intra__word']._alpha.shape == (6 * 5 + 6, 2)
+    assert layer.attention['object__intra__object']._alpha.shape == (2 + 2, 2)
+    assert 'word__rev_grounds__object' not in model.layers[-1].gate  # dead in the last layer
+
+
+def test_grounds_edges_change_the_output(tiny_encoder, tweet, grounded):
+    model = make(tiny_encoder)
+    general = build_graph(tweet, fake_features(2, DIM))  # every object -> every word
+    a, b = model(batch_of([grounded])).emissions, model(batch_of([general])).emissions
+    assert not torch.allclose(a, b)
+    # ... unless the model ignores the rule
+    everything = make(tiny_encoder, edges='all')
+    torch.testing.assert_close(everything(batch_of([grounded])).emissions,
+                               everything(batch_of([general])).emissions)
+
+
+@pytest.mark.parametrize('switch', [{'targeted_objects': False}, {'edges': 'all'},
+                                    {'visual_self_attention': False}, {'gate': False},
+                                    {'visual_value_projection': False}])
+def test_each_ablation_changes_the_output(tiny_encoder, grounded, switch):
+    full = make(tiny_encoder)
+    ablated = make(tiny_encoder, **switch)
+    # same weights where both have them: only the switch differs
+    missing, _ = ablated.load_state_dict(full.state_dict(), strict=False)
+    assert missing == []
+    batch = batch_of([grounded])
+    assert not torch.allclose(full(batch).emissions, ablated(batch).emissions)
+
+
+def test_missing_image_means_no_visual_node(tiny_encoder, tweet):
+    model = make(tiny_encoder)
+    missing = build_graph(tweet, None, feature_dim=DIM)
+    x, graph_ids, num_objects = model.visual_nodes(batch_of([missing]))
+    assert x.shape == (0, DIM) and num_objects == 0
+    # an image without objects becomes one visual node linked to every word
+    no_object = build_graph(tweet, fake_features(0, DIM))
+    batch = batch_of([missing, no_object])
+    x, graph_ids, num_objects = model.visual_nodes(batch)
+    assert graph_ids.tolist() == [1] and num_objects == 0
+    torch.testing.assert_close(x[0], no_object[schema.IMAGE].x[0])
+    edges = model.edges(batch, batch[schema.WORD].batch, graph_ids, num_objects)
+    assert edges['object__grounds__word'].tolist() == [[0] * 6, list(range(6, 12))]
+
+
+def test_batch_mixing_graphs_with_and_without_images(tiny_encoder, tweet, long_tweet, grounded):
+    model = make(tiny_encoder)
+    graphs = [build_graph(long_tweet, None, feature_dim=DIM), grounded,
+              build_graph(tweet, fake_features(0, DIM)), build_graph(tweet, None, feature_dim=DIM)]
+    batch = batch_of(graphs)
+    model.train()
+    loss, _ = model.loss(batch)
+    loss.backward()
+    model.eval()
+    assert [len(p) for p in model.decode(batch)] == [10, 6, 6, 6]
+    # per-graph results do not depend on the company
+    torch.testing.assert_close(model(batch).emissions[1, :6],
+                               model(batch_of([grounded])).emissions[0], atol=1e-5, rtol=1e-4)
+    # an all-text batch runs too
+    assert model(batch_of([graphs[0], graphs[3]])).emissions.shape[:2] == (2, 10)
+
+
+def test_save_load_round_trip(tiny_encoder, grounded, tmp_path):
+    models.register(UMGF)
+    model = make(tiny_encoder, num_layers=3, gate=False)
+    batch = batch_of([grounded])
+    model.save(tmp_path / 'umgf.pt')
+    loaded = models.load(tmp_path / 'umgf.pt').eval()
+    assert type(loaded) is UMGF and loaded.config == model.config
+    torch.testing.assert_close(loaded(batch).emissions, model(batch).emissions)
+    assert loaded.decode(batch) == model.decode(batch)
+
+
+def test_config_errors(tiny_encoder, tweet):
+    with pytest.raises(ValueError, match="edges must be one of .* got 'np'"):
+        UMGFConfig(edges='np')
+    with pytest.raises(ValueError, match='heads must divide d_model'):
+        UMGFConfig(d_model=10, heads=3)
+    model = make(tiny_encoder, visual_dim=2048)
+    with pytest.raises(ValueError, match='visual_dim=2048, got object features of width 8'):
+        model(batch_of([build_graph(tweet, fake_features(2, DIM))]))
+
+
+def test_paper_defaults():
+    config = UMGFConfig()
+    assert (config.d_model, config.heads, config.num_layers, config.dropout, config.visual_dim) == \
+        (512, 8, 2, 0.5, 2048)
+    assert dataclasses.asdict(config)['edges'] == 'grounded'
