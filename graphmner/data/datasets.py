@@ -13,12 +13,10 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
-import torch
 from torch_geometric.data import HeteroData, InMemoryDataset
 
-from ..graph.builder import GraphBuilder
 from .conll import Tweet, read_conll
 
 log = logging.getLogger('graphmner.data')
@@ -155,6 +153,8 @@ def load_dataset(name: str, split: str, data_root: Optional[str | os.PathLike] =
         raise ValueError(f"Unknown dataset option(s) {unknown}; valid: {sorted(known)}")
     graph_options = GraphOptions(**options)
     conll = _conll_path(name, split, data_root)
+    from ..graph.builder import GraphBuilder  # the graph package imports this one
+
     builder = GraphBuilder(graph_options, image_root=image_root, captions=captions,
                            feature_cache=cache_dir / 'features')
     key = hashlib.sha256(f'{graph_options.key()}:{image_root}:{captions}'.encode()).hexdigest()[:16]

@@ -2,10 +2,9 @@ import itertools
 
 import pytest
 import torch
+import torchcrf
 
 from graphmner.nn.crf import CRF, bio_constraints
-
-torchcrf = pytest.importorskip('torchcrf')
 
 LABELS = ['O', 'B-PER', 'I-PER', 'B-LOC', 'I-LOC', 'B-ORG', 'I-ORG',
           'B-MISC', 'I-MISC']

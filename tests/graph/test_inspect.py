@@ -1,0 +1,82 @@
+"""summary() and draw() on small tweet graphs (with objects and aux words, and
+with a missing image)."""
+import matplotlib
+
+matplotlib.use('Agg')
+
+import pytest
+import torch
+from conftest import fake_features
+
+from graphmner.data.conll import Tweet
+from graphmner.graph.builder import build_graph
+from graphmner.graph.inspect import draw, layout, summary
+
+TWEET = Tweet('demo_1', ['Handsome', 'Rob', 'after', 'a', 'fish', 'dinner'],
+              ['O', 'B-PER', 'O', 'O', 'O', 'O'])
+
+
+@pytest.fixture
+def full():
+    return build_graph(TWEET, fake_features(3, 8, ('person', 'dog', 'fish')),
+                       aux=[('a', 'caption'), ('man', 'caption'), ('person', 'tag')],
+                       grounds=torch.tensor([[0, 2], [1, 4]]))
+
+
+@pytest.fixture
+def missing():
+    return build_graph(TWEET, None, feature_dim=8)
+
+
+def test_summary_full(full):
+    text = summary(full)
+    assert 'image missing: False' in text
+    assert 'Rob/B-PER' in text and 'dinner/O' in text
+    assert 'person (cls 0, score' in text and 'fish' in text
+    assert 'caption: a man' in text and 'tag: person' in text
+    assert 'region   49' in text and 'object   3' in text
+    assert 'object__grounds__word        2' in text
+
+
+def test_summary_missing(missing):
+    text = summary(missing)
+    assert 'image missing: True' in text
+    assert 'Objects: none' in text and 'Aux: none' in text
+    assert 'word     6' in text
+
+
+def test_layout_positions(full):
+    pos = layout(full)
+    assert pos['word'].shape == (6, 2) and (pos['word'][:, 1] == 0).all()
+    assert (pos['object'][:, 1] > 0).all()
+    assert (pos['aux'][:, 1] > pos['region'][:, 1].max()).all()
+
+
+@pytest.mark.parametrize('which', ['full', 'missing'])
+def test_draw_saves_png(which, request, tmp_path):
+    import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
+
+    g = request.getfixturevalue(which)
+    ax = draw(g, edge_weights={('object', 'grounds', 'word'): torch.tensor([0.1, 0.9])}
+              if which == 'full' else None)
+    assert isinstance(ax, Axes)
+    path = tmp_path / 'g.png'
+    ax.figure.savefig(path, dpi=40)
+    assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    plt.close(ax.figure)
+
+
+def test_draw_hides_dense_by_default(full):
+    import matplotlib.pyplot as plt
+
+    ax = plt.subplots()[1]
+    draw(full, ax=ax, boxes=False)
+    hidden = len(ax.texts) + len(ax.patches)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert not any('word__intra__word' in t for t in labels)
+    ax2 = plt.subplots()[1]
+    draw(full, ax=ax2, show=[('word', 'intra', 'word')], boxes=False)
+    assert any('word__intra__word' in t.get_text() for t in ax2.get_legend().get_texts())
+    assert hidden > 0
+    plt.close('all')

@@ -1,0 +1,29 @@
+"""graphs/inspect.ipynb runs headless (nbclient) from the repository root (about a
+minute on 2 cores: it extracts random-weight features of the 24 demo train images)."""
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / 'graphs' / 'inspect.ipynb'
+
+
+def test_notebook_committed_without_outputs():
+    nbformat = pytest.importorskip('nbformat')
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == 'code':
+            assert not cell.outputs and cell.execution_count is None
+
+
+@pytest.mark.integration
+def test_notebook_runs(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip('nbformat')
+    nbclient = pytest.importorskip('nbclient')
+    monkeypatch.setenv('GRAPHMNER_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.setenv('MPLBACKEND', 'Agg')
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name='python3',
+                            resources={'metadata': {'path': str(ROOT)}}).execute()
+    text = ''.join(o.get('text', '') for c in nb.cells if c.cell_type == 'code' for o in c.outputs)
+    assert 'Tweet graph' in text and 'graph.html' in text
