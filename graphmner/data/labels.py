@@ -191,3 +191,26 @@ def allowed_bio_starts(labels: Sequence[str] = BIO_LABELS) -> list[int]:
         ValueError: If a label is neither ``'O'`` nor ``B-``/``I-`` prefixed.
     """
     return [i for i, label in enumerate(labels) if _split(label, 'BI')[0] != 'I']
+
+
+def repair_iob2(labels: Sequence[str]) -> list[str]:
+    """Rewrites each ``I-X`` that starts a chunk (after ``O``, after another
+    type, or first) as ``B-X``: the chunk conlleval reads there anyway.
+
+    Training targets go through this so that a CRF constrained to IOB2 never
+    meets an impossible gold path (Twitter-2015's released files have such
+    labels); scores are still computed on the labels as written.
+
+    Example:
+        >>> repair_iob2(['O', 'I-PER', 'I-PER', 'I-LOC'])
+        ['O', 'B-PER', 'I-PER', 'B-LOC']
+    """
+    out: list[str] = []
+    previous_type = ''
+    for label in labels:
+        prefix, type_ = _split(label, 'BI')
+        if prefix == 'I' and type_ != previous_type:
+            label = f'B-{type_}'
+        out.append(label)
+        previous_type = type_
+    return out

@@ -15,7 +15,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.conll import Tweet
-from ..data.labels import BIO_LABELS
+from ..data.labels import BIO_LABELS, repair_iob2
 from ..features.types import ImageFeatures
 from . import schema
 
@@ -71,7 +71,8 @@ def build_graph(tweet: Tweet, features: Optional[ImageFeatures] = None, *,
         raise ValueError(f"Tweet '{tweet.image_id}' has no words; every graph needs at least one")
     label_id = {label: i for i, label in enumerate(labels)}
     try:
-        y = torch.tensor([label_id[label] for label in tweet.labels], dtype=torch.long)
+        # Training targets are IOB2-repaired; ``g.labels`` keeps the file's labels for scoring.
+        y = torch.tensor([label_id[label] for label in repair_iob2(tweet.labels)], dtype=torch.long)
     except KeyError as error:
         raise ValueError(f"Tweet '{tweet.image_id}' has label {error} outside the label set "
                          f"{list(labels)}") from None

@@ -39,6 +39,11 @@ relation                               rule                                     
 ``('image', 'contains', 'object')``    containment                                          UMGF
 =====================================  ===================================================  ==========
 
+``word.y`` holds IOB2-repaired label ids (a chunk-starting ``I-X`` becomes
+``B-X``, as conlleval reads it) so that a constrained CRF can train on
+Twitter-2015's stray ``I-`` labels; ``labels`` keeps the file's labels, which
+are what runs are scored on.
+
 Positional word attributes are called ``position``, not ``pos``: PyG reserves
 ``pos`` for coordinates, and any attribute whose name contains ``index`` would be
 shifted by :class:`~torch_geometric.data.Batch`.

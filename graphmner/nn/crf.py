@@ -13,22 +13,14 @@ import torch
 import torchcrf
 from torch import Tensor
 
+from ..data.labels import allowed_bio_starts, allowed_bio_transitions
+
 # Added to the score of a disallowed transition. Finite rather than -inf so
 # that masked sums (0 * score) and forward-backward stay free of NaN; it is
 # the value AllenNLP and flair use.
 DISALLOWED_SCORE = -10000.0
 
 REDUCTIONS = ('none', 'sum', 'mean', 'token_mean')
-
-
-def _split_bio(label: str) -> tuple[str, str]:
-    if label == 'O':
-        return 'O', ''
-    if isinstance(label, str) and len(label) > 2 and label[0] in 'BI' \
-            and label[1] == '-':
-        return label[0], label[2:]
-    raise ValueError(f"Expected a BIO label ('O', 'B-<type>' or "
-                     f"'I-<type>'), got {label!r}")
 
 
 def bio_constraints(labels: Sequence[str]) -> tuple[Tensor, Tensor]:
@@ -45,17 +37,12 @@ def bio_constraints(labels: Sequence[str]) -> tuple[Tensor, Tensor]:
         indexed ``[from, to]``, and ``allowed_start`` :math:`(C)` bool; pass
         them as :obj:`constraints` to :class:`CRF`.
     """
-    parsed = [_split_bio(label) for label in labels]
-    num_tags = len(parsed)
-    allowed_transitions = torch.ones(num_tags, num_tags, dtype=torch.bool)
-    allowed_start = torch.ones(num_tags, dtype=torch.bool)
-    for j, (prefix, type_) in enumerate(parsed):
-        if prefix != 'I':
-            continue
-        allowed_start[j] = False
-        for i, (prev_prefix, prev_type) in enumerate(parsed):
-            allowed_transitions[i, j] = prev_prefix in 'BI' \
-                and prev_type == type_
+    num_tags = len(labels)
+    allowed_transitions = torch.zeros(num_tags, num_tags, dtype=torch.bool)
+    for i, j in allowed_bio_transitions(labels):
+        allowed_transitions[i, j] = True
+    allowed_start = torch.zeros(num_tags, dtype=torch.bool)
+    allowed_start[allowed_bio_starts(labels)] = True
     return allowed_transitions, allowed_start
 
 

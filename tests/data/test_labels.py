@@ -103,3 +103,10 @@ def test_allowed_transitions_on_the_default_label_set():
                                     ids['B-ORG'], ids['B-MISC']]
     with pytest.raises(ValueError, match="Malformed label 'E-PER'"):
         allowed_bio_transitions(['O', 'E-PER'])
+
+
+def test_repair_iob2_turns_chunk_starting_i_into_b():
+    from graphmner.data.labels import repair_iob2
+    assert repair_iob2(['I-PER', 'I-PER', 'O', 'I-LOC', 'B-LOC', 'I-ORG']) == \
+        ['B-PER', 'I-PER', 'O', 'B-LOC', 'B-LOC', 'B-ORG']
+    assert repair_iob2(['B-MISC', 'I-MISC']) == ['B-MISC', 'I-MISC']

@@ -70,3 +70,9 @@ def test_bad_input_is_explained(tweet):
         build_graph(tweet, aux=[('x', 'speech')])
     with pytest.raises(ValueError, match='Unknown relation'):
         KeepRelations([('word', 'likes', 'word')])
+
+
+def test_targets_are_iob2_repaired_but_labels_are_kept():
+    from graphmner.data.labels import BIO_LABELS
+    g = build_graph(Tweet('x', ['a', 'b'], ['O', 'I-PER']))
+    assert g.labels == ['O', 'I-PER'] and g['word'].y.tolist() == [0, BIO_LABELS.index('B-PER')]

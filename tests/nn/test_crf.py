@@ -212,7 +212,7 @@ def test_bio_constraints():
         [True, True, False, True, True],
         [True, True, False, True, True],
     ]
-    with pytest.raises(ValueError, match="got 'S-PER'"):
+    with pytest.raises(ValueError, match="Malformed label 'S-PER'"):
         bio_constraints(['O', 'S-PER'])
 
 
