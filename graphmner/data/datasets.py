@@ -153,11 +153,13 @@ def load_dataset(name: str, split: str, data_root: Optional[str | os.PathLike] =
         raise ValueError(f"Unknown dataset option(s) {unknown}; valid: {sorted(known)}")
     graph_options = GraphOptions(**options)
     conll = _conll_path(name, split, data_root)
-    from ..graph.builder import GraphBuilder  # the graph package imports this one
+    from ..graph.builder import BUILDER_VERSION, GraphBuilder  # the graph package imports this one
+    from ..graph.schema import SCHEMA_VERSION
 
     builder = GraphBuilder(graph_options, image_root=image_root, captions=captions,
                            feature_cache=cache_dir / 'features')
-    key = hashlib.sha256(f'{graph_options.key()}:{image_root}:{captions}'.encode()).hexdigest()[:16]
+    key = hashlib.sha256(f'v{SCHEMA_VERSION}.{BUILDER_VERSION}:{graph_options.key()}:{image_root}:{captions}'
+                         .encode()).hexdigest()[:16]
     dataset = TweetGraphs(conll, cache_dir / name, builder, key, transform=transform,
                           force_reload=force_reload)
     missing = dataset.report.get('images_missing')

@@ -22,6 +22,9 @@ from . import schema
 if TYPE_CHECKING:
     from ..data.datasets import GraphOptions
 
+#: Bumped whenever the builder's output changes, so cached graphs are rebuilt.
+BUILDER_VERSION = 2
+
 #: Backbone width assumed for graphs without any image (ResNet-50/152).
 DEFAULT_FEATURE_DIM = 2048
 
