@@ -38,6 +38,13 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope='session')
+def graph_cache(tmp_path_factory) -> Path:
+    """One graph and feature cache for the whole session: the demo photos go
+    through ResNet and YOLO once."""
+    return tmp_path_factory.mktemp('graph-cache')
+
+
+@pytest.fixture(scope='session')
 def tiny_encoder(tmp_path_factory) -> str:
     """A 2-layer, 32-wide random BERT with MiniLM's WordPiece vocabulary."""
     from transformers import BertConfig, BertModel, BertTokenizerFast

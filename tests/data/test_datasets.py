@@ -7,8 +7,8 @@ from graphmner.graph import schema
 
 
 @pytest.fixture(scope='session')
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp('graph-cache')
+def cache(graph_cache):
+    return graph_cache
 
 
 def test_twitter2017_test_graphs_follow_the_conll_file(shared_data, cache):
