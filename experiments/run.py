@@ -48,6 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--image-root', help='folder of the tweet images (<image_id>.jpg); without it '
                    'every image counts as missing')
     p.add_argument('--captions', help='BLIP-2 caption file (<image_id>.jpg :<caption>) for aux nodes')
+    p.add_argument('--vision-weights', help="ResNet weights: 'imagenet' (torch hub cache), a state-dict "
+                   "file, or 'none' for random weights (data.vision_weights)")
+    p.add_argument('--detector-weights', help='YOLO weights: a .pt file, or a .yaml for random weights '
+                   '(data.detector_weights)')
+    p.add_argument('--spacy-model', help='spaCy pipeline name or folder for noun phrases (data.spacy_model)')
     p.add_argument('--encoder', help='text encoder: hub name or local folder (default: the config '
                    f"file's; for the demo {DEMO_ENCODER.relative_to(ROOT.parent)} next to the repo)")
     p.add_argument('--epochs', type=int)
@@ -81,6 +86,10 @@ def load_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     for flag, name in ((args.epochs, 'epochs'), (args.seed, 'seed'), (args.batch_size, 'batch_size')):
         if flag is not None:
             settings['train'][name] = flag
+    for flag, name in ((args.vision_weights, 'vision_weights'), (args.detector_weights, 'detector_weights'),
+                       (args.spacy_model, 'spacy_model')):
+        if flag is not None:
+            settings['data'][name] = None if flag.lower() == 'none' else flag
     return settings
 
 

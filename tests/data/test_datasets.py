@@ -51,3 +51,31 @@ def test_every_demo_graph_is_complete(cache):
             assert all(g[n].num_nodes > 0 for n in schema.NODE_TYPES)
             assert g['region'].num_nodes == 49 and g['scale'].num_nodes == 16
             assert set(g.edge_types) == set(schema.EDGE_TYPES)
+
+
+def test_hostile_images_never_crash_a_build(tmp_path):
+    """Broken, empty, fake and tiny images are recorded as missing; a good photo is used."""
+    import shutil
+
+    from graphmner.data.demo import demo_image_root
+
+    (tmp_path / 'twitter2017').mkdir()
+    ids = ['good', 'truncated', 'empty', 'text', 'tiny', 'absent']
+    lines = ''.join(f'IMGID:{i}\nSee\tO\nRob\tB-PER\n\n' for i in ids)
+    (tmp_path / 'twitter2017' / 'test.txt').write_text(lines)
+    images = tmp_path / 'images'
+    images.mkdir()
+    shutil.copy(demo_image_root() / 'chelsea.png', images / 'good.png')
+    (images / 'truncated.jpg').write_bytes((demo_image_root() / 'rocket.jpg').read_bytes()[:2000])
+    (images / 'empty.jpg').write_bytes(b'')
+    (images / 'text.jpg').write_text('<html>not an image</html>')
+    from PIL import Image
+    Image.new('RGB', (2, 2)).save(images / 'tiny.png')
+    graphs = load_dataset('twitter2017', 'test', data_root=tmp_path, image_root=images,
+                          cache_dir=tmp_path / 'cache', vision_weights=None,
+                          detector_weights='yolov8n.yaml')
+    missing = [g.image_id for g in graphs if g['image'].missing.item()]
+    assert missing == ids[1:]
+    assert graphs.report['images_missing'] == 5 and sum(graphs.report['image_problems'].values()) == 5
+    good = graphs[0]  # keep the graph alive: its stores only hold a weak reference to it
+    assert good['region'].num_nodes == 49
