@@ -5,8 +5,8 @@ and as PNG drawings.
     python experiments/export_graphs.py --dataset twitter2017 --split test \\
         --data-root ../shared/data --count 5 --format graphml,html --out /tmp/graphs
 
-The demo runs offline: random ResNet weights (``vision_weights=None``) and a
-random-weight YOLO built from ``yolov8n.yaml``. Each graph ``i`` is written as
+The demo runs offline with its declared random ResNet and YOLO weights
+(:data:`graphmner.data.demo.DEMO_OPTIONS`). Each graph ``i`` is written as
 ``<out>/<dataset>_<split>_<i>_<image_id>.<format>``.
 """
 from __future__ import annotations
@@ -49,13 +49,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if bad:
         parser.error(f'unknown format(s) {bad}; valid: {list(FORMATS)}')
     return args
-
-
-def dataset_options(name: str) -> dict:
-    """Offline options for the demo (random weights); defaults otherwise."""
-    if name == 'demo':
-        return {'vision_weights': None, 'detector_weights': 'yolov8n.yaml'}
-    return {}
 
 
 def with_fake_visual(g, seed: int = 0, num_objects: int = 3, dim: int = 8):
@@ -101,7 +94,7 @@ def main(argv=None) -> list[Path]:
     from graphmner.graph.export import export
     from graphmner.graph.inspect import draw, summary
 
-    options = dataset_options(args.dataset)
+    options = {}  # the demo's own defaults declare its random vision weights
     if args.cache_dir:
         options['cache_dir'] = args.cache_dir
     dataset = load_dataset(args.dataset, args.split, data_root=args.data_root,

@@ -123,8 +123,6 @@ def test_script_args_and_fake_visual():
     assert args.formats == ['graphml', 'html', 'png'] and args.count == 3
     with pytest.raises(SystemExit):
         script.parse_args(['--format', 'dot'])
-    assert script.dataset_options('demo') == {'vision_weights': None,
-                                              'detector_weights': 'yolov8n.yaml'}
     g = graphs()['missing']
     g.aux_words = ['a', 'dog']
     g['aux'].num_nodes, g['aux'].source = 2, torch.tensor([0, 2])
