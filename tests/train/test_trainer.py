@@ -81,3 +81,17 @@ def test_linear_schedule_warms_up_then_decays():
         optimizer.step()
         schedule.step()
     assert lrs == pytest.approx([0.5, 1.0, 1.0, 0.75, 0.5, 0.25])
+
+
+@pytest.mark.integration
+def test_real_minilm_learns_real_tweets(minilm, shared_data, tmp_path):
+    """BERT-CRF on 64 real Twitter-2017 tweets with the pretrained MiniLM: the loss falls."""
+    tweets = read_conll(shared_data / 'twitter2017' / 'train.txt')[:64]
+    graphs = [build_graph(t) for t in tweets]
+    torch.manual_seed(1)
+    model = models.build('bert-crf', encoder=minilm)
+    config = TrainConfig(epochs=3, batch_size=16, encoder_lr=1e-4, head_lr=1e-2, seed=1)
+    trainer = Trainer(model, graphs, graphs[:16], config, tmp_path)
+    history = trainer.fit()
+    assert history[-1]['loss'] < 0.7 * history[0]['loss']
+    assert trainer.tweets_per_second > 0
