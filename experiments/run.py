@@ -125,11 +125,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trainer.fit(resume=args.resume)
     dev = trainer.test(graphs['dev'])
     test = trainer.test(graphs['test'])
+    views = {}  # a multi-view model (ITA) is also scored with each view forced
+    for view in getattr(model, 'views', ()):
+        with model.inference(view):
+            views[view] = trainer.test(graphs['test'])
     metrics = {
         'model': args.model, 'dataset': args.dataset, 'encoder': settings['model']['encoder'],
         'epochs': train_config.epochs, 'seed': train_config.seed, 'dev': dev, 'test': test,
         'train_seconds': round(trainer.train_seconds, 2),
         'tweets_per_second': round(trainer.tweets_per_second, 2),
+        'test_views': views,
         'images_missing': {split: d.report.get('images_missing', 0) for split, d in data.items()},
         'settings': settings, 'history': trainer.history,
         'finished': time.strftime('%Y-%m-%dT%H:%M:%S'),
@@ -139,6 +144,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f'{trainer.tweets_per_second:.1f} tweets/s)')
     print('dev\n' + format_scores(dev))
     print('test\n' + format_scores(test))
+    for view, scores in views.items():
+        print(f"test, {view} view: F1 {100 * scores['f1']:.2f}")
     print(f'run folder: {run_dir}')
     return metrics
 

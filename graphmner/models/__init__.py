@@ -14,6 +14,7 @@ import torch
 from ..data.labels import BIO_LABELS
 from .base import EncoderConfig, MNERModel, MNEROutput, atomic_save
 from .bert_crf import BertCRF, BertCRFConfig
+from .ita import ITA, ITAConfig
 from .umgf import UMGF, UMGFConfig
 
 _REGISTRY: dict[str, type[MNERModel]] = {}
@@ -28,6 +29,7 @@ def register(cls: type[MNERModel]) -> type[MNERModel]:
 
 register(BertCRF)
 register(UMGF)
+register(ITA)
 
 
 def available() -> list[str]:
@@ -63,6 +65,6 @@ def load(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> M
     return model
 
 
-__all__ = ['EncoderConfig', 'MNERModel', 'MNEROutput', 'BertCRF', 'BertCRFConfig', 'UMGF', 'UMGFConfig',
-           'atomic_save',
+__all__ = ['EncoderConfig', 'MNERModel', 'MNEROutput', 'BertCRF', 'BertCRFConfig', 'UMGF', 'UMGFConfig', 'ITA',
+           'ITAConfig',           'atomic_save',
            'available', 'build', 'load', 'model_class', 'register']

@@ -170,10 +170,12 @@ class Trainer:
             self.tweets_seen += batch.num_graphs
             steps += 1
             for key, value in parts.items():
-                totals[key] = totals.get(key, 0.0) + value
+                totals[key] = totals.get(key, 0) + value
             bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}")
         self.train_seconds += time.perf_counter() - start
-        return {key: value / max(steps, 1) for key, value in totals.items()}
+        # Float parts are per-batch losses (averaged); int parts are counts (summed).
+        return {key: value if isinstance(value, int) else value / max(steps, 1)
+                for key, value in totals.items()}
 
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:
         seed_everything(self.config.seed)
@@ -191,7 +193,9 @@ class Trainer:
                 self.best_f1 = dev['f1']
                 self.model.save(self.run_dir / BEST)
             atomic_save(self.state(), self.run_dir / LAST)
-            log.info('epoch %d  loss %.4f  dev P %.4f R %.4f F1 %.4f%s', self.epoch, losses['loss'],
+            parts = '  '.join(f'{key} {value:.4f}' if isinstance(value, float) else f'{key} {value}'
+                              for key, value in losses.items())
+            log.info('epoch %d  %s  dev P %.4f R %.4f F1 %.4f%s', self.epoch, parts,
                      dev['precision'], dev['recall'], dev['f1'], '  (best)' if improved else '')
             (self.run_dir / 'history.json').write_text(json.dumps(self.history, indent=2))
             plot_history(self.history, self.run_dir / 'training.png')
