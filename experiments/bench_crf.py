@@ -9,6 +9,7 @@ the medians and their ratio.
     python experiments/bench_crf.py --batch-size 32 --length 40 --tags 9
 """
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -77,9 +78,10 @@ def main() -> None:
                 spent.append(time.perf_counter() - begin)
 
     ours_ms, reference_ms = (1e3 * statistics.median(t) for t in times)
+    load = ', '.join(f'{value:.2f}' for value in os.getloadavg())
     print(f"device: {device}, threads: {torch.get_num_threads()}, "
           f"B={args.batch_size} T={args.length} C={args.tags}, "
-          f"median of {args.repeats}")
+          f"median of {args.repeats}, load average {load}")
     print(f"graphmner CRF.decode:   {ours_ms:8.3f} ms")
     print(f"pytorch-crf CRF.decode: {reference_ms:8.3f} ms")
     print(f"speed-up: {reference_ms / ours_ms:.1f}x")

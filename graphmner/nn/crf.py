@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torchcrf
 from torch import Tensor
@@ -59,8 +60,8 @@ class CRF(torchcrf.CRF):
     checkpoints load in either class. On top of it this layer adds
 
     - :meth:`decode`: Viterbi vectorised over the batch (a loop over time
-      only, no host synchronisation), returning a padded tensor and exactly
-      the paths of :meth:`torchcrf.CRF.decode`, ties included;
+      only, in NumPy), returning a padded tensor and exactly the paths of
+      :meth:`torchcrf.CRF.decode`, ties included;
     - :meth:`nll`, the training loss, with a vectorised gold-path score;
     - :meth:`marginals` / :meth:`log_marginals`: token posteriors by
       forward-backward in log space, optionally tempered;
@@ -276,11 +277,15 @@ class CRF(torchcrf.CRF):
         vectorised over the batch.
 
         The paths equal those of :meth:`torchcrf.CRF.decode`, ties included:
-        every score is the same floating-point sum, the best previous tag is
-        taken with the same :meth:`torch.max`, and each sequence is traced back
-        from its best last tag at its own length. The trace-back follows the
-        back-pointers by pointer jumping, :math:`\lceil \log_2 T \rceil`
-        batched gathers instead of :math:`T` dependent steps.
+        every score is the same floating-point value, ``(score + transition)
+        + emission`` in the promoted dtype, the best previous tag is the
+        first one reaching the maximum, as with :meth:`torch.max`, and each
+        sequence is traced back from its best last tag at its own length.
+
+        The recursion runs in NumPy on the CPU: at :math:`C \approx 10` tags
+        each step is a few microseconds of per-call overhead, which NumPy
+        keeps well below PyTorch's. CUDA inputs are copied to the host and
+        the result back, one synchronisation per call.
 
         Args:
             emissions (torch.Tensor): emission scores :math:`(B, T, C)`.
@@ -290,48 +295,16 @@ class CRF(torchcrf.CRF):
         Returns:
             torch.Tensor: tag ids :math:`(B, T)` long, :obj:`-1` at padding.
         """
-        mask = self._check(emissions, mask)
-        start, transitions, end = self._scores()
-        batch_size, seq_len, num_tags = emissions.shape
-
-        # Preallocated outputs and views keep the loop to three kernels per
-        # step. It runs over padding too: real steps only depend on earlier
-        # real steps, and what padding produces is discarded below.
-        first = start + emissions[:, 0]  # (B, C)
-        scores = first.new_empty(seq_len, batch_size, num_tags)
-        # history[t] holds, for each tag at step t + 1, the best tag at step t.
-        history = torch.empty(seq_len, batch_size, num_tags, dtype=torch.long,
-                              device=emissions.device)
-        scores[0] = first
-        prev_scores = scores.unsqueeze(3).unbind(0)  # T x (B, C_from, 1)
-        step_emissions = emissions.unsqueeze(2).unbind(1)  # T x (B, 1, C_to)
-        step = first.new_empty(batch_size, num_tags, num_tags)
-        for t in range(1, seq_len):
-            torch.add(prev_scores[t - 1], transitions, out=step)
-            step.add_(step_emissions[t])  # (B, C_from, C_to)
-            torch.max(step, dim=1, out=(scores[t], history[t - 1]))
-
-        last = mask.sum(dim=1) - 1  # (B,)
-        final = scores.gather(0, last.view(1, -1, 1).expand(1, -1, num_tags))
-        best_last = (final.squeeze(0) + end).max(dim=1).indices  # (B,)
-
-        # From each sequence's last step on, a tag points back to itself, so
-        # following the pointers from the final step carries the best last
-        # tag down to the sequence's own length.
-        steps = torch.arange(seq_len, device=emissions.device)
-        pointer = torch.where(
-            (steps.view(-1, 1) < last.view(1, -1)).unsqueeze(2), history,
-            torch.arange(num_tags, device=emissions.device))  # (T, B, C)
-        # Compose the maps by doubling: afterwards pointer[t] maps a tag at
-        # the final step to the best tag at step t.
-        hop = 1
-        while hop < seq_len:
-            pointer = torch.cat([pointer[:-hop].gather(2, pointer[hop:]),
-                                 pointer[-hop:]])
-            hop *= 2
-        path = pointer.gather(2, best_last.view(1, -1, 1).expand(seq_len, -1,
-                                                                   1))
-        return path.squeeze(2).t().masked_fill(~mask, -1)  # (B, T)
+        mask = self._check(emissions, mask).cpu().numpy()  # (B, T)
+        dtype = torch.promote_types(emissions.dtype, self.transitions.dtype)
+        start, transitions, end = (score.to('cpu', dtype).numpy()
+                                   for score in self._scores())
+        # Batch innermost, (T, C, B), so that every step below works on
+        # contiguous rows of B rather than on rows of C.
+        emitted = np.ascontiguousarray(
+            emissions.to('cpu', dtype).numpy().transpose(1, 2, 0))
+        tags = _viterbi(emitted, mask.sum(axis=1), start, transitions, end)
+        return torch.from_numpy(tags).to(emissions.device)  # (B, T)
 
     def log_marginals(
         self,
@@ -402,3 +375,68 @@ class CRF(torchcrf.CRF):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_tags={self.num_tags}, '
                 f'constrained={self.constrained})')
+
+
+def _viterbi(emitted: np.ndarray, lengths: np.ndarray, start: np.ndarray,
+             transitions: np.ndarray, end: np.ndarray) -> np.ndarray:
+    # emitted (T, C, B), lengths (B,), start (C,), transitions (C, C) indexed
+    # [from, to], end (C,); returns the best tags (B, T), -1 at padding.
+    seq_len, num_tags, batch_size = emitted.shape
+
+    # The loop runs over padding too: real steps only depend on earlier real
+    # steps, and the trace-back below never visits padding. Rounding is
+    # monotone, so max_i fl(fl(s_i + T_ij) + e_j) = fl(max_i fl(s_i + T_ij)
+    # + e_j): adding the emission after the max, to C x B numbers instead of
+    # C x C x B, still gives exactly pytorch-crf's scores. Each step is three
+    # NumPy calls into preallocated memory; the step sums are kept so that
+    # the back-pointers are read off them afterwards in a few batched calls
+    # rather than by an argmax per step.
+    moved = np.ascontiguousarray(np.broadcast_to(
+        transitions[:, :, None], (num_tags, num_tags, batch_size)))
+    scores = np.empty_like(emitted)  # (T, C, B)
+    steps = np.empty((seq_len, num_tags, num_tags, batch_size),
+                     dtype=emitted.dtype)  # (T, C_from, C_to, B)
+    np.add(start[:, None], emitted[0], out=scores[0])
+    for prev, step, emission, score in zip(scores[:-1, :, None], steps[1:],
+                                           emitted[1:], scores[1:]):
+        np.add(prev, moved, out=step)  # (C_from, C_to, B)
+        np.maximum.reduce(step, axis=0, out=score)  # (C_to, B)
+        np.add(score, emission, out=score)
+
+    # The best previous tag is the first one whose full sum (emission
+    # included, as ties may only appear then) reaches the maximum: ranking
+    # hits by C - from, the highest rank is the lowest index.
+    steps = steps[1:]  # (T - 1, C_from, C_to, B)
+    np.add(steps, emitted[1:, None], out=steps)
+    rank = np.arange(num_tags, 0, -1,
+                     dtype=np.min_scalar_type(num_tags))[:, None, None]
+    hits = np.empty(steps.shape, dtype=rank.dtype)
+    np.equal(steps, scores[1:, None], out=hits)  # (T - 1, C_from, C_to, B)
+    hits *= rank
+    best_prev = num_tags - np.maximum.reduce(hits, axis=1)  # (T - 1, C, B)
+
+    # Back-pointers between flat indices of (step, tag, sequence) in a
+    # (T, C, B) grid, so that each trace-back step is one 1-D integer index
+    # (NumPy's fastest gather) and every sequence starts from its own last
+    # step. The first step points to itself: a sequence that reaches it
+    # early stays there while longer ones are traced on.
+    plane = num_tags * batch_size
+    batch = np.arange(batch_size)
+    pointers = np.empty((seq_len, num_tags, batch_size), dtype=np.intp)
+    pointers[0] = np.arange(plane).reshape(num_tags, batch_size)
+    np.multiply(best_prev, batch_size, out=pointers[1:], dtype=np.intp)
+    pointers[1:] += np.arange(0, plane * (seq_len - 1), plane)[:, None, None] \
+        + batch
+    pointers = pointers.reshape(-1)
+
+    last = lengths - 1
+    final = scores[last, :, batch] + end  # (B, C)
+    index = last * plane + final.argmax(axis=1) * batch_size + batch  # (B,)
+    visited = [index]
+    for _ in range(seq_len - 1):
+        index = pointers[index]
+        visited.append(index)
+    at_step, flat_tag = np.divmod(np.array(visited), plane)  # (T, B)
+    tags = np.full((batch_size, seq_len), -1, dtype=np.int64)
+    tags[batch, at_step] = flat_tag // batch_size
+    return tags  # (B, T)

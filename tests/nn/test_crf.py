@@ -84,6 +84,28 @@ def test_decode_breaks_ties_like_torchcrf():
                           reference_for(crf).decode(emissions, mask), mask)
 
 
+@pytest.mark.parametrize('dtype', [torch.float64, torch.bfloat16])
+def test_decode_promotes_dtypes_like_torchcrf(dtype):
+    # float32 parameters meet the emissions in the promoted dtype.
+    generator = torch.Generator().manual_seed(4)
+    crf = CRF(9)
+    for _ in range(5):
+        emissions, mask, _ = random_batch(generator)
+        emissions = emissions.to(dtype)
+        assert_same_paths(crf.decode(emissions, mask),
+                          reference_for(crf).decode(emissions, mask), mask)
+
+
+def test_decode_many_tags():
+    # More tags than a uint8 rank can count.
+    generator = torch.Generator().manual_seed(5)
+    crf = CRF(300)
+    emissions, mask, _ = random_batch(generator, num_tags=300, max_batch=4,
+                                      max_len=6)
+    assert_same_paths(crf.decode(emissions, mask),
+                      reference_for(crf).decode(emissions, mask), mask)
+
+
 def test_decode_without_mask_and_single_step():
     crf = CRF(5)
     emissions = torch.randn(3, 1, 5)
