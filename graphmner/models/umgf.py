@@ -63,6 +63,9 @@ class UMGFConfig(EncoderConfig):
     visual_self_attention: bool = True  # False: no object <-> object attention ("w/o VCorr.")
     visual_value_projection: bool = True  # False: the official code's visual MHA (no V / O linears)
     gate: bool = True                   # False: plain sum of neighbour states (no cross-modal gate)
+    # Word attention computed densely per tweet, masked to the 'intra' edges (same values,
+    # ~3x faster); False runs it through MessagePassing, where AttentionExplainer can hook it.
+    dense_word_attention: bool = True
 
     def __post_init__(self):
         if self.edges not in EDGES:
@@ -134,12 +137,13 @@ class UMGFFusionLayer(nn.Module):
             residual[f'{schema.OBJECT}_attention'] = SublayerConnection(channels, dropout)
         self.residual = nn.ModuleDict(residual)
 
-    def forward(self, h_word: Tensor, h_object: Tensor,
-                edge_index: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def forward(self, h_word: Tensor, h_object: Tensor, edge_index: dict[str, Tensor],
+                word_batch: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``word_batch`` (each word's tweet) selects the dense evaluation of Eq. 1."""
         W, O = schema.WORD, schema.OBJECT
         # Eq. 1: C_x = MultiHead(H_x, H_x, H_x)   (intra-modal, textual)
         c_word = self.residual[f'{W}_attention'](
-            h_word, self.attention[_WORD_INTRA](h_word, edge_index[_WORD_INTRA]))
+            h_word, self.attention[_WORD_INTRA](h_word, edge_index[_WORD_INTRA], batch=word_batch))
         # Eq. 2: C_o = MultiHead(H_o, H_o, H_o)   (intra-modal, visual)
         if self.visual_self_attention:
             c_object = self.residual[f'{O}_attention'](
@@ -264,8 +268,9 @@ class UMGF(MNERModel):
         x_visual, visual_batch, num_objects = self.visual_nodes(batch)
         h_object = self.visual_mlp(x_visual)                     # H_o^(0) [N_o, d]
         edge_index = self.edges(batch, word_batch, visual_batch, num_objects)
+        dense = word_batch if self.config.dense_word_attention else None
         for layer in self.layers:                                # Eqs. 1-8, L times
-            h_word, h_object = layer(h_word, h_object, edge_index)
+            h_word, h_object = layer(h_word, h_object, edge_index, dense)
         fused = text.words.new_zeros(*text.word_mask.shape, h_word.shape[-1])
         fused[text.word_mask] = h_word                           # [B, T, d]
         emissions = self.emission(self.dropout(torch.cat([text.words, fused], dim=-1)))

@@ -151,3 +151,11 @@ def test_paper_defaults():
     assert (config.d_model, config.heads, config.num_layers, config.dropout, config.visual_dim) == \
         (512, 8, 2, 0.5, 2048)
     assert dataclasses.asdict(config)['edges'] == 'grounded'
+
+
+def test_dense_word_attention_gives_the_message_passing_values(tiny_encoder, long_tweet, grounded):
+    dense = make(tiny_encoder).eval()
+    sparse = make(tiny_encoder, dense_word_attention=False).eval()
+    sparse.load_state_dict(dense.state_dict())
+    batch = batch_of([grounded, build_graph(long_tweet, feature_dim=DIM)])
+    torch.testing.assert_close(dense(batch).emissions, sparse(batch).emissions)

@@ -109,3 +109,22 @@ def test_attention_without_value_projection_and_errors():
         GraphMultiHeadAttention(8, heads=3)
     with pytest.raises(ValueError, match=r'\[N, 8\], got \(2, 4\)'):
         layer(torch.randn(2, 4), all_pairs(2))
+
+
+@pytest.mark.parametrize('project_value', [True, False])
+def test_dense_attention_equals_the_sparse_message_passing(project_value):
+    """Two graphs, one with a missing edge: the dense path reads the same edges."""
+    from graphmner.graph.builder import all_pairs
+    from graphmner.nn.graph_attention import GraphMultiHeadAttention
+
+    torch.manual_seed(0)
+    layer = GraphMultiHeadAttention(8, heads=2, project_value=project_value).eval()
+    x = torch.randn(7, 8)
+    batch = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    edge_index = torch.cat([all_pairs(3)[:, 1:], all_pairs(4) + 3], dim=1)  # drops edge 0 -> 1
+    sparse = layer(x, edge_index)
+    sparse_alpha = layer._alpha.clone()
+    dense = layer(x, edge_index, batch=batch)
+    torch.testing.assert_close(dense, sparse)
+    torch.testing.assert_close(layer._alpha, sparse_alpha)
+    assert not torch.allclose(layer(x, all_pairs(7), batch=torch.zeros(7, dtype=torch.long))[:3], dense[:3])
