@@ -83,6 +83,11 @@ class CrossModalGate(MessagePassing):
         if edge_index.dim() != 2 or edge_index.shape[0] != 2:
             raise ValueError(f"'edge_index' must have shape [2, E], got {tuple(edge_index.shape)}")
         src, dst = edge_index
+        if src.numel() == 0:
+            # Nothing to aggregate (tweets without visual nodes): the sum is zero, and
+            # projecting every node for no edge would be most of this layer's cost.
+            self._alpha, self._edge_index = x_dst.new_zeros(0), edge_index
+            return x_dst.new_zeros(x_dst.shape)
         if self.gated:
             # Eqs. 4 / 6: b_ij = sigmoid(W1 c_i + W2 c_j), one gate value per channel.
             alpha = torch.sigmoid(self.lin_dst(x_dst)[dst] + self.lin_src(x_src)[src])  # [E, d]

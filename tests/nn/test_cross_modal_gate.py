@@ -128,3 +128,11 @@ def test_dense_attention_equals_the_sparse_message_passing(project_value):
     torch.testing.assert_close(dense, sparse)
     torch.testing.assert_close(layer._alpha, sparse_alpha)
     assert not torch.allclose(layer(x, all_pairs(7), batch=torch.zeros(7, dtype=torch.long))[:3], dense[:3])
+
+
+def test_gate_without_edges_aggregates_nothing():
+    gate = CrossModalGate(8)
+    words, objects = torch.randn(5, 8), torch.zeros(0, 8)
+    out = gate((objects, words), torch.zeros(2, 0, dtype=torch.long))
+    assert out.shape == (5, 8) and out.abs().sum() == 0
+    assert gate._alpha.numel() == 0
