@@ -48,7 +48,7 @@ def test_detect(detector, images):
     assert len(out) == 2
     for det in out:
         assert isinstance(det, Detections)
-        assert 1 <= len(det) <= CONFIG.top_k
+        assert 0 < len(det) <= CONFIG.top_k
         assert det.boxes.shape == (len(det), 4)
         assert det.boxes.min() >= 0 and det.boxes.max() <= 1
         assert det.classes.dtype == torch.long
@@ -62,7 +62,7 @@ def test_crop(detector, images):
     crops = det.crop(images[0])
     assert len(crops) == len(det)
     for crop in crops:
-        assert 1 <= crop.size[0] <= 64 and 1 <= crop.size[1] <= 48
+        assert 0 < crop.size[0] <= 64 and 0 < crop.size[1] <= 48
     degenerate = Detections(torch.tensor([[1.0, 1.0, 1.0, 1.0]]),
                             torch.tensor([0]), torch.tensor([0.5]), ['x'])
     assert degenerate.crop(images[0])[0].size == (1, 1)

@@ -58,7 +58,7 @@ def test_extract_shapes(models, photos):
         assert f.dim == 2048
         assert f.regions.shape == (4, 2048) and f.scales.shape == (16, 2048)
         k = f.objects.size(0)
-        assert 1 <= k <= DETECTOR.top_k
+        assert 0 < k <= DETECTOR.top_k
         assert f.object_boxes.shape == (k, 4)
         assert f.object_classes.shape == f.object_scores.shape == (k, )
         assert len(f.object_names) == k
