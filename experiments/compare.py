@@ -1,0 +1,73 @@
+"""Train several models under the same encoder, seed and data, and print one table.
+
+    python experiments/compare.py --models bert-crf umgf ita --dataset twitter2017 \\
+        --data-root ../shared/data --captions ../shared/data/captions/blip2_twitter2017.txt \\
+        --encoder ../shared/models/all-MiniLM-L6-v2 --epochs 3 --seed 1 --out runs/compare
+    python experiments/compare.py --runs runs/bert-crf-twitter2017-seed1 runs/ita-twitter2017-seed1
+
+Each model trains through ``run.py`` into ``<out>/<model>``; ``--runs`` only
+tabulates run folders that already hold a ``metrics.json``. Columns: dev and
+test span F1 of the best dev epoch, test F1 per type, training tweets/s, and the
+test F1 of each view of a multi-view model (ITA).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TYPES = ('PER', 'LOC', 'ORG', 'MISC')
+
+
+def load_run_script():
+    spec = importlib.util.spec_from_file_location('graphmner_run', HERE / 'run.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """One line per run: model, dataset, dev F1, test F1, per-type test F1, tweets/s, views."""
+    views = sorted({view for m in rows for view in m.get('test_views', {})})
+    header = ['model', 'dataset', 'dev F1', 'test F1', *TYPES, 'tweets/s', *(f'test F1 {v}' for v in views)]
+    lines = []
+    for m in rows:
+        per_type = m['test'].get('per_type', {})
+        cells = [m['model'], m['dataset'], f"{100 * m['dev']['f1']:.2f}", f"{100 * m['test']['f1']:.2f}",
+                 *(f"{100 * per_type[t]['f1']:.2f}" if t in per_type else '-' for t in TYPES),
+                 f"{m['tweets_per_second']:.1f}",
+                 *(f"{100 * m['test_views'][v]['f1']:.2f}" if v in m.get('test_views', {}) else '-'
+                   for v in views)]
+        lines.append(cells)
+    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
+    render = lambda row: '  '.join(str(cell).rjust(w) if i > 1 else str(cell).ljust(w)
+                                   for i, (cell, w) in enumerate(zip(row, widths)))
+    return '\n'.join([render(header), *(render(row) for row in lines)])
+
+
+def main(argv: list[str] | None = None) -> str:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--runs', nargs='+', help='tabulate these run folders instead of training')
+    p.add_argument('--models', nargs='+', default=['bert-crf', 'umgf', 'ita'])
+    p.add_argument('--out', default='runs/compare', help='parent folder of the runs (one per model)')
+    args, passed_on = p.parse_known_args(argv)  # the rest goes to run.py unchanged
+    if args.runs:
+        folders = [Path(r) for r in args.runs]
+        missing = [str(f) for f in folders if not (f / 'metrics.json').exists()]
+        if missing:
+            raise SystemExit(f"No metrics.json in: {', '.join(missing)}")
+    else:
+        run = load_run_script()
+        folders = [Path(args.out) / model for model in args.models]
+        for model, folder in zip(args.models, folders):
+            run.main(['--model', model, '--out', str(folder), *passed_on])
+    rendered = table([json.loads((f / 'metrics.json').read_text()) for f in folders])
+    print(rendered)
+    return rendered
+
+
+if __name__ == '__main__':
+    main()
