@@ -2,8 +2,10 @@
 weights: unit tests stay fast), fake image features, the ../shared paths."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('YOLO_OFFLINE', 'true')
@@ -18,6 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared'
 MINILM = SHARED / 'models' / 'all-MiniLM-L6-v2'
 DATA = SHARED / 'data'
+
+
+def load_experiment(name: str) -> ModuleType:
+    """Imports ``experiments/<name>.py``, which is a script, not a package module."""
+    spec = importlib.util.spec_from_file_location(f'experiments_{name}', ROOT / 'experiments' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def require(path: Path) -> Path:

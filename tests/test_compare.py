@@ -1,18 +1,12 @@
 """experiments/compare.py: same settings for every model, one table."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / 'experiments' / 'compare.py'
+from conftest import load_experiment
 
 
 @pytest.fixture(scope='module')
 def compare():
-    spec = importlib.util.spec_from_file_location('compare_script', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment('compare')
 
 
 def test_trains_each_model_and_tabulates(compare, tiny_encoder, graph_cache, tmp_path):

@@ -1,19 +1,14 @@
 """experiments/run.py end to end on the demo data (tiny random encoder)."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-RUN = Path(__file__).resolve().parents[1] / 'experiments' / 'run.py'
+from conftest import load_experiment
 
 
 @pytest.fixture(scope='module')
 def run():
-    spec = importlib.util.spec_from_file_location('run_script', RUN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment('run')
 
 
 def test_demo_run_writes_metrics_checkpoint_and_plot(run, tiny_encoder, graph_cache, tmp_path):

@@ -5,7 +5,7 @@ import re
 import networkx as nx
 import pytest
 import torch
-from conftest import fake_features
+from conftest import fake_features, load_experiment
 
 from graphmner.data.conll import Tweet
 from graphmner.graph.builder import build_graph
@@ -106,19 +106,8 @@ def test_unknown_suffix(tmp_path):
         export(graphs()['missing'], tmp_path / 'g.dot')
 
 
-def _script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / 'experiments' / 'export_graphs.py'
-    spec = importlib.util.spec_from_file_location('export_graphs', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_script_args_and_fake_visual():
-    script = _script()
+    script = load_experiment('export_graphs')
     args = script.parse_args(['--count', '3', '--format', 'graphml,.HTML,png'])
     assert args.formats == ['graphml', 'html', 'png'] and args.count == 3
     with pytest.raises(SystemExit):
