@@ -17,6 +17,7 @@ Rounds alternate between contenders so machine load hits both alike.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
@@ -80,7 +81,8 @@ def bench_building(args, tweets, image_root) -> None:
     print(f'graph building, 1 thread: build_graph from in-memory features '
           f'{statistics.median(rates_build):8.0f} graphs/s ({len(pairs)} graphs)')
     print(f'                          GraphBuilder with a warm feature cache '
-          f'{statistics.median(rates_builder):8.0f} graphs/s ({len(tweets)} tweets, reads + spaCy + captions)')
+          f'{statistics.median(rates_builder):8.0f} graphs/s '
+          f'({len(tweets)} tweets, reads + spaCy + captions)')
 
 
 def bench_extraction(args, paths) -> None:
@@ -91,9 +93,10 @@ def bench_extraction(args, paths) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)
             detector = ObjectDetector(DetectorConfig(weights=args.detector_weights, conf=conf))
-        extractor = FeatureExtractor(backbone, detector, cache_dir=None, batch_size=len(paths), progress=False)
-        ours_fn = lambda: extractor.extract(paths)
-        bare_fn = lambda: bare_passes(paths, backbone, detector)
+        extractor = FeatureExtractor(backbone, detector, cache_dir=None, batch_size=len(paths),
+                                     progress=False)
+        ours_fn = functools.partial(extractor.extract, paths)
+        bare_fn = functools.partial(bare_passes, paths, backbone, detector)
         ours_fn(), bare_fn()  # warm-up: predictor set-up, allocations
         ours, bare = [], []
         for _ in range(args.repeat):
@@ -101,8 +104,8 @@ def bench_extraction(args, paths) -> None:
             bare.append(seconds(bare_fn))
         objects = sum(f.objects.shape[0] for f in ours_fn())
         o, b = statistics.median(ours), statistics.median(bare)
-        print(f'extraction, conf={conf:g}: {len(paths)} images, {objects} objects | ours {len(paths) / o:.2f} img/s, '
-              f'bare passes {len(paths) / b:.2f} img/s | ratio {b / o:.2f}x')
+        print(f'extraction, conf={conf:g}: {len(paths)} images, {objects} objects | '
+              f'ours {len(paths) / o:.2f} img/s, bare passes {len(paths) / b:.2f} img/s | ratio {b / o:.2f}x')
 
 
 def main() -> None:

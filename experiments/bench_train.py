@@ -80,7 +80,8 @@ def main() -> None:
     p.add_argument('--rounds', type=int, default=3)
     args = p.parse_args()
 
-    graphs = list(load_dataset(args.dataset, 'train', data_root=args.data_root))[:args.batches * args.batch_size]
+    graphs = list(load_dataset(args.dataset, 'train', data_root=args.data_root))
+    graphs = graphs[:args.batches * args.batch_size]
     config = TrainConfig(epochs=1, batch_size=args.batch_size, seed=1)
     contenders = {'bare loop': lambda: bare_round(args.encoder, graphs, config, fused=False),
                   'bare loop, fused': lambda: bare_round(args.encoder, graphs, config, fused=True),
@@ -93,7 +94,8 @@ def main() -> None:
             rates[name].append(run())
             print(f'round {r + 1}  {name:<18} {rates[name][-1]:7.2f} tweets/s', flush=True)
     median = {name: statistics.median(values) for name, values in rates.items()}
-    print(f'\n{len(graphs)} tweets x {args.rounds} rounds, batch {args.batch_size}, {torch.get_num_threads()} threads')
+    print(f'\n{len(graphs)} tweets x {args.rounds} rounds, batch {args.batch_size}, '
+          f'{torch.get_num_threads()} threads')
     for name, value in median.items():
         print(f'{name:<20} {value:7.2f} tweets/s (median)')
     print(f"ratio trainer bert-crf / bare loop with fused AdamW: "

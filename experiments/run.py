@@ -22,8 +22,8 @@ from typing import Any
 
 os.environ.setdefault('YOLO_OFFLINE', 'true')
 
-import torch  # noqa: E402
-import yaml  # noqa: E402
+import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

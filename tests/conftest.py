@@ -10,11 +10,11 @@ from types import ModuleType
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('YOLO_OFFLINE', 'true')
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from graphmner.data.conll import Tweet  # noqa: E402
-from graphmner.features.types import ImageFeatures  # noqa: E402
+from graphmner.data.conll import Tweet
+from graphmner.features.types import ImageFeatures
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared'

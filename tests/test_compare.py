@@ -1,6 +1,5 @@
 """experiments/compare.py: same settings for every model, one table."""
 import pytest
-
 from conftest import load_experiment
 
 

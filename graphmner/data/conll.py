@@ -32,9 +32,9 @@ from __future__ import annotations
 import codecs
 import os
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
 
 from .labels import BIO_LABELS
 
@@ -48,7 +48,7 @@ __all__ = [
     'write_conll',
 ]
 
-PathLike = Union[str, os.PathLike[str]]
+PathLike = str | os.PathLike[str]
 
 _IMGID = 'IMGID:'
 
@@ -173,7 +173,7 @@ class ConllFormatWarning(UserWarning):
     """A CoNLL file that reads, but with content that deserves a look."""
 
 
-def _image_id_problem(image_id: str) -> Optional[str]:
+def _image_id_problem(image_id: str) -> str | None:
     """Why ``image_id`` cannot name a photo file, or None if it can."""
     if not image_id:
         return "empty image id"
@@ -183,7 +183,7 @@ def _image_id_problem(image_id: str) -> Optional[str]:
     return None
 
 
-def _words_problem(words: Sequence[str]) -> Optional[str]:
+def _words_problem(words: Sequence[str]) -> str | None:
     """Why ``words`` would not read back as written, or None if they would."""
     if not words:
         return "no words"
@@ -350,7 +350,7 @@ def read_conll(path: PathLike) -> list[Tweet]:
 
 
 def write_conll(tweets: Sequence[Tweet], path: PathLike, *,
-                layout: Optional[ConllLayout] = None) -> None:
+                layout: ConllLayout | None = None) -> None:
     """Writes tweets in the ``IMGID:`` CoNLL format, one blank line between
     tweets.
 

@@ -11,9 +11,10 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from torch_geometric.data import HeteroData, InMemoryDataset
 
@@ -26,7 +27,8 @@ SPLITS = ('train', 'dev', 'test')
 _SPLIT_FILES = {'train': 'train.txt', 'dev': 'valid.txt', 'test': 'test.txt'}
 
 #: Where built graphs and extracted features are cached unless told otherwise.
-DEFAULT_CACHE = Path(os.environ.get('GRAPHMNER_CACHE', Path(__file__).resolve().parents[2] / 'graphs' / 'cache'))
+DEFAULT_CACHE = Path(os.environ.get('GRAPHMNER_CACHE',
+                                    Path(__file__).resolve().parents[2] / 'graphs' / 'cache'))
 
 
 @dataclass
@@ -38,7 +40,7 @@ class GraphOptions:
     """
 
     vision_arch: str = 'resnet50'               # 'resnet50' | 'resnet152'
-    vision_weights: Optional[str] = 'imagenet'  # 'imagenet' (from the torch cache), a file, or None (random)
+    vision_weights: str | None = 'imagenet'  # 'imagenet' (from the torch cache), a file, or None (random)
     detector_weights: str = 'yolov8n.pt'        # a .pt file, or a .yaml for random weights
     top_k: int = 4                              # objects kept per image
     detector_conf: float = 0.25
@@ -64,8 +66,9 @@ class TweetGraphs(InMemoryDataset):
         force_reload (bool, optional): rebuild even if cached. (default: :obj:`False`)
     """
 
-    def __init__(self, conll_path: Path, cache_root: Path, build: Callable[[list[Tweet]], tuple[list[HeteroData], dict]],
-                 key: str, transform: Optional[Callable] = None, force_reload: bool = False):
+    def __init__(self, conll_path: Path, cache_root: Path,
+                 build: Callable[[list[Tweet]], tuple[list[HeteroData], dict]], key: str,
+                 transform: Callable | None = None, force_reload: bool = False):
         self.conll_path = Path(conll_path)
         self._build = build
         self._key = key
@@ -101,7 +104,7 @@ class TweetGraphs(InMemoryDataset):
         Path(self.processed_paths[0]).with_suffix('.json').write_text(json.dumps(self.report, indent=2))
 
 
-def _conll_path(name: str, split: str, data_root: Optional[str | os.PathLike]) -> Path:
+def _conll_path(name: str, split: str, data_root: str | os.PathLike | None) -> Path:
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset '{name}'; available: {', '.join(DATASETS)}")
     if split not in SPLITS:
@@ -119,9 +122,9 @@ def _conll_path(name: str, split: str, data_root: Optional[str | os.PathLike]) -
     return path
 
 
-def load_dataset(name: str, split: str, data_root: Optional[str | os.PathLike] = None,
-                 image_root: Optional[str | os.PathLike] = None,
-                 captions: Optional[str | os.PathLike] = None, **options: Any) -> TweetGraphs:
+def load_dataset(name: str, split: str, data_root: str | os.PathLike | None = None,
+                 image_root: str | os.PathLike | None = None,
+                 captions: str | os.PathLike | None = None, **options: Any) -> TweetGraphs:
     """Tweet graphs of one split (**fixed** signature).
 
     Args:

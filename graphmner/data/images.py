@@ -174,7 +174,7 @@ def decode_image(
     # Pillow's format plugins raise many exception types on malformed input
     # (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
     # ...): a broken file must never stop a feature run.
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return ImageLoad(None, 'corrupt',
                          f"'{name}' could not be decoded: "
                          f"{type(e).__name__}: {e}")

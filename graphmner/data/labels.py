@@ -13,8 +13,8 @@ Example:
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Iterable, Mapping, Sequence
 
 __all__ = [
     'ENTITY_TYPES',

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
 
 __all__ = ['IMAGE_EXTENSIONS', 'image_path']
 
@@ -16,7 +15,7 @@ __all__ = ['IMAGE_EXTENSIONS', 'image_path']
 IMAGE_EXTENSIONS: tuple[str, ...] = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
 
 
-def image_path(image_root: Union[str, os.PathLike[str]], image_id: str) -> Optional[Path]:
+def image_path(image_root: str | os.PathLike[str], image_id: str) -> Path | None:
     """Finds the photo ``<image_root>/<image_id><ext>`` of a tweet.
 
     Extensions are tried in the order of :data:`IMAGE_EXTENSIONS`, so

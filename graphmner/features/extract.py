@@ -27,14 +27,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from graphmner.data.images import (DEFAULT_MAX_PIXELS, ImageLoad,
-                                   decode_image, read_bytes)
+from graphmner.data.images import DEFAULT_MAX_PIXELS, ImageLoad, decode_image, read_bytes
 from graphmner.features.cache import FeatureCache, bytes_sha256
-from graphmner.features.detector import (Detections, DetectorConfig,
-                                         ObjectDetector)
+from graphmner.features.detector import Detections, DetectorConfig, ObjectDetector
 from graphmner.features.types import ImageFeatures
-from graphmner.features.vision import (BackboneFeatures, VisionBackbone,
-                                       VisionConfig)
+from graphmner.features.vision import BackboneFeatures, VisionBackbone, VisionConfig
 
 log = logging.getLogger(__name__)
 

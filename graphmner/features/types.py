@@ -30,7 +30,7 @@ class ImageFeatures:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> 'ImageFeatures':
+    def from_dict(cls, d: dict) -> ImageFeatures:
         return cls(**{f.name: d[f.name] for f in fields(cls)})
 
     @property

@@ -8,7 +8,8 @@ node: no fake visual evidence.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -49,8 +50,8 @@ def complete_bipartite(n_src: int, n_dst: int) -> Tensor:
                         torch.arange(n_dst).repeat(n_src)])
 
 
-def build_graph(tweet: Tweet, features: Optional[ImageFeatures] = None, *,
-                aux: Sequence[tuple[str, str]] = (), grounds: Optional[Tensor] = None,
+def build_graph(tweet: Tweet, features: ImageFeatures | None = None, *,
+                aux: Sequence[tuple[str, str]] = (), grounds: Tensor | None = None,
                 labels: Sequence[str] = BIO_LABELS,
                 feature_dim: int = DEFAULT_FEATURE_DIM) -> HeteroData:
     """One tweet graph.
@@ -90,7 +91,7 @@ def build_graph(tweet: Tweet, features: Optional[ImageFeatures] = None, *,
     g[schema.IMAGE].x = (torch.zeros(1, feature_dim) if missing else features.image.view(1, -1).float())
     g[schema.IMAGE].missing = torch.tensor([missing])
 
-    def visual(node_type: str, x: Optional[Tensor], **attrs: Tensor) -> int:
+    def visual(node_type: str, x: Tensor | None, **attrs: Tensor) -> int:
         store = g[node_type]
         store.x = torch.zeros(0, feature_dim) if x is None else x.float()
         for key, value in attrs.items():
@@ -161,13 +162,13 @@ class GraphBuilder:
     words.
     """
 
-    def __init__(self, options: 'GraphOptions', image_root=None, captions=None, feature_cache=None):
+    def __init__(self, options: GraphOptions, image_root=None, captions=None, feature_cache=None):
         self.options = options
         self.image_root = image_root
         self.captions = captions
         self.feature_cache = feature_cache
 
-    def _features(self, tweets: Sequence[Tweet], report: dict) -> tuple[list[Optional[ImageFeatures]], list]:
+    def _features(self, tweets: Sequence[Tweet], report: dict) -> tuple[list[ImageFeatures | None], list]:
         from ..data.paths import image_path
         from ..features.detector import DetectorConfig
         from ..features.extract import FeatureExtractor
@@ -203,7 +204,7 @@ class GraphBuilder:
         report: dict = {'tweets': len(tweets)}
         features, paths = self._features(tweets, report)
         with_objects = [i for i, f in enumerate(features) if f is not None and len(f.object_names)]
-        grounds: list[Optional[Tensor]] = [None] * len(tweets)
+        grounds: list[Tensor | None] = [None] * len(tweets)
         if with_objects:
             phrases = PhraseExtractor(self.options.spacy_model).batch([tweets[i].words for i in with_objects])
             matched = 0

@@ -198,7 +198,8 @@ def summary(g: HeteroData) -> str:
     for edge_type in g.edge_types:
         lines.append(f'  {_edge_name(edge_type):<28} {int(g[edge_type].num_edges)}')
     words, labels = word_texts(g), word_labels(g)
-    lines.append('Words: ' + ' '.join(f'{w}/{l}' if l else w for w, l in zip(words, labels)))
+    lines.append('Words: ' + ' '.join(f'{word}/{label}' if label else word
+                                      for word, label in zip(words, labels)))
     names = object_texts(g)
     score = _attr(g, schema.OBJECT, 'score')
     cls = _attr(g, schema.OBJECT, 'cls')
@@ -328,8 +329,10 @@ def draw(g: HeteroData, ax=None, edge_weights: Mapping[EdgeKey, Tensor] | None =
             texts = labels[node_type]
             if node_type == schema.WORD:
                 tags = word_labels(g)
-                texts = [f'{t}\n{l}' if l and l != 'O' else t for t, l in zip(texts, tags)]
-            dy, va = {schema.WORD: (-0.25, 'top'), schema.AUX: (0.2, 'bottom')}.get(node_type, (0.15, 'bottom'))
+                texts = [f'{text}\n{tag}' if tag and tag != 'O' else text
+                         for text, tag in zip(texts, tags)]
+            dy, va = {schema.WORD: (-0.25, 'top'),
+                      schema.AUX: (0.2, 'bottom')}.get(node_type, (0.15, 'bottom'))
             for (x, y), text in zip(p, texts):
                 ax.text(x, y + dy, text, ha='center', va=va, fontsize=font_size, zorder=4,
                         rotation=30 if node_type == schema.AUX else 0)

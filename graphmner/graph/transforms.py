@@ -1,7 +1,7 @@
 """Transforms over tweet graphs (PyG :class:`BaseTransform` style)."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from torch_geometric.data import HeteroData
 from torch_geometric.transforms import BaseTransform

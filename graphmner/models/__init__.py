@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -65,6 +66,5 @@ def load(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> M
     return model
 
 
-__all__ = ['EncoderConfig', 'MNERModel', 'MNEROutput', 'BertCRF', 'BertCRFConfig', 'UMGF', 'UMGFConfig', 'ITA',
-           'ITAConfig',           'atomic_save',
-           'available', 'build', 'load', 'model_class', 'register']
+__all__ = ['BertCRF', 'BertCRFConfig', 'EncoderConfig', 'ITA', 'ITAConfig', 'MNERModel', 'MNEROutput', 'UMGF',
+           'UMGFConfig', 'atomic_save', 'available', 'build', 'load', 'model_class', 'register']

@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Optional, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -39,7 +40,7 @@ class MNEROutput:
 
     emissions: Tensor                 # [B, T, C] CRF emission scores over words
     mask: Tensor                      # [B, T] bool prefix mask of real words
-    loss: Optional[Tensor] = None     # scalar, when the batch carries labels
+    loss: Tensor | None = None     # scalar, when the batch carries labels
     logs: dict[str, float] = field(default_factory=dict)  # loss parts for the log
 
 
@@ -93,7 +94,7 @@ class MNERModel(nn.Module):
         return batch.words
 
     @staticmethod
-    def dense_labels(batch: Batch) -> Optional[Tensor]:
+    def dense_labels(batch: Batch) -> Tensor | None:
         """``batch['word'].y`` as ``[B, T]`` (0 at padding), or None without labels."""
         y = getattr(batch[schema.WORD], 'y', None)
         if y is None:
@@ -159,7 +160,7 @@ class MNERModel(nn.Module):
         atomic_save(self.checkpoint(), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> 'MNERModel':
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> MNERModel:
         from . import load  # the registry dispatches on the stored name
         model = load(path, map_location=map_location)
         if not isinstance(model, cls):

@@ -5,8 +5,8 @@ CRF. It reads only the ``word`` nodes of the tweet graph.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from torch import nn
 from torch_geometric.data import Batch

@@ -140,27 +140,27 @@ class UMGFFusionLayer(nn.Module):
     def forward(self, h_word: Tensor, h_object: Tensor, edge_index: dict[str, Tensor],
                 word_batch: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``word_batch`` (each word's tweet) selects the dense evaluation of Eq. 1."""
-        W, O = schema.WORD, schema.OBJECT
+        word, obj = schema.WORD, schema.OBJECT
         # Eq. 1: C_x = MultiHead(H_x, H_x, H_x)   (intra-modal, textual)
-        c_word = self.residual[f'{W}_attention'](
+        c_word = self.residual[f'{word}_attention'](
             h_word, self.attention[_WORD_INTRA](h_word, edge_index[_WORD_INTRA], batch=word_batch))
         # Eq. 2: C_o = MultiHead(H_o, H_o, H_o)   (intra-modal, visual)
         if self.visual_self_attention:
-            c_object = self.residual[f'{O}_attention'](
+            c_object = self.residual[f'{obj}_attention'](
                 h_object, self.attention[_OBJECT_INTRA](h_object, edge_index[_OBJECT_INTRA]))
         else:
             c_object = h_object
         # Eqs. 3-4: R_x,i = C_x,i + sum_{j in N(i)} b_ij * C_o,j,  b_ij = sigmoid(W1 C_x,i + W2 C_o,j)
-        r_word = self.residual[f'{W}_gate'](
+        r_word = self.residual[f'{word}_gate'](
             c_word, self.gate[_GROUNDS]((c_object, c_word), edge_index[_GROUNDS]))
         if not self.update_visual:
-            return self.residual[f'{W}_ffn'](r_word, self.ffn[W](r_word)), c_object
+            return self.residual[f'{word}_ffn'](r_word, self.ffn[word](r_word)), c_object
         # Eqs. 5-6: R_o,j = C_o,j + sum_{i in N(j)} b'_ji * C_x,i,  b'_ji = sigmoid(W3 C_o,j + W4 C_x,i)
-        r_object = self.residual[f'{O}_gate'](
+        r_object = self.residual[f'{obj}_gate'](
             c_object, self.gate[_REV_GROUNDS]((c_word, c_object), edge_index[_REV_GROUNDS]))
         # Eqs. 7-8: H_x = FFN(R_x), H_o = FFN(R_o)
-        h_word = self.residual[f'{W}_ffn'](r_word, self.ffn[W](r_word))
-        h_object = self.residual[f'{O}_ffn'](r_object, self.ffn[O](r_object))
+        h_word = self.residual[f'{word}_ffn'](r_word, self.ffn[word](r_word))
+        h_object = self.residual[f'{obj}_ffn'](r_object, self.ffn[obj](r_object))
         return h_word, h_object
 
 

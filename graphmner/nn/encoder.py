@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -64,7 +64,7 @@ PREFIX_ATTENTION = 'graphmner_prefix'
 
 
 def _prefix_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor,
-                      attention_mask: Optional[Tensor], **kwargs):
+                      attention_mask: Tensor | None, **kwargs):
     """SDPA attention that first prepends ``module.graphmner_prefix`` (a
     ``(key, value)`` pair of shape ``[B, P, H]``) to the keys and values."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -179,7 +179,7 @@ class TextEncoder(nn.Module):
         return [self._pieces[w] for w in words]
 
     def tokenize(self, words: Sequence[Sequence[str]],
-                 aux_words: Optional[Sequence[Sequence[str]]] = None) -> EncodedBatch:
+                 aux_words: Sequence[Sequence[str]] | None = None) -> EncodedBatch:
         """``[CLS] words [SEP] (aux [SEP])``; the aux segment is cut first."""
         if isinstance(words, (str, bytes)) or any(isinstance(w, str) for w in words):
             raise TypeError("'words' must be a list of word lists, one per tweet "
@@ -241,9 +241,9 @@ class TextEncoder(nn.Module):
     # -- prefix keys/values (GMF) ----------------------------------------------------
     # -- forward ---------------------------------------------------------------------
     def forward(self, words: Sequence[Sequence[str]],
-                aux_words: Optional[Sequence[Sequence[str]]] = None,
-                layer_prefix: Optional[Sequence[tuple[Tensor, Tensor]]] = None,
-                encoded: Optional[EncodedBatch] = None) -> EncoderOutput:
+                aux_words: Sequence[Sequence[str]] | None = None,
+                layer_prefix: Sequence[tuple[Tensor, Tensor]] | None = None,
+                encoded: EncodedBatch | None = None) -> EncoderOutput:
         enc = encoded if encoded is not None else self.tokenize(words, aux_words)
         device = next(self.model.parameters()).device
         input_ids = enc.input_ids.to(device)

@@ -1,6 +1,13 @@
 """Training: the shared trainer, its config, optimiser groups and schedule."""
-from .trainer import (TrainConfig, Trainer, linear_schedule, optimizer_groups, plot_history, seed_everything,
-                      shuffled_loader)
+from .trainer import (
+                      TrainConfig,
+                      Trainer,
+                      linear_schedule,
+                      optimizer_groups,
+                      plot_history,
+                      seed_everything,
+                      shuffled_loader,
+)
 
 __all__ = ['TrainConfig', 'Trainer', 'linear_schedule', 'optimizer_groups', 'plot_history',
            'seed_everything', 'shuffled_loader']

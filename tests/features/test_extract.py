@@ -13,12 +13,11 @@ from PIL import Image
 if importlib.util.find_spec('ultralytics') is None:
     pytest.skip('ultralytics is not installed', allow_module_level=True)
 
-from graphmner.features.cache import FeatureCache  # noqa: E402
-from graphmner.features.detector import (DetectorConfig,  # noqa: E402
-                                         ObjectDetector)
-from graphmner.features.extract import FeatureExtractor  # noqa: E402
-from graphmner.features.types import ImageFeatures  # noqa: E402
-from graphmner.features.vision import VisionBackbone, VisionConfig  # noqa
+from graphmner.features.cache import FeatureCache
+from graphmner.features.detector import DetectorConfig, ObjectDetector
+from graphmner.features.extract import FeatureExtractor
+from graphmner.features.types import ImageFeatures
+from graphmner.features.vision import VisionBackbone, VisionConfig
 
 VISION = VisionConfig(weights=None, image_size=64)
 DETECTOR = DetectorConfig(weights='yolov8n.yaml', conf=1e-4, imgsz=64)

@@ -4,9 +4,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from graphmner.features.image_text import (CaptionGenerator, OcrReader,
-                                           aux_words, object_tags,
-                                           read_captions, tokenize)
+from graphmner.features.image_text import (
+    CaptionGenerator,
+    OcrReader,
+    aux_words,
+    object_tags,
+    read_captions,
+    tokenize,
+)
 
 CAPTIONS = Path('../shared/data/captions')
 VOCAB = Path('../shared/models/all-MiniLM-L6-v2/vocab.txt')
@@ -99,10 +104,15 @@ def test_caption_generator_tiny_local_model(tmp_path):
     if not VOCAB.is_file():
         pytest.skip(f'{VOCAB} not found')
     import torch
-    from transformers import (BertConfig, BertTokenizerFast, TrOCRProcessor,
-                              ViTConfig, ViTImageProcessor,
-                              VisionEncoderDecoderConfig,
-                              VisionEncoderDecoderModel)
+    from transformers import (
+        BertConfig,
+        BertTokenizerFast,
+        TrOCRProcessor,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessor,
+    )
 
     tokenizer = BertTokenizerFast(vocab_file=str(VOCAB))
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(

@@ -3,8 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from graphmner.features.phrases import (SYNONYMS, NounPhrase,
-                                        PhraseExtractor, ground, load_spacy)
+from graphmner.features.phrases import SYNONYMS, NounPhrase, PhraseExtractor, ground, load_spacy
 
 SPACY_MODEL = Path('../shared/models/en_core_web_sm-3.8.0')
 

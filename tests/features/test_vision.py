@@ -6,8 +6,7 @@ import torchvision
 from PIL import Image
 from torchvision.transforms import v2 as T
 
-from graphmner.features.vision import (BackboneFeatures, VisionBackbone,
-                                       VisionConfig)
+from graphmner.features.vision import BackboneFeatures, VisionBackbone, VisionConfig
 
 
 @pytest.fixture(scope='module')

@@ -1,9 +1,9 @@
 import pytest
 import torch
+from conftest import fake_features
 from torch_geometric.data import Batch
 
-from conftest import fake_features
-from graphmner.data.conll import Tweet, read_conll
+from graphmner.data.conll import Tweet
 from graphmner.graph import schema
 from graphmner.graph.builder import all_pairs, build_graph, chain, complete_bipartite
 from graphmner.graph.transforms import KeepRelations

@@ -1,9 +1,9 @@
 """The model contract, checked once for every registered model (flair style)."""
 import pytest
 import torch
+from conftest import fake_features
 from torch_geometric.data import Batch
 
-from conftest import fake_features
 from graphmner import models
 from graphmner.data.conll import read_conll
 from graphmner.data.demo import demo_split_path

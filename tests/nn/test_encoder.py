@@ -60,7 +60,8 @@ def test_layer_prefix_matches_a_hand_computed_first_layer(tiny_encoder):
     prefix = [(torch.randn(B, P, H), torch.randn(B, P, H)) for _ in range(encoder.num_layers)]
     captured = {}
     layer = encoder.model.encoder.layer[0]
-    handle = layer.register_forward_hook(lambda m, a, o: captured.setdefault('out', o[0] if isinstance(o, tuple) else o))
+    handle = layer.register_forward_hook(
+        lambda m, a, o: captured.setdefault('out', o[0] if isinstance(o, tuple) else o))
     encoder(WORDS, layer_prefix=prefix)
     handle.remove()
 
