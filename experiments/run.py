@@ -123,12 +123,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     trainer = Trainer(model, graphs['train'], graphs['dev'], train_config, run_dir, device=args.device)
     trainer.fit(resume=args.resume)
-    dev = trainer.test(graphs['dev'])
+    dev = trainer.test(graphs['dev'], 'dev')
     test = trainer.test(graphs['test'])
     views = {}  # a multi-view model (ITA) is also scored with each view forced
     for view in getattr(model, 'views', ()):
         with model.inference(view):
-            views[view] = trainer.test(graphs['test'])
+            views[view] = trainer.test(graphs['test'], f'test, {view} view')
     metrics = {
         'model': args.model, 'dataset': args.dataset, 'encoder': settings['model']['encoder'],
         'epochs': train_config.epochs, 'seed': train_config.seed, 'dev': dev, 'test': test,

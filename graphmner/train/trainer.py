@@ -204,14 +204,14 @@ class Trainer:
             plot_history(self.history, self.run_dir / 'training.png')
         return self.history
 
-    def test(self, graphs: Sequence[HeteroData]) -> dict[str, Any]:
-        """Scores of the best dev checkpoint on ``graphs``."""
+    def test(self, graphs: Sequence[HeteroData], name: str = 'test') -> dict[str, Any]:
+        """Scores of the best dev checkpoint on ``graphs``, logged under ``name``."""
         best = self.run_dir / BEST
         if best.exists():
             state = torch.load(best, map_location='cpu', weights_only=True)
             self.model.load_state_dict(state['state_dict'])
         scores = self.model.evaluate(self.eval_loader(graphs), self.config.scheme)
-        log.info('test of the best dev epoch:\n%s', format_scores(scores))
+        log.info('%s, best dev checkpoint:\n%s', name, format_scores(scores))
         return scores
 
     @property
