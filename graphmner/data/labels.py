@@ -26,6 +26,10 @@ __all__ = [
     'bioes_to_bio',
     'allowed_bio_transitions',
     'allowed_bio_starts',
+    'bioes_tag_set',
+    'allowed_bioes_transitions',
+    'allowed_bioes_starts',
+    'allowed_bioes_ends',
 ]
 
 #: Entity types, in the order their labels take in :data:`BIO_LABELS`.
@@ -191,6 +195,55 @@ def allowed_bio_starts(labels: Sequence[str] = BIO_LABELS) -> list[int]:
         ValueError: If a label is neither ``'O'`` nor ``B-``/``I-`` prefixed.
     """
     return [i for i, label in enumerate(labels) if _split(label, 'BI')[0] != 'I']
+
+
+def bioes_tag_set(labels: Sequence[str] = BIO_LABELS) -> tuple[str, ...]:
+    """The BIOES tag set of an IOB2 label set: ``'O'``, then ``B-``, ``I-``,
+    ``E-``, ``S-`` of each entity type in the order the types first appear.
+
+    Args:
+        labels: An IOB2 label set. (default: :data:`BIO_LABELS`)
+
+    Raises:
+        ValueError: If a label is neither ``'O'`` nor ``B-``/``I-`` prefixed.
+    """
+    types = dict.fromkeys(_split(label, 'BI')[1] for label in labels)
+    types.pop('', None)
+    return ('O',) + tuple(f'{prefix}-{entity_type}' for entity_type in types for prefix in 'BIES')
+
+
+def allowed_bioes_transitions(labels: Sequence[str]) -> list[tuple[int, int]]:
+    """The tag transitions BIOES allows, for constrained CRF decoding.
+
+    Inside a chunk (after ``B-X`` or ``I-X``) only ``I-X`` or ``E-X`` may
+    follow; outside one (after ``O``, ``E-``, ``S-``) only ``O``, ``B-`` or
+    ``S-`` of any type.
+
+    Args:
+        labels: The BIOES tag set in id order (e.g. :func:`bioes_tag_set`).
+
+    Returns:
+        Every allowed ``(from_id, to_id)`` pair, sorted.
+
+    Raises:
+        ValueError: If a tag is neither ``'O'`` nor ``B-``/``I-``/``E-``/``S-`` prefixed.
+    """
+    parts = [_split(label, 'BIES') for label in labels]
+    return [(i, j)
+            for i, (from_prefix, from_type) in enumerate(parts)
+            for j, (to_prefix, to_type) in enumerate(parts)
+            if (to_prefix in 'IE' and to_type == from_type if from_prefix in 'BI'
+                else to_prefix in 'OBS')]
+
+
+def allowed_bioes_starts(labels: Sequence[str]) -> list[int]:
+    """The ids of the BIOES tags that may begin a sequence: ``O``, ``B-``, ``S-``."""
+    return [i for i, label in enumerate(labels) if _split(label, 'BIES')[0] in 'OBS']
+
+
+def allowed_bioes_ends(labels: Sequence[str]) -> list[int]:
+    """The ids of the BIOES tags that may end a sequence: ``O``, ``E-``, ``S-``."""
+    return [i for i, label in enumerate(labels) if _split(label, 'BIES')[0] in 'OES']
 
 
 def repair_iob2(labels: Sequence[str]) -> list[str]:

@@ -14,7 +14,13 @@ import torch
 import torchcrf
 from torch import Tensor
 
-from ..data.labels import allowed_bio_starts, allowed_bio_transitions
+from ..data.labels import (
+    allowed_bio_starts,
+    allowed_bio_transitions,
+    allowed_bioes_ends,
+    allowed_bioes_starts,
+    allowed_bioes_transitions,
+)
 
 # Added to the score of a disallowed transition. Finite rather than -inf so
 # that masked sums (0 * score) and forward-backward stay free of NaN; it is
@@ -47,6 +53,31 @@ def bio_constraints(labels: Sequence[str]) -> tuple[Tensor, Tensor]:
     return allowed_transitions, allowed_start
 
 
+def bioes_constraints(labels: Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Allowed transitions, start and end tags of BIOES tagging: a chunk opened
+    by ``B-X`` continues with ``I-X`` and closes with ``E-X``; ``S-X`` is a
+    one-word chunk; no sequence starts inside a chunk or ends in one.
+
+    Args:
+        labels (Sequence[str]): the BIOES tag set in tag-id order, e.g.
+            :func:`~graphmner.data.labels.bioes_tag_set`.
+
+    Returns:
+        Tuple[Tensor, Tensor, Tensor]: ``allowed_transitions`` :math:`(C, C)`
+        bool indexed ``[from, to]``, ``allowed_start`` and ``allowed_end``
+        :math:`(C)` bool; pass them as :obj:`constraints` to :class:`CRF`.
+    """
+    num_tags = len(labels)
+    allowed_transitions = torch.zeros(num_tags, num_tags, dtype=torch.bool)
+    for i, j in allowed_bioes_transitions(labels):
+        allowed_transitions[i, j] = True
+    allowed_start = torch.zeros(num_tags, dtype=torch.bool)
+    allowed_start[allowed_bioes_starts(labels)] = True
+    allowed_end = torch.zeros(num_tags, dtype=torch.bool)
+    allowed_end[allowed_bioes_ends(labels)] = True
+    return allowed_transitions, allowed_start, allowed_end
+
+
 class CRF(torchcrf.CRF):
     r"""A linear-chain conditional random field from the `"Conditional Random
     Fields: Probabilistic Models for Segmenting and Labeling Sequence Data"
@@ -66,7 +97,7 @@ class CRF(torchcrf.CRF):
     - :meth:`marginals` / :meth:`log_marginals`: token posteriors by
       forward-backward in log space, optionally tempered;
     - optional hard transition constraints (e.g. from
-      :func:`bio_constraints`), applied alike in training, decoding and
+      :func:`bio_constraints` or :func:`bioes_constraints`), applied alike in training, decoding and
       marginals so that the loss and the decoder agree.
 
     :meth:`forward` keeps pytorch-crf's meaning (the log-likelihood, summed by
@@ -74,10 +105,11 @@ class CRF(torchcrf.CRF):
 
     Args:
         num_tags (int): number of tags :math:`C`.
-        constraints (Tuple[Tensor, Tensor], optional): ``(allowed_transitions,
-            allowed_start)``, bool tensors of shapes :math:`(C, C)` (indexed
-            ``[from, to]``) and :math:`(C)`. Disallowed transitions and start
-            tags get :obj:`-10000` added to their score. A gold sequence that
+        constraints (Tuple[Tensor, ...], optional): ``(allowed_transitions,
+            allowed_start)`` or ``(allowed_transitions, allowed_start,
+            allowed_end)``, bool tensors of shapes :math:`(C, C)` (indexed
+            ``[from, to]``) and :math:`(C)`. Disallowed transitions, start
+            and end tags get :obj:`-10000` added to their score. A gold sequence that
             breaks a constraint (e.g. an ``I-X`` after ``O`` in noisy data)
             then costs about :obj:`10000` in :meth:`nll`; repair such labels
             before training. (default: :obj:`None`)
@@ -94,39 +126,41 @@ class CRF(torchcrf.CRF):
         self,
         num_tags: int,
         *,
-        constraints: tuple[Tensor, Tensor] | None = None,
+        constraints: tuple[Tensor, ...] | None = None,
     ) -> None:
         super().__init__(num_tags, batch_first=True)
         transition_penalty = torch.zeros(num_tags, num_tags)
         start_penalty = torch.zeros(num_tags)
+        end_penalty = torch.zeros(num_tags)
         if constraints is not None:
-            allowed_transitions, allowed_start = constraints
-            if allowed_transitions.dtype != torch.bool \
-                    or allowed_transitions.shape != (num_tags, num_tags) \
-                    or allowed_start.dtype != torch.bool \
-                    or allowed_start.shape != (num_tags, ):
+            shapes = [(num_tags, num_tags), (num_tags, ), (num_tags, )]
+            if len(constraints) not in (2, 3) or any(
+                    c.dtype != torch.bool or c.shape != shape
+                    for c, shape in zip(constraints, shapes)):
+                got = ', '.join(f'{c.dtype} {tuple(c.shape)}'
+                                for c in constraints)
                 raise ValueError(
-                    f"Expected constraints as bool tensors of shapes "
-                    f"({num_tags}, {num_tags}) and ({num_tags},), got "
-                    f"{allowed_transitions.dtype} "
-                    f"{tuple(allowed_transitions.shape)} and "
-                    f"{allowed_start.dtype} {tuple(allowed_start.shape)}")
-            transition_penalty.masked_fill_(~allowed_transitions,
-                                            DISALLOWED_SCORE)
-            start_penalty.masked_fill_(~allowed_start, DISALLOWED_SCORE)
+                    f"Expected constraints as 2 or 3 bool tensors of shapes "
+                    f"({num_tags}, {num_tags}), ({num_tags},)[, "
+                    f"({num_tags},)], got {len(constraints)}: {got}")
+            for penalty, allowed in zip(
+                    (transition_penalty, start_penalty, end_penalty),
+                    constraints):
+                penalty.masked_fill_(~allowed, DISALLOWED_SCORE)
         self.constrained = constraints is not None
         # Not persistent: constraints come from the label set at construction,
         # and the state dict stays interchangeable with pytorch-crf's.
         self.register_buffer('transition_penalty', transition_penalty,
                              persistent=False)
         self.register_buffer('start_penalty', start_penalty, persistent=False)
+        self.register_buffer('end_penalty', end_penalty, persistent=False)
 
     def _scores(self) -> tuple[Tensor, Tensor, Tensor]:
         # Computed once per call, so the per-step sums below are the same
         # floating-point operations pytorch-crf performs.
         return (self.start_transitions + self.start_penalty,
                 self.transitions + self.transition_penalty,
-                self.end_transitions)
+                self.end_transitions + self.end_penalty)
 
     def _check(self, emissions: Tensor, mask: Tensor | None,
                tags: Tensor | None = None) -> Tensor:

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torchcrf
 
-from graphmner.nn.crf import CRF, bio_constraints
+from graphmner.data.labels import bio_to_bioes, bioes_tag_set
+from graphmner.nn.crf import CRF, bio_constraints, bioes_constraints
 
 LABELS = ['O', 'B-PER', 'I-PER', 'B-LOC', 'I-LOC', 'B-ORG', 'I-ORG',
           'B-MISC', 'I-MISC']
@@ -238,6 +239,44 @@ def test_bio_constraints():
         bio_constraints(['O', 'S-PER'])
 
 
+def test_bioes_constraints_by_hand():
+    tags = bioes_tag_set(['O', 'B-PER', 'I-PER'])
+    assert tags == ('O', 'B-PER', 'I-PER', 'E-PER', 'S-PER')
+    allowed, start, end = bioes_constraints(tags)
+    assert start.tolist() == [True, True, False, False, True]
+    assert end.tolist() == [True, False, False, True, True]
+    assert allowed.tolist() == [  # rows: from O, B, I, E, S; columns: to
+        [True, True, False, False, True],
+        [False, False, True, True, False],
+        [False, False, True, True, False],
+        [True, True, False, False, True],
+        [True, True, False, False, True],
+    ]
+
+
+def test_bioes_constraints_allow_every_converted_sequence():
+    generator = torch.Generator().manual_seed(11)
+    tags = bioes_tag_set(LABELS)
+    allowed, start, end = bioes_constraints(tags)
+    tag_id = {tag: i for i, tag in enumerate(tags)}
+    for _ in range(300):
+        length = int(torch.randint(1, 12, (1,), generator=generator))
+        bio = [LABELS[int(i)] for i in torch.randint(0, 9, (length,), generator=generator)]
+        ids = [tag_id[tag] for tag in bio_to_bioes(bio)]
+        assert start[ids[0]] and end[ids[-1]]
+        assert all(allowed[a, b] for a, b in zip(ids, ids[1:]))
+
+
+def test_end_constraint_applies_in_decode_and_marginals():
+    tags = bioes_tag_set(['O', 'B-PER', 'I-PER'])
+    crf = CRF(5, constraints=bioes_constraints(tags))
+    emissions = torch.zeros(1, 2, 5)
+    emissions[0, 1, 1] = 5.0  # tempt a final B-PER, which BIOES forbids
+    path = crf.decode(emissions)[0].tolist()
+    assert tags[path[-1]] in ('O', 'E-PER', 'S-PER')
+    assert float(crf.marginals(emissions)[0, 1, 1]) < 1e-6
+
+
 def test_constrained_decode_obeys_constraints():
     generator = torch.Generator().manual_seed(7)
     allowed, start = bio_constraints(LABELS)
@@ -293,10 +332,12 @@ def test_input_validation():
         crf.nll(emissions, tags, mask, reduction='batch')
     with pytest.raises(ValueError, match='positive temperature, got 0'):
         crf.marginals(emissions, mask, temperature=0)
-    with pytest.raises(ValueError, match=r'shapes \(3, 3\) and \(3,\), got '
-                       r'torch.bool \(2, 2\)'):
+    with pytest.raises(ValueError, match=r'shapes \(3, 3\), \(3,\)\[, \(3,\)\], '
+                       r'got 2: torch.bool \(2, 2\), torch.bool \(3,\)'):
         CRF(3, constraints=(torch.ones(2, 2, dtype=torch.bool),
                             torch.ones(3, dtype=torch.bool)))
+    with pytest.raises(ValueError, match=r'got 1: torch.bool \(3, 3\)'):
+        CRF(3, constraints=(torch.ones(3, 3, dtype=torch.bool), ))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
