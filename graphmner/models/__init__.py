@@ -61,7 +61,9 @@ def load(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> M
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(checkpoint, dict) or 'model' not in checkpoint:
         raise ValueError(f"'{path}' is not a graphmner model checkpoint")
-    model = build(checkpoint['model'], checkpoint['labels'], **checkpoint['config'])
+    # Checkpoints written before the tag_scheme option all tagged in BIO.
+    config = {'tag_scheme': 'bio', **checkpoint['config']}
+    model = build(checkpoint['model'], checkpoint['labels'], **config)
     model.load_state_dict(checkpoint['state_dict'])
     return model
 

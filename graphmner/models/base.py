@@ -6,6 +6,7 @@ model gets, from this class:
 
 - :meth:`loss` for training (the method's full objective, auxiliary terms included),
 - :meth:`decode` (BIO labels per tweet) and :meth:`evaluate` (span scores),
+  whichever tag scheme (BIO or BIOES) the CRF runs on,
 - :meth:`save` / :func:`load` that record the class by its registry name, its
   config and its labels, so a checkpoint rebuilds itself.
 """
@@ -24,13 +25,15 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 from torch_geometric.utils import to_dense_batch
 
-from ..data.labels import BIO_LABELS
+from ..data.labels import BIO_LABELS, bioes_tag_set, bioes_to_bio
 from ..graph import schema
 from ..metrics import span_scores
-from ..nn.crf import CRF, bio_constraints
+from ..nn.crf import CRF, bio_constraints, bioes_constraints
 from ..nn.encoder import TextEncoder
 
 EdgeType = tuple[str, str, str]
+
+TAG_SCHEMES = ('bio', 'bioes')
 
 
 @dataclass
@@ -51,12 +54,18 @@ class EncoderConfig:
     encoder: str = 'bert-base-uncased'  # hub name or local folder of the text encoder
     max_length: int = 128               # subword budget of the encoder
     dropout: float = 0.1                # on the word states before the emission layer
-    constrained_decoding: bool = True   # forbid I-X after O / another type in the CRF
+    constrained_decoding: bool = True   # forbid transitions the tag scheme rules out
+    tag_scheme: str = 'bio'             # the CRF's tags: 'bio', or 'bioes' (E- ends, S- single)
 
 
 class MNERModel(nn.Module):
     """Base class: subclasses set ``name``, ``config_class``, ``relations`` and
     implement :meth:`forward`.
+
+    The data and every output speak IOB2 (``labels``); the CRF runs on
+    ``tags``, which are the same labels for ``tag_scheme='bio'`` and their
+    BIOES expansion for ``'bioes'`` (ITA's official code tags in BIOES): gold
+    labels are converted on the way in, decoded paths on the way out.
 
     Args:
         config: the model's config dataclass (a subclass of :class:`EncoderConfig`).
@@ -74,11 +83,31 @@ class MNERModel(nn.Module):
         if not isinstance(config, self.config_class):
             raise TypeError(f'{type(self).__name__} needs a {self.config_class.__name__}, '
                             f'got {type(config).__name__}')
+        if config.tag_scheme not in TAG_SCHEMES:
+            raise ValueError(f"tag_scheme must be one of {TAG_SCHEMES}, got {config.tag_scheme!r}")
         self.config = config
         self.labels = tuple(labels)
         self.encoder = TextEncoder(config.encoder, max_length=config.max_length)
-        constraints = bio_constraints(self.labels) if config.constrained_decoding else None
-        self.crf = CRF(len(self.labels), constraints=constraints)
+        if config.tag_scheme == 'bioes':
+            self.tags = bioes_tag_set(self.labels)
+            constraints = bioes_constraints(self.tags)
+        else:
+            self.tags = self.labels
+            constraints = bio_constraints(self.tags)
+        self.crf = CRF(len(self.tags), constraints=constraints if config.constrained_decoding else None)
+        # Gold BIO id -> tag id, by whether the next word continues the chunk (column 1) or not.
+        tag_id = {tag: i for i, tag in enumerate(self.tags)}
+        bio_to_tag, inside_of = [], []
+        for label in self.labels:
+            if label == 'O' or config.tag_scheme == 'bio':
+                bio_to_tag.append([tag_id[label]] * 2)
+            else:
+                prefix, entity_type = label.split('-', 1)
+                ends = 'S' if prefix == 'B' else 'E'
+                bio_to_tag.append([tag_id[f'{ends}-{entity_type}'], tag_id[label]])
+            inside_of.append(self.labels.index(f'I-{label[2:]}') if label != 'O' else -1)
+        self.register_buffer('bio_to_tag', torch.tensor(bio_to_tag), persistent=False)  # [C_bio, 2]
+        self.register_buffer('inside_of', torch.tensor(inside_of), persistent=False)    # [C_bio]
 
     # -- the part each method writes ----------------------------------------------
     def forward(self, batch: Batch) -> MNEROutput:
@@ -93,20 +122,24 @@ class MNERModel(nn.Module):
                             f'{type(batch).__name__} (use Batch.from_data_list([...]))')
         return batch.words
 
-    @staticmethod
-    def dense_labels(batch: Batch) -> Tensor | None:
-        """``batch['word'].y`` as ``[B, T]`` (0 at padding), or None without labels."""
+    def target_tags(self, batch: Batch) -> Tensor | None:
+        """The gold CRF tags ``[B, T]`` (0 at padding) from the BIO ids in
+        ``batch['word'].y``, or None without labels."""
         y = getattr(batch[schema.WORD], 'y', None)
         if y is None:
             return None
         store = batch[schema.WORD]
-        dense, _ = to_dense_batch(y, store.batch, fill_value=0, batch_size=batch.num_graphs)
-        return dense
+        bio, mask = to_dense_batch(y, store.batch, fill_value=0, batch_size=batch.num_graphs)  # [B, T]
+        bio_to_tag, inside_of = self.bio_to_tag.to(bio.device), self.inside_of.to(bio.device)
+        following = torch.cat([bio[:, 1:], bio.new_zeros(bio.shape[0], 1)], dim=1)
+        following_real = torch.cat([mask[:, 1:], mask.new_zeros(mask.shape[0], 1)], dim=1)
+        continues = (following == inside_of[bio]) & following_real  # [B, T] the chunk goes on
+        return bio_to_tag[bio, continues.long()]
 
     def crf_output(self, batch: Batch, emissions: Tensor, mask: Tensor, **logs: float) -> MNEROutput:
         """Wraps emissions into an :class:`MNEROutput` with the CRF NLL when the
         batch has labels."""
-        tags = self.dense_labels(batch)
+        tags = self.target_tags(batch)
         loss = None
         if tags is not None:
             tags = tags[:, :emissions.shape[1]].to(emissions.device)
@@ -122,11 +155,14 @@ class MNERModel(nn.Module):
 
     @torch.no_grad()
     def decode(self, batch: Batch) -> list[list[str]]:
-        """Viterbi labels per tweet (one per word)."""
+        """Viterbi labels per tweet (one BIO label per word)."""
         out = self(batch)
         paths = self.crf.decode(out.emissions, out.mask)  # [B, T], -1 at padding
         lengths = out.mask.sum(1).tolist()
-        return [[self.labels[i] for i in row[:n]] for row, n in zip(paths.tolist(), lengths)]
+        tags = [[self.tags[i] for i in row[:n]] for row, n in zip(paths.tolist(), lengths)]
+        if self.config.tag_scheme == 'bioes':
+            return [bioes_to_bio(row) for row in tags]
+        return tags
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[Batch], scheme: str = 'conlleval') -> dict[str, Any]:
@@ -168,7 +204,7 @@ class MNERModel(nn.Module):
         return model
 
     def extra_repr(self) -> str:
-        return f"labels={len(self.labels)}"
+        return f"labels={len(self.labels)}, tags={len(self.tags)} ({self.config.tag_scheme})"
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:

@@ -39,7 +39,7 @@ class BertCRF(MNERModel):
     def __init__(self, config: BertCRFConfig, labels: Sequence[str] = BIO_LABELS):
         super().__init__(config, labels)
         self.dropout = nn.Dropout(config.dropout)
-        self.emission = nn.Linear(self.encoder.hidden_size, len(self.labels))
+        self.emission = nn.Linear(self.encoder.hidden_size, len(self.tags))
 
     def forward(self, batch: Batch) -> MNEROutput:
         text = self.encoder(self.words_of(batch))

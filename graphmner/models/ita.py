@@ -11,6 +11,9 @@ Training loss (our in-batch equivalent of the official code's concatenation of
 the text-only corpus and the doc corpus, each tweet seen once per view):
 ``NLL_text + (1-r) * NLL_image_text + r * CVA`` for tweets with aux words,
 ``NLL_text`` for tweets without.
+
+Both views tag in BIOES, as the official code does (``tag_to_bioes``); the
+marginals CVA aligns are over BIOES tags, and predictions come back as BIO.
 """
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ class ITAConfig(EncoderConfig):
     temperature: float = 2.0      # T of the tempered marginals (Twitter-2015: 4, Twitter-2017: 2)
     cva_weight: float = 0.5       # r: (1 - r) * NLL_image_text + r * CVA
     inference_view: str = 'auto'  # 'auto' (image-text when a tweet has aux words), 'image-text', 'text'
+    tag_scheme: str = 'bioes'     # the official code converts both corpora to BIOES (tag_to_bioes)
 
 
 class ITA(MNERModel):
@@ -82,7 +86,7 @@ class ITA(MNERModel):
         if unknown:
             raise ValueError(f"Unknown aux_sources {sorted(unknown)}; expected {schema.AUX_SOURCES}")
         self.dropout = nn.Dropout(config.dropout)
-        self.emission = nn.Linear(self.encoder.hidden_size, len(self.labels))
+        self.emission = nn.Linear(self.encoder.hidden_size, len(self.tags))
 
     def aux_of(self, batch: Batch) -> list[list[str]]:
         """Aux words per tweet, restricted to and ordered by ``aux_sources``."""
@@ -120,7 +124,7 @@ class ITA(MNERModel):
         return self.crf_output(batch, emissions, mask)
 
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        tags = self.dense_labels(batch)
+        tags = self.target_tags(batch)
         if tags is None:
             raise ValueError("The batch has no word labels ('word.y'); cannot compute a loss")
         words, aux = self.words_of(batch), self.aux_of(batch)

@@ -204,7 +204,7 @@ class UMGF(MNERModel):
             update_visual=i < c.num_layers - 1)
             for i in range(c.num_layers))
         self.dropout = nn.Dropout(c.dropout)
-        self.emission = nn.Linear(self.encoder.hidden_size + d, len(self.labels))
+        self.emission = nn.Linear(self.encoder.hidden_size + d, len(self.tags))
         self.reset_parameters()
 
     def reset_parameters(self):

@@ -22,10 +22,12 @@ def graphs():
     return out
 
 
-@pytest.fixture(params=models.available())
+@pytest.fixture(params=[(name, scheme) for name in models.available() for scheme in ('bio', 'bioes')],
+                ids='-'.join)
 def model(request, tiny_encoder):
+    name, tag_scheme = request.param
     torch.manual_seed(0)
-    return models.build(request.param, encoder=tiny_encoder)
+    return models.build(name, encoder=tiny_encoder, tag_scheme=tag_scheme)
 
 
 def batch_for(model, graphs):
