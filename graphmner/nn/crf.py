@@ -30,6 +30,21 @@ DISALLOWED_SCORE = -10000.0
 REDUCTIONS = ('none', 'sum', 'mean', 'token_mean')
 
 
+def _as_masks(num_tags: int, transitions: Sequence[tuple[int, int]],
+              *boundaries: Sequence[int]) -> tuple[Tensor, ...]:
+    """Allowed ``(from, to)`` pairs and allowed start (and end) ids as the bool
+    masks :class:`CRF` takes: :math:`(C, C)`, then :math:`(C)` each."""
+    allowed_transitions = torch.zeros(num_tags, num_tags, dtype=torch.bool)
+    for i, j in transitions:
+        allowed_transitions[i, j] = True
+    masks = [allowed_transitions]
+    for ids in boundaries:
+        allowed = torch.zeros(num_tags, dtype=torch.bool)
+        allowed[list(ids)] = True
+        masks.append(allowed)
+    return tuple(masks)
+
+
 def bio_constraints(labels: Sequence[str]) -> tuple[Tensor, Tensor]:
     r"""Allowed transitions and start tags of IOB2 tagging: ``I-X`` may only
     follow ``B-X`` or ``I-X``, so it can neither start a sentence nor follow
@@ -44,13 +59,7 @@ def bio_constraints(labels: Sequence[str]) -> tuple[Tensor, Tensor]:
         indexed ``[from, to]``, and ``allowed_start`` :math:`(C)` bool; pass
         them as :obj:`constraints` to :class:`CRF`.
     """
-    num_tags = len(labels)
-    allowed_transitions = torch.zeros(num_tags, num_tags, dtype=torch.bool)
-    for i, j in allowed_bio_transitions(labels):
-        allowed_transitions[i, j] = True
-    allowed_start = torch.zeros(num_tags, dtype=torch.bool)
-    allowed_start[allowed_bio_starts(labels)] = True
-    return allowed_transitions, allowed_start
+    return _as_masks(len(labels), allowed_bio_transitions(labels), allowed_bio_starts(labels))
 
 
 def bioes_constraints(labels: Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:
@@ -67,15 +76,8 @@ def bioes_constraints(labels: Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:
         bool indexed ``[from, to]``, ``allowed_start`` and ``allowed_end``
         :math:`(C)` bool; pass them as :obj:`constraints` to :class:`CRF`.
     """
-    num_tags = len(labels)
-    allowed_transitions = torch.zeros(num_tags, num_tags, dtype=torch.bool)
-    for i, j in allowed_bioes_transitions(labels):
-        allowed_transitions[i, j] = True
-    allowed_start = torch.zeros(num_tags, dtype=torch.bool)
-    allowed_start[allowed_bioes_starts(labels)] = True
-    allowed_end = torch.zeros(num_tags, dtype=torch.bool)
-    allowed_end[allowed_bioes_ends(labels)] = True
-    return allowed_transitions, allowed_start, allowed_end
+    return _as_masks(len(labels), allowed_bioes_transitions(labels), allowed_bioes_starts(labels),
+                     allowed_bioes_ends(labels))
 
 
 class CRF(torchcrf.CRF):
