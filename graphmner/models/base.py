@@ -88,24 +88,26 @@ class MNERModel(nn.Module):
         self.config = config
         self.labels = tuple(labels)
         self.encoder = TextEncoder(config.encoder, max_length=config.max_length)
-        if config.tag_scheme == 'bioes':
-            self.tags = bioes_tag_set(self.labels)
-            constraints = bioes_constraints(self.tags)
-        else:
-            self.tags = self.labels
-            constraints = bio_constraints(self.tags)
+        self.tags = bioes_tag_set(self.labels) if config.tag_scheme == 'bioes' else self.labels
+        constraints = (bioes_constraints if config.tag_scheme == 'bioes' else bio_constraints)(self.tags)
         self.crf = CRF(len(self.tags), constraints=constraints if config.constrained_decoding else None)
-        # Gold BIO id -> tag id, by whether the next word continues the chunk (column 1) or not.
+        if config.tag_scheme == 'bioes':
+            self._register_bioes_lookup()
+
+    def _register_bioes_lookup(self) -> None:
+        """Buffers for :meth:`target_tags`: each BIO id's BIOES tag id when the
+        next word does not / does continue its chunk, and the id of its ``I-``."""
         tag_id = {tag: i for i, tag in enumerate(self.tags)}
         bio_to_tag, inside_of = [], []
         for label in self.labels:
-            if label == 'O' or config.tag_scheme == 'bio':
-                bio_to_tag.append([tag_id[label]] * 2)
-            else:
-                prefix, entity_type = label.split('-', 1)
-                ends = 'S' if prefix == 'B' else 'E'
-                bio_to_tag.append([tag_id[f'{ends}-{entity_type}'], tag_id[label]])
-            inside_of.append(self.labels.index(f'I-{label[2:]}') if label != 'O' else -1)
+            if label == 'O':
+                bio_to_tag.append([tag_id['O']] * 2)
+                inside_of.append(-1)
+                continue
+            prefix, entity_type = label.split('-', 1)
+            ends = 'S' if prefix == 'B' else 'E'
+            bio_to_tag.append([tag_id[f'{ends}-{entity_type}'], tag_id[label]])
+            inside_of.append(self.labels.index(f'I-{entity_type}'))
         self.register_buffer('bio_to_tag', torch.tensor(bio_to_tag), persistent=False)  # [C_bio, 2]
         self.register_buffer('inside_of', torch.tensor(inside_of), persistent=False)    # [C_bio]
 
@@ -130,6 +132,8 @@ class MNERModel(nn.Module):
             return None
         store = batch[schema.WORD]
         bio, mask = to_dense_batch(y, store.batch, fill_value=0, batch_size=batch.num_graphs)  # [B, T]
+        if self.config.tag_scheme == 'bio':
+            return bio
         bio_to_tag, inside_of = self.bio_to_tag.to(bio.device), self.inside_of.to(bio.device)
         following = torch.cat([bio[:, 1:], bio.new_zeros(bio.shape[0], 1)], dim=1)
         following_real = torch.cat([mask[:, 1:], mask.new_zeros(mask.shape[0], 1)], dim=1)
