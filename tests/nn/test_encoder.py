@@ -98,3 +98,46 @@ def test_real_minilm_encodes_words(minilm):
     encoder = TextEncoder(minilm).eval()
     out = encoder(WORDS)
     assert out.words.shape == (2, 6, 384) and out.pooled.shape == (2, 384)
+
+
+def test_a_tweet_reading_no_prefix_gets_exactly_the_prefix_free_states(encoder):
+    B, P = 2, 3
+    torch.manual_seed(1)
+    prefix = [(torch.randn(B, P, encoder.hidden_size), torch.randn(B, P, encoder.hidden_size))
+              for _ in range(encoder.num_layers)]
+    plain = encoder(WORDS)
+    # tweet 0 has no image (reads no prefix slot), tweet 1 reads two of its three slots
+    mask = torch.tensor([[False, False, False], [True, True, False]])
+    out = encoder(WORDS, layer_prefix=prefix, prefix_mask=mask)
+    assert torch.equal(out.words[0], plain.words[0])
+    assert not torch.allclose(out.words[1], plain.words[1])
+    # a masked slot is not read: changing it changes nothing
+    changed = [(k.clone(), v.clone()) for k, v in prefix]
+    for k, v in changed:
+        k[1, 2], v[1, 2] = 100.0, -100.0
+    torch.testing.assert_close(encoder(WORDS, layer_prefix=changed, prefix_mask=mask).words, out.words)
+    with pytest.raises(ValueError, match=r"'prefix_mask' must be \[B, P\] = \[2, 3\]"):
+        encoder(WORDS, layer_prefix=prefix, prefix_mask=mask[:, :2])
+
+
+def test_pooler_is_the_checkpoints_tanh_dense_on_cls(tiny_encoder):
+    encoder = TextEncoder(tiny_encoder, pooler=True).eval()
+    out = encoder(WORDS)
+    saved = AutoModel.from_pretrained(tiny_encoder).pooler  # the fixture saved a BERT with a pooler
+    torch.testing.assert_close(encoder.model.pooler.dense.weight, saved.dense.weight)
+    expected = torch.tanh(out.cls @ saved.dense.weight.T + saved.dense.bias)
+    torch.testing.assert_close(out.pooler_output, expected)
+    assert TextEncoder(tiny_encoder).eval()(WORDS).pooler_output is None
+
+
+def test_aux_segment_has_token_type_one(encoder):
+    enc = encoder.tokenize(WORDS, [['a', 'dog'], []])
+    sep = encoder.tokenizer.sep_token_id
+    first_sep = (enc.input_ids[0] == sep).nonzero()[0].item()
+    types = enc.token_type_ids[0, :int(enc.attention_mask[0].sum())].tolist()
+    assert types == [0] * (first_sep + 1) + [1] * (len(types) - first_sep - 1) and types[-1] == 1
+    assert enc.token_type_ids[1].sum() == 0  # no aux words: one segment
+    # and the encoder reads them: the same ids with type 0 give other states
+    typed = encoder(WORDS, [['a', 'dog'], []], encoded=enc).words
+    enc.token_type_ids.zero_()
+    assert not torch.allclose(encoder(WORDS, [['a', 'dog'], []], encoded=enc).words[0], typed[0])
