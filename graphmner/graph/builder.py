@@ -8,7 +8,7 @@ node: no fake visual evidence.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -151,36 +151,51 @@ class GraphBuilder:
         options (GraphOptions): extractor and aux settings.
         image_root (path, optional): folder of ``<image_id>.<ext>`` images;
             without it every tweet's image is missing.
-        captions (path, optional): BLIP-2 caption file.
+        captions (path or Mapping[str, str], optional): BLIP-2 caption file,
+            or image id -> caption.
         feature_cache (path, optional): root of the on-disk feature cache.
+        labels (Sequence[str], optional): the label set giving ``word.y`` ids.
+            (default: :obj:`BIO_LABELS`)
+        progress (bool, optional): progress bar over image extraction.
+            (default: :obj:`True`)
 
     Calling it returns ``(graphs, report)``; the report counts tweets without a
     usable image (and why), detected and grounded objects, and tweets with aux
-    words.
+    words. ``image_paths`` (one path or :obj:`None` per tweet) replaces the
+    lookup under ``image_root``, for tweets whose photos lie anywhere (new
+    tweets to tag).
     """
 
-    def __init__(self, options: GraphOptions, image_root=None, captions=None, feature_cache=None):
+    def __init__(self, options: GraphOptions, image_root=None, captions=None, feature_cache=None,
+                 labels: Sequence[str] = BIO_LABELS, progress: bool = True):
         self.options = options
         self.image_root = image_root
         self.captions = captions
         self.feature_cache = feature_cache
+        self.labels = tuple(labels)
+        self.progress = progress
 
-    def _features(self, tweets: Sequence[Tweet], report: dict) -> tuple[list[ImageFeatures | None], list]:
+    def _features(self, tweets: Sequence[Tweet], report: dict, paths: Sequence | None
+                  ) -> tuple[list[ImageFeatures | None], list]:
         from ..data.paths import image_path
         from ..features.detector import DetectorConfig
         from ..features.extract import FeatureExtractor
         from ..features.vision import VisionConfig
 
-        if self.image_root is None:
+        if paths is None and self.image_root is None:
             report['image_problems'] = {'no image folder given (--image-root)': len(tweets)}
             return [None] * len(tweets), [None] * len(tweets)
-        paths = [image_path(self.image_root, t.image_id) for t in tweets]
+        if paths is None:
+            paths = [image_path(self.image_root, t.image_id) for t in tweets]
+        if all(p is None for p in paths):
+            report['image_problems'] = {'no image given': len(tweets)}
+            return [None] * len(tweets), list(paths)
         o = self.options
         extractor = FeatureExtractor(VisionConfig(arch=o.vision_arch, weights=o.vision_weights,
                                                   scale_grid=o.scale_grid),
                                      DetectorConfig(weights=o.detector_weights, top_k=o.top_k,
                                                     conf=o.detector_conf),
-                                     cache_dir=self.feature_cache)
+                                     cache_dir=self.feature_cache, progress=self.progress)
         features = extractor.extract(paths)
         report['image_problems'] = dict(extractor.report.counts)
         report['extraction'] = extractor.report.summary()
@@ -195,12 +210,16 @@ class GraphBuilder:
         images = [load_image(p).image for _, p in usable]
         return {image_id: text for (image_id, _), text in zip(usable, reader(images))}
 
-    def __call__(self, tweets: Sequence[Tweet]) -> tuple[list[HeteroData], dict]:
+    def __call__(self, tweets: Sequence[Tweet], image_paths: Sequence | None = None
+                 ) -> tuple[list[HeteroData], dict]:
         from ..features.image_text import aux_words, read_captions
         from ..features.phrases import PhraseExtractor, ground
 
+        if image_paths is not None and len(image_paths) != len(tweets):
+            raise ValueError(f"'image_paths' needs one entry (a path or None) per tweet: got "
+                             f'{len(image_paths)} for {len(tweets)} tweets')
         report: dict = {'tweets': len(tweets)}
-        features, paths = self._features(tweets, report)
+        features, paths = self._features(tweets, report, image_paths)
         with_objects = [i for i, f in enumerate(features) if f is not None and len(f.object_names)]
         grounds: list[Tensor | None] = [None] * len(tweets)
         if with_objects:
@@ -212,14 +231,16 @@ class GraphBuilder:
                 matched += int(grounding.matched.sum())
             report['objects'] = sum(len(features[i].object_names) for i in with_objects)
             report['objects_grounded_to_phrases'] = matched
-        captions = read_captions(self.captions) if self.captions is not None else None
+        captions = self.captions
+        if captions is not None and not isinstance(captions, Mapping):
+            captions = read_captions(captions)
         ocr = self._ocr(tweets, features, paths) if self.options.ocr else None
         graphs = []
         for tweet, f, edges in zip(tweets, features, grounds):
             aux = aux_words(tweet.image_id, captions=captions, ocr=ocr,
                             tags=f.object_names if f is not None else None,
                             order=self.options.aux_sources)
-            graphs.append(build_graph(tweet, f, aux=aux, grounds=edges))
+            graphs.append(build_graph(tweet, f, aux=aux, grounds=edges, labels=self.labels))
         report['images_missing'] = sum(f is None for f in features)
         report['tweets_with_aux'] = sum(len(g.aux_words) > 0 for g in graphs)
         return graphs, report

@@ -45,6 +45,21 @@ class TrainConfig:
     seed: int = 1
     scheme: str = 'conlleval'      # span chunking for dev / test scores
 
+    def __post_init__(self):
+        for name in ('epochs', 'batch_size', 'eval_batch_size'):
+            if getattr(self, name) < 1:
+                raise ValueError(f"'train.{name}' must be at least 1, got {getattr(self, name)}")
+        for name in ('encoder_lr', 'head_lr'):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"'train.{name}' must be positive, got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ValueError(f"'train.weight_decay' and 'train.max_grad_norm' must not be negative, got "
+                             f'{self.weight_decay} and {self.max_grad_norm}')
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"'train.warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
+        if self.scheme not in ('conlleval', 'strict'):
+            raise ValueError(f"'train.scheme' must be 'conlleval' or 'strict', got {self.scheme!r}")
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)

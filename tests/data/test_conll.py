@@ -159,7 +159,7 @@ def test_mixed_misc_spellings_warn(tmp_path):
 @pytest.mark.parametrize('data,line,reason', [
     (b"IMGID:1\nParis B-LOC\n", 2, "exactly one tab"),
     (b"IMGID:1\nParis\tB-LOC\tx\n", 2, "exactly one tab"),
-    (b"IMGID:1\nok\tO\nParis\tB-CITY\n", 3, "unknown label 'B-CITY'"),
+    (b"IMGID:1\nok\tO\nParis\tE-CITY\n", 3, "unknown label 'E-CITY'"),
     (b"IMGID:1\nParis\tb-loc\n", 2, "unknown label 'b-loc'"),
     (b"IMGID:1\n\tO\n", 2, "empty token"),
     (b"Paris\tB-LOC\nIMGID:1\nhi\tO\n", 1, "comes before any 'IMGID:<id>' line"),
@@ -242,3 +242,12 @@ def test_tweet_and_layout_validation():
         ConllLayout(misc_spelling='MIS')
     with pytest.raises(ValueError, match="trailing_newlines must be an int >= 0, got -1"):
         ConllLayout(trailing_newlines=-1)
+
+
+def test_any_entity_types_read_and_round_trip(tmp_path):
+    data = b"IMGID:1\nTake\tO\naspirin\tB-DRUG\nfor\tO\nback\tB-DISEASE\npain\tI-DISEASE\n"
+    (tmp_path / 'in.txt').write_bytes(data)
+    tweets = read_conll(tmp_path / 'in.txt')
+    assert tweets[0].labels == ['O', 'B-DRUG', 'O', 'B-DISEASE', 'I-DISEASE']
+    write_conll(tweets, tmp_path / 'out.txt')
+    assert (tmp_path / 'out.txt').read_bytes() == data

@@ -32,7 +32,7 @@ def test_missing_data_root_is_explained(tmp_path):
         load_dataset('twitter2015', 'train')
     with pytest.raises(FileNotFoundError, match='--data-root'):
         load_dataset('twitter2015', 'train', data_root=tmp_path)
-    with pytest.raises(ValueError, match='available: demo'):
+    with pytest.raises(ValueError, match="Unknown dataset 'twitter2020': neither one of demo"):
         load_dataset('twitter2020', 'train')
     with pytest.raises(ValueError, match='Unknown dataset option'):
         load_dataset('demo', 'train', vision_wieghts=None)
