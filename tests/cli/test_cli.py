@@ -131,3 +131,15 @@ def test_help_is_instant_and_explains_every_flag():
                  '--output-format'):
         assert flag in result.stdout
     assert 'e.g.' in result.stdout
+
+
+def test_inspect_and_export(graph_cache, tmp_path, capsys):
+    text = main(['inspect', '--dataset', 'demo', '--split', 'dev', '--index', '1', '--cache-dir',
+                 str(graph_cache), '--draw', str(tmp_path / 'g.png')])
+    assert 'word' in text and (tmp_path / 'g.png').stat().st_size > 0
+    written = main(['export', '--dataset', 'demo', '--count', '1', '--format', 'graphml,html', '--out',
+                    str(tmp_path), '--cache-dir', str(graph_cache)])
+    assert sorted(p.suffix for p in written) == ['.graphml', '.html']
+    capsys.readouterr()
+    err = error_of(['inspect', '--index', '999', '--cache-dir', str(graph_cache)], capsys)
+    assert '--index must be in [0, ' in err
