@@ -224,8 +224,10 @@ class _PixelMaps:
         gy, gx = np.gradient(gray)
         magnitude = np.hypot(gx, gy)
         orientation = np.mod(np.arctan2(gy, gx), np.pi)  # unsigned: [0, pi)
-        lbp = feature.local_binary_pattern(np.round(gray * 255).astype(np.uint8), c.lbp_points,
-                                           c.lbp_radius, method='uniform')
+        # Edge-replicated, so border pixels are not compared with zeros outside the photo.
+        r = c.lbp_radius
+        padded = np.pad(np.round(gray * 255).astype(np.uint8), r, mode='edge')
+        lbp = feature.local_binary_pattern(padded, c.lbp_points, r, method='uniform')[r:-r, r:-r]
         # (bin per pixel, weight per pixel or None for a count, number of bins)
         self.histograms = [
             (_bins(hsv[..., 0], c.hue_bins), hsv[..., 1], c.hue_bins),
