@@ -9,7 +9,6 @@ node: no fake visual evidence.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -19,9 +18,7 @@ from ..data.conll import Tweet
 from ..data.labels import BIO_LABELS, repair_iob2
 from ..features.types import ImageFeatures
 from . import schema
-
-if TYPE_CHECKING:
-    from ..data.datasets import GraphOptions
+from .options import GraphOptions
 
 #: Bumped whenever the builder's output changes, so cached graphs are rebuilt.
 BUILDER_VERSION = 3
@@ -176,7 +173,7 @@ class GraphBuilder:
     def vision(self):
         from ..features.vision import VisionConfig
         o = self.options
-        return VisionConfig(arch=o.vision_arch, weights=o.vision_weights)
+        return VisionConfig(arch=o.vision_arch, weights=o.vision_weights, scale_grid=o.scale_grid)
 
     @property
     def detector(self):

@@ -83,8 +83,8 @@ def test_builder_records_the_backend_and_its_width_on_every_graph(tmp_path, twee
     image is missing gets the same width, so the two batch."""
     from PIL import Image
 
-    from graphmner.data.datasets import GraphOptions
     from graphmner.graph.builder import GraphBuilder
+    from graphmner.graph.options import GraphOptions
 
     Image.new('RGB', (64, 48), (200, 40, 40)).save(tmp_path / 'red.png')
     options = GraphOptions(vision_arch='descriptors', vision_weights=None, detector_weights=None)
