@@ -5,7 +5,7 @@ and as PNG drawings.
     python experiments/export_graphs.py --dataset twitter2017 --split test \\
         --data-root ../shared/data --count 5 --format graphml,html --out /tmp/graphs
 
-The demo runs offline with its declared random ResNet and YOLO weights
+The demo runs offline with its weight-free descriptors and no detector
 (:data:`graphmner.data.demo.DEMO_OPTIONS`). Each graph ``i`` is written as
 ``<out>/<dataset>_<split>_<i>_<image_id>.<format>``.
 """
@@ -94,7 +94,7 @@ def main(argv=None) -> list[Path]:
     from graphmner.graph.export import export
     from graphmner.graph.inspect import draw, summary
 
-    options = {}  # the demo's own defaults declare its random vision weights
+    options = {}  # the demo's own defaults: weight-free descriptors, no detector
     if args.cache_dir:
         options['cache_dir'] = args.cache_dir
     dataset = load_dataset(args.dataset, args.split, data_root=args.data_root,
