@@ -21,7 +21,7 @@ from . import schema
 from .options import GraphOptions
 
 #: Bumped whenever the builder's output changes, so cached graphs are rebuilt.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 
 #: Backbone width assumed for graphs without any image (ResNet-50/152).
 DEFAULT_FEATURE_DIM = 2048
@@ -50,7 +50,7 @@ def complete_bipartite(n_src: int, n_dst: int) -> Tensor:
 def build_graph(tweet: Tweet, features: ImageFeatures | None = None, *,
                 aux: Sequence[tuple[str, str]] = (), grounds: Tensor | None = None,
                 labels: Sequence[str] = BIO_LABELS,
-                feature_dim: int = DEFAULT_FEATURE_DIM) -> HeteroData:
+                feature_dim: int = DEFAULT_FEATURE_DIM, visual_backend: str = '') -> HeteroData:
     """One tweet graph.
 
     Args:
@@ -66,6 +66,9 @@ def build_graph(tweet: Tweet, features: ImageFeatures | None = None, *,
             (default: :obj:`BIO_LABELS`)
         feature_dim (int, optional): visual width used when ``features`` is
             :obj:`None`. (default: :obj:`2048`)
+        visual_backend (str, optional): what made the visual features (e.g.
+            ``'resnet50 (imagenet); yolov8n.pt'``), kept as ``g.visual_backend``
+            for pictures and exports. (default: :obj:`''`, not recorded)
     """
     n = len(tweet.words)
     if n == 0:
@@ -138,6 +141,7 @@ def build_graph(tweet: Tweet, features: ImageFeatures | None = None, *,
     g.aux_words = [word for word, _ in aux]
     g.object_names = [] if missing else list(f.object_names)
     g.image_id = tweet.image_id
+    g.visual_backend = visual_backend
     return g
 
 
@@ -175,12 +179,26 @@ class GraphBuilder:
         self.labels = tuple(labels)
         self.progress = progress
 
+    @property
+    def vision(self):
+        from ..features.vision import VisionConfig
+        o = self.options
+        return VisionConfig(arch=o.vision_arch, weights=o.vision_weights, scale_grid=o.scale_grid)
+
+    @property
+    def detector(self):
+        from ..features.detector import DetectorConfig
+        o = self.options
+        return DetectorConfig(weights=o.detector_weights, top_k=o.top_k, conf=o.detector_conf)
+
+    def visual_backend(self) -> str:
+        """What makes the visual features, recorded on every graph as ``g.visual_backend``."""
+        return f'{self.vision.describe()}; {self.detector.describe()}'
+
     def _features(self, tweets: Sequence[Tweet], report: dict, paths: Sequence | None
                   ) -> tuple[list[ImageFeatures | None], list]:
         from ..data.paths import image_path
-        from ..features.detector import DetectorConfig
         from ..features.extract import FeatureExtractor
-        from ..features.vision import VisionConfig
 
         if paths is None and self.image_root is None:
             report['image_problems'] = {'no image folder given (--image-root)': len(tweets)}
@@ -190,12 +208,8 @@ class GraphBuilder:
         if all(p is None for p in paths):
             report['image_problems'] = {'no image given': len(tweets)}
             return [None] * len(tweets), list(paths)
-        o = self.options
-        extractor = FeatureExtractor(VisionConfig(arch=o.vision_arch, weights=o.vision_weights,
-                                                  scale_grid=o.scale_grid),
-                                     DetectorConfig(weights=o.detector_weights, top_k=o.top_k,
-                                                    conf=o.detector_conf),
-                                     cache_dir=self.feature_cache, progress=self.progress)
+        extractor = FeatureExtractor(self.vision, self.detector, cache_dir=self.feature_cache,
+                                     progress=self.progress)
         features = extractor.extract(paths)
         report['image_problems'] = dict(extractor.report.counts)
         report['extraction'] = extractor.report.summary()
@@ -236,11 +250,14 @@ class GraphBuilder:
             captions = read_captions(captions)
         ocr = self._ocr(tweets, features, paths) if self.options.ocr else None
         graphs = []
+        feature_dim, backend = self.vision.feature_dim, self.visual_backend()
+        report['visual_backend'] = backend
         for tweet, f, edges in zip(tweets, features, grounds):
             aux = aux_words(tweet.image_id, captions=captions, ocr=ocr,
                             tags=f.object_names if f is not None else None,
                             order=self.options.aux_sources)
-            graphs.append(build_graph(tweet, f, aux=aux, grounds=edges, labels=self.labels))
+            graphs.append(build_graph(tweet, f, aux=aux, grounds=edges, labels=self.labels,
+                                      feature_dim=feature_dim, visual_backend=backend))
         report['images_missing'] = sum(f is None for f in features)
         report['tweets_with_aux'] = sum(len(g.aux_words) > 0 for g in graphs)
         return graphs, report
