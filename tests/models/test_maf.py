@@ -99,6 +99,9 @@ def test_alignment_loss_equals_the_official_loop(tiny_encoder, tweet, long_tweet
     loss = model.auxiliary_losses(batch, out)['ca']
     has = out.extras['has_image']
     t, v = out.extras['text_vector'][has], out.extras['image_vector'][has]
+    # t = W2 ReLU(W1 tanh(W [CLS])): the encoder's pooler output, as the official code
+    torch.testing.assert_close(t[0], model.text_head(model.encoder([tweet.words]).pooler_output)[0],
+                               atol=1e-5, rtol=1e-4)
     tau, lam = 0.179, 0.7
     sim = lambda a, b: F.cosine_similarity(a, b, dim=0).item() / tau
     total = 0.0
@@ -137,16 +140,22 @@ def test_no_swap_and_deterministic_decoding_in_eval(tiny_encoder, tweet, long_tw
 
 
 def test_swapped_negatives_feed_the_tagger_in_training(tiny_encoder, tweet, long_tweet):
-    """With dropout off (the encoder's too), training and evaluation differ only by the swap."""
-    graphs = mixed_graphs(tweet, long_tweet, 6)
+    """Tweets 3 and 4 share their text and differ in their image, and they are the pair swapped
+    in training: with dropout off (the encoder's too), training gives each of them the emissions
+    evaluation gives the other; the tweets not swapped keep theirs."""
+    graphs = [with_image(tweet, 0), with_image(long_tweet, 1), image_less(tweet),
+              with_image(tweet, 3), with_image(tweet, 4), image_less(long_tweet)]
     model = make(tiny_encoder, negatives=2, dropout=0.0, attention_dropout=0.0)
     batch = batch_of(model, graphs)
     evaluated = model(batch).emissions
     model.train().encoder.eval()
-    trained = model(batch).emissions
+    out = model(batch)
+    assert out.extras['match_target'].tolist() == [1, 1, 1, 0, 0, 1]
+    trained = out.emissions
     torch.testing.assert_close(trained[:3], evaluated[:3])
+    torch.testing.assert_close(trained[3], evaluated[4])
+    torch.testing.assert_close(trained[4], evaluated[3])
     assert not torch.allclose(trained[3], evaluated[3])
-    assert not torch.allclose(trained[4], evaluated[4])
 
 
 @pytest.mark.parametrize('ablation', [{'gate': False}, {'matching': False}])
@@ -224,3 +233,20 @@ def test_explains_bad_inputs(tiny_encoder, tweet):
         MAFConfig(negatives=3)
     with pytest.raises(ValueError, match='heads must divide the encoder width 32, got 5'):
         make(tiny_encoder, heads=5)
+
+
+def test_visual_inputs_are_standardised(tiny_encoder, tweet, long_tweet):
+    """Once fitted, a common offset and scale in every region and image feature change nothing."""
+    graphs = mixed_graphs(tweet, long_tweet, 6)
+    shifted = [g.clone() for g in graphs]
+    for g in shifted:
+        for node_type in (schema.REGION, schema.IMAGE):
+            g[node_type].x = g[node_type].x * 3.0 + 100.0
+    outputs = []
+    for data in (graphs, shifted):
+        model = make(tiny_encoder)
+        model.fit_feature_statistics(data)
+        outputs.append(model(batch_of(model, data)))
+    torch.testing.assert_close(outputs[1].emissions, outputs[0].emissions, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(outputs[1].extras['image_vector'], outputs[0].extras['image_vector'],
+                               atol=1e-4, rtol=1e-4)
