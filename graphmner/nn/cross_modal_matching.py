@@ -79,7 +79,12 @@ class CrossModalMatching(nn.Module):
     ``##`` pieces), a mean needs no cap on the number of words, shares its
     weights across positions rather than learning late positions from the
     few long tweets, and has :math:`1/128` of the parameters. Both forms are
-    linear in :math:`[T; C]`.
+    linear in :math:`[T; C]`, so a pair's score is a text term plus a visual
+    term: the two swapped pairs :math:`(T_i, C_j), (T_j, C_i)` score in sum
+    exactly as the two matched ones, and the classifier cannot tell a swap
+    from a match beyond what a length difference leaves in the cut or
+    zero-padded :math:`C`; in training it mostly learns the share of
+    negatives. This is the paper's form, kept as it is.
 
     Args:
         channels (int): width :math:`d` of the text and visual word states.
