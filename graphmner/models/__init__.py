@@ -18,6 +18,7 @@ from ..io import CheckpointError, load_checkpoint
 from .base import CHECKPOINT_FORMAT, EncoderConfig, MNERModel, MNEROutput
 from .bert_crf import BertCRF, BertCRFConfig
 from .ita import ITA, ITAConfig
+from .maf import MAF, MAFConfig
 from .umgf import UMGF, UMGFConfig
 
 _REGISTRY: dict[str, type[MNERModel]] = {}
@@ -33,6 +34,7 @@ def register(cls: type[MNERModel]) -> type[MNERModel]:
 register(BertCRF)
 register(UMGF)
 register(ITA)
+register(MAF)
 
 
 def available() -> list[str]:
@@ -86,5 +88,5 @@ def load(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> M
     return model
 
 
-__all__ = ['BertCRF', 'BertCRFConfig', 'EncoderConfig', 'ITA', 'ITAConfig', 'MNERModel', 'MNEROutput', 'UMGF',
-           'UMGFConfig', 'available', 'build', 'load', 'model_class', 'register']
+__all__ = ['BertCRF', 'BertCRFConfig', 'EncoderConfig', 'ITA', 'ITAConfig', 'MAF', 'MAFConfig', 'MNERModel',
+           'MNEROutput', 'UMGF', 'UMGFConfig', 'available', 'build', 'load', 'model_class', 'register']
