@@ -31,12 +31,13 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from graphmner.data import GraphOptions, read_conll  # noqa: E402
+from graphmner.data import read_conll  # noqa: E402
 from graphmner.data.demo import DEMO_CAPTIONS, DEMO_OPTIONS, demo_image_root, demo_split_path  # noqa: E402
 from graphmner.data.paths import image_path  # noqa: E402
 from graphmner.features.detector import DetectorConfig, ObjectDetector  # noqa: E402
 from graphmner.features.extract import FeatureExtractor  # noqa: E402
 from graphmner.features.vision import VisionBackbone, VisionConfig  # noqa: E402
+from graphmner.graph import GraphOptions  # noqa: E402
 from graphmner.graph.builder import GraphBuilder, build_graph  # noqa: E402
 
 

@@ -15,6 +15,7 @@ that machine load drifts hit both alike; the ratio is tweets/s over tweets/s.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -27,18 +28,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from graphmner import models  # noqa: E402
-from graphmner.data import load_dataset  # noqa: E402
-from graphmner.graph.transforms import KeepRelations  # noqa: E402
+from graphmner.graph import load_dataset, visual_width  # noqa: E402
 from graphmner.train import TrainConfig, Trainer  # noqa: E402
 from graphmner.train.trainer import shuffled_loader  # noqa: E402
 
 
 def trainer_round(name: str, encoder: str, graphs, config: TrainConfig) -> float:
     torch.manual_seed(config.seed)
-    model = models.build(name, encoder=encoder)
-    keep = KeepRelations(model.relations)
+    fields = {f.name for f in dataclasses.fields(models.model_class(name).config_class)}
+    visual = {'visual_dim': visual_width(graphs)} if 'visual_dim' in fields and visual_width(graphs) else {}
+    model = models.build(name, encoder=encoder, **visual)
+    transform = model.graph_transform()
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(model, [keep(g) for g in graphs], [], config, run_dir)
+        trainer = Trainer(model, [transform(g.clone()) for g in graphs], [], config, run_dir)
         trainer.train_epoch(0)
     return trainer.tweets_per_second
 

@@ -13,20 +13,16 @@ test F1 of each view of a multi-view model (ITA).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-TYPES = ('PER', 'LOC', 'ORG', 'MISC')
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import run
 
-def load_run_script():
-    spec = importlib.util.spec_from_file_location('graphmner_run', HERE / 'run.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from graphmner.data.labels import ENTITY_TYPES as TYPES
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -60,7 +56,6 @@ def main(argv: list[str] | None = None) -> str:
         if missing:
             raise SystemExit(f"No metrics.json in: {', '.join(missing)}")
     else:
-        run = load_run_script()
         folders = [Path(args.out) / model for model in args.models]
         for model, folder in zip(args.models, folders):
             run.main(['--model', model, '--out', str(folder), *passed_on])

@@ -90,7 +90,7 @@ def main(argv=None) -> list[Path]:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    from graphmner.data import load_dataset
+    from graphmner.graph import load_dataset
     from graphmner.graph.export import export
     from graphmner.graph.inspect import draw, summary
 

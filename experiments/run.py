@@ -12,6 +12,7 @@ checkpoint), ``last.pt`` (for ``--resume``), ``log.txt`` and ``training.png``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -23,17 +24,16 @@ from typing import Any
 os.environ.setdefault('YOLO_OFFLINE', 'true')
 
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from graphmner import models  # noqa: E402
-from graphmner.data import load_dataset  # noqa: E402
-from graphmner.data.datasets import DATASETS  # noqa: E402
-from graphmner.graph.transforms import KeepRelations  # noqa: E402
+from graphmner.data import DATASETS  # noqa: E402
+from graphmner.graph import GraphOptions, load_dataset, visual_width  # noqa: E402
 from graphmner.metrics import format_scores  # noqa: E402
 from graphmner.train import TrainConfig, Trainer  # noqa: E402
+from graphmner.train.settings import SettingsError, apply_overrides, read_config, set_value  # noqa: E402
 
 CONFIGS = ROOT / 'experiments' / 'configs'
 #: The offline encoder of this project's machines, relative to the repository.
@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--seed', type=int)
     p.add_argument('--batch-size', type=int)
     p.add_argument('--out', help='run folder (default: runs/<model>-<dataset>-seed<seed>)')
+    p.add_argument('--cache-dir', help='folder of the built-graph and feature caches (default: '
+                   'graphs/cache, or $GRAPHMNER_CACHE)')
     p.add_argument('--config', help='YAML file to use instead of configs/<model>_<dataset>.yaml')
     p.add_argument('--set', action='append', default=[], metavar='SECTION.KEY=VALUE',
                    help='override one setting, e.g. --set model.dropout=0.5 (repeatable)')
@@ -68,17 +70,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The config file, then the flags, then ``--set``; every value typed by
+    its config dataclass (a mistake is a :class:`SettingsError`)."""
     path = Path(args.config) if args.config else CONFIGS / f'{args.model}_{args.dataset}.yaml'
     if not path.exists():
-        raise SystemExit(f"No config '{path}': write one or pass --config")
-    settings = yaml.safe_load(path.read_text()) or {}
-    settings = {section: dict(settings.get(section) or {}) for section in ('model', 'train', 'data')}
-    for item in args.set:
-        key, sep, value = item.partition('=')
-        section, dot, name = key.partition('.')
-        if not sep or not dot or section not in settings:
-            raise SystemExit(f"--set takes SECTION.KEY=VALUE with SECTION in model/train/data, got '{item}'")
-        settings[section][name] = yaml.safe_load(value)
+        raise SettingsError(f"no config '{path}': write one or pass --config")
+    classes = {'model': models.model_class(args.model).config_class, 'train': TrainConfig,
+               'data': GraphOptions}
+    settings = read_config(path, classes)
     if args.encoder:
         settings['model']['encoder'] = args.encoder
     elif args.dataset == 'demo' and 'encoder' not in settings['model']:
@@ -89,7 +88,8 @@ def load_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     for flag, name in ((args.vision_weights, 'vision_weights'), (args.detector_weights, 'detector_weights'),
                        (args.spacy_model, 'spacy_model')):
         if flag is not None:
-            settings['data'][name] = None if flag.lower() == 'none' else flag
+            set_value('data', GraphOptions, settings['data'], name, None if flag.lower() == 'none' else flag)
+    apply_overrides(settings, args.set, classes)  # last, so it wins over the flags
     return settings
 
 
@@ -102,20 +102,30 @@ def setup_logging(run_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    settings = load_settings(args)
+    try:
+        settings = load_settings(args)
+    except SettingsError as error:
+        print(f'run.py: error: {error}', file=sys.stderr)
+        raise SystemExit(2) from None
     train_config = TrainConfig(**settings['train'])
     run_dir = Path(args.out or ROOT / 'runs' / f'{args.model}-{args.dataset}-seed{train_config.seed}')
     setup_logging(run_dir)
     log = logging.getLogger('graphmner.run')
     log.info('settings: %s', json.dumps(settings))
 
+    data = {split: load_dataset(args.dataset, split, data_root=args.data_root, image_root=args.image_root,
+                                captions=args.captions, **settings['data'],
+                                **({'cache_dir': args.cache_dir} if args.cache_dir else {}))
+            for split in ('train', 'dev', 'test')}
+    model_fields = {f.name for f in dataclasses.fields(models.model_class(args.model).config_class)}
+    width = visual_width(data['train'])
+    if 'visual_dim' in model_fields and width is not None:
+        # The model's visual input width is the data's (ResNet 2048, the weight-free backend's own).
+        settings['model']['visual_dim'] = width
     torch.manual_seed(train_config.seed)  # the model's initial weights depend on it
     model = models.build(args.model, **settings['model']).to(args.device)
-    keep = KeepRelations(model.relations)
-    data = {split: load_dataset(args.dataset, split, data_root=args.data_root, image_root=args.image_root,
-                                captions=args.captions, **settings['data'])
-            for split in ('train', 'dev', 'test')}
-    graphs = {split: [keep(g) for g in dataset] for split, dataset in data.items()}
+    transform = model.graph_transform()
+    graphs = {split: [transform(g) for g in dataset] for split, dataset in data.items()}
     for split, dataset in data.items():
         report = dataset.report
         log.info('%s: %d tweets, %d without a usable image, %d with aux words', split, len(dataset),
@@ -125,12 +135,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trainer.fit(resume=args.resume)
     dev = trainer.test(graphs['dev'], 'dev')
     test = trainer.test(graphs['test'])
-    views = {}  # a multi-view model (ITA) is also scored with each view forced
-    for view in getattr(model, 'views', ()):
-        with model.inference(view):
-            views[view] = trainer.test(graphs['test'], f'test, {view} view')
+    views = {}  # a model with several inference views (ITA) is also scored with each one forced
+    if len(model.views) > 1:
+        for view in model.views:
+            with model.inference_view(view):
+                views[view] = trainer.test(graphs['test'], f'test, {view} view')
     metrics = {
         'model': args.model, 'dataset': args.dataset, 'encoder': settings['model']['encoder'],
+        'data_root': args.data_root, 'image_root': args.image_root, 'captions': args.captions,
         'epochs': train_config.epochs, 'seed': train_config.seed, 'dev': dev, 'test': test,
         'train_seconds': round(trainer.train_seconds, 2),
         'tweets_per_second': round(trainer.tweets_per_second, 2),
@@ -139,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         'settings': settings, 'history': trainer.history,
         'finished': time.strftime('%Y-%m-%dT%H:%M:%S'),
     }
-    (run_dir / 'metrics.json').write_text(json.dumps(metrics, indent=2))
+    (run_dir / 'metrics.json').write_text(json.dumps(metrics, indent=2, default=str))
     print(f'\n{args.model} on {args.dataset} (best dev epoch, {trainer.train_seconds:.0f} s training, '
           f'{trainer.tweets_per_second:.1f} tweets/s)')
     print('dev\n' + format_scores(dev))

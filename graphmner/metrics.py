@@ -20,6 +20,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from .data.labels import repair_iob2, split_label
+
 Span = tuple[str, int, int]  # (type, start, end), end exclusive
 
 SCHEMES = ('conlleval', 'strict')
@@ -29,16 +31,6 @@ def _check_scheme(scheme: str) -> None:
     if scheme not in SCHEMES:
         raise ValueError(f"Unknown chunking scheme {scheme!r}; valid schemes "
                          f"are {', '.join(map(repr, SCHEMES))}")
-
-
-def _split_label(label: str) -> tuple[str, str]:
-    if label == 'O':
-        return 'O', ''
-    if isinstance(label, str) and len(label) > 2 and label[0] in 'BI' \
-            and label[1] == '-':
-        return label[0], label[2:]
-    raise ValueError(f"Expected a BIO label ('O', 'B-<type>' or "
-                     f"'I-<type>'), got {label!r}")
 
 
 def get_spans(labels: Sequence[str], scheme: str = 'conlleval') -> list[Span]:
@@ -62,16 +54,19 @@ def get_spans(labels: Sequence[str], scheme: str = 'conlleval') -> list[Span]:
         [('PER', 0, 2)]
     """
     _check_scheme(scheme)
+    if scheme == 'conlleval':
+        # conlleval reads a chunk-starting I-X as B-X: exactly what repair_iob2 writes.
+        labels = repair_iob2(labels)
     spans: list[Span] = []
     open_type, open_start = None, 0  # the chunk being read, if any
     for i, label in enumerate(labels):
-        prefix, type_ = _split_label(label)
+        prefix, type_ = split_label(label)
         if prefix == 'I' and type_ == open_type:
             continue
         if open_type is not None:
             spans.append((open_type, open_start, i))
             open_type = None
-        if prefix == 'B' or (prefix == 'I' and scheme == 'conlleval'):
+        if prefix == 'B':
             open_type, open_start = type_, i
     if open_type is not None:
         spans.append((open_type, open_start, len(labels)))

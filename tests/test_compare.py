@@ -10,7 +10,7 @@ def compare():
 
 def test_trains_each_model_and_tabulates(compare, tiny_encoder, graph_cache, tmp_path):
     out = compare.main(['--models', 'bert-crf', 'ita', '--out', str(tmp_path), '--encoder', tiny_encoder,
-                        '--epochs', '1', '--seed', '2', '--set', f'data.cache_dir={graph_cache}'])
+                        '--epochs', '1', '--seed', '2', '--cache-dir', str(graph_cache)])
     lines = out.splitlines()
     assert lines[0].split()[:4] == ['model', 'dataset', 'dev', 'F1']
     assert 'test F1 image-text' in lines[0] and 'test F1 text' in lines[0]

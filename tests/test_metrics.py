@@ -74,9 +74,9 @@ def test_span_scores_errors():
         span_scores([['O'], ['O', 'O']], [['O'], ['O']])
     with pytest.raises(ValueError, match="got 2 gold and 1 predicted"):
         span_scores([['O'], ['O']], [['O']])
-    with pytest.raises(ValueError, match="got 'E-PER'"):
+    with pytest.raises(ValueError, match="Malformed label 'E-PER'"):
         span_scores([['E-PER']], [['O']])
-    with pytest.raises(ValueError, match="got 'B-'"):
+    with pytest.raises(ValueError, match="Malformed label 'B-'"):
         get_spans(['B-'])
     with pytest.raises(ValueError, match="'conlleval', 'strict'"):
         span_scores([['O']], [['O']], scheme='iobes')

@@ -12,7 +12,7 @@ def run():
 
 def test_demo_run_writes_metrics_checkpoint_and_plot(run, tiny_encoder, graph_cache, tmp_path):
     argv = ['--model', 'bert-crf', '--encoder', tiny_encoder, '--epochs', '2', '--seed', '3',
-            '--out', str(tmp_path), '--set', f'data.cache_dir={graph_cache}']
+            '--out', str(tmp_path), '--cache-dir', str(graph_cache)]
     metrics = run.main(argv)
     saved = json.loads((tmp_path / 'metrics.json').read_text())
     assert saved['test'] == metrics['test']
@@ -29,8 +29,28 @@ def test_demo_run_writes_metrics_checkpoint_and_plot(run, tiny_encoder, graph_ca
     assert again['test'] == metrics['test'] and len(again['history']) == 2
 
 
-def test_bad_settings_are_explained(run, tmp_path):
-    with pytest.raises(SystemExit, match='SECTION.KEY=VALUE'):
-        run.main(['--model', 'bert-crf', '--set', 'dropout=0.3', '--out', str(tmp_path)])
-    with pytest.raises(SystemExit, match='No config'):
-        run.main(['--model', 'bert-crf', '--config', str(tmp_path / 'none.yaml'), '--out', str(tmp_path)])
+@pytest.mark.parametrize('argv, message', [
+    (['--set', 'dropout=0.3'], 'SECTION.KEY=VALUE'),
+    (['--set', 'train.head_lr=abc'], "'train.head_lr' must be a number, got 'abc'"),
+    (['--set', 'train.nonsense=3'], "unknown setting 'train.nonsense'; valid: train.batch_size"),
+    (['--set', 'model.tag_scheme=[1]'], "'model.tag_scheme' must be a string"),
+    (['--config', 'none.yaml'], "no config 'none.yaml'"),
+])
+def test_bad_settings_are_one_line_and_exit_2(run, tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(['--model', 'bert-crf', '--out', str(tmp_path / 'run'), *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count('\n') == 1, err
+    assert not (tmp_path / 'run').exists()  # nothing written for a run that never started
+
+
+def test_set_values_are_typed_by_the_config(run, tmp_path):
+    args = run.parse_args(['--model', 'umgf', '--set', 'train.head_lr=1e-3', '--set', 'model.heads=2',
+                           '--set', 'data.vision_weights=none', '--set', 'model.gate=false',
+                           '--epochs', '4', '--set', 'train.epochs=5'])
+    settings = run.load_settings(args)
+    assert settings['train']['head_lr'] == 1e-3 and isinstance(settings['train']['head_lr'], float)
+    assert settings['model']['heads'] == 2 and settings['model']['gate'] is False
+    assert settings['data']['vision_weights'] is None
+    assert settings['train']['epochs'] == 5  # --set wins over the flag

@@ -1,7 +1,11 @@
-"""Data: the CoNLL reader/writer, label schemes, images and tweet-graph datasets."""
+"""Data: the CoNLL reader/writer, label schemes, the named datasets and images.
+
+Tweet graphs are built from these by :mod:`graphmner.graph`
+(``from graphmner.graph import load_dataset``).
+"""
 from .conll import ConllFormatError, Tweet, read_conll, write_conll
-from .datasets import GraphOptions, TweetGraphs, load_dataset
+from .datasets import DATASETS, SPLITS, split_path
 from .labels import BIO_LABELS, ENTITY_TYPES
 
-__all__ = ['BIO_LABELS', 'ENTITY_TYPES', 'ConllFormatError', 'GraphOptions', 'Tweet', 'TweetGraphs',
-           'load_dataset', 'read_conll', 'write_conll']
+__all__ = ['BIO_LABELS', 'DATASETS', 'ENTITY_TYPES', 'SPLITS', 'ConllFormatError', 'Tweet', 'read_conll',
+           'split_path', 'write_conll']

@@ -18,15 +18,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-__all__ = ['DEMO_DIR', 'DEMO_SPLITS', 'DEMO_CAPTIONS', 'DEMO_OPTIONS', 'SHARED_MODELS', 'demo_split_path',
+__all__ = ['DEMO_DIR', 'DEMO_CAPTIONS', 'DEMO_OPTIONS', 'SHARED_MODELS', 'demo_split_path',
            'demo_image_root']
 
 #: The folder of the demo's CoNLL files.
 DEMO_DIR: Path = Path(__file__).resolve().parent / 'demo'
 
-#: Split name -> file name. ``dev`` is stored as ``valid.txt``, as in the
-#: Twitter releases.
-DEMO_SPLITS: dict[str, str] = {'train': 'train.txt', 'dev': 'valid.txt', 'test': 'test.txt'}
 #: Hand-written captions of the demo photos, in the BLIP-2 caption format.
 DEMO_CAPTIONS: Path = DEMO_DIR / 'captions.txt'
 #: The models folder that sits beside this repository on the project's machines.
@@ -56,11 +53,8 @@ def demo_split_path(split: str) -> Path:
     Raises:
         ValueError: If ``split`` is not one of the three.
     """
-    try:
-        return DEMO_DIR / DEMO_SPLITS[split]
-    except KeyError:
-        raise ValueError(
-            f"Unknown demo split {split!r}; expected one of {tuple(DEMO_SPLITS)}") from None
+    from .datasets import split_path
+    return split_path('demo', split)
 
 
 def demo_image_root() -> Path:

@@ -19,6 +19,8 @@ from types import MappingProxyType
 __all__ = [
     'ENTITY_TYPES',
     'BIO_LABELS',
+    'split_label',
+    'repair_iob2',
     'LABEL2ID',
     'label_to_id',
     'id_to_label',
@@ -89,11 +91,20 @@ def id_to_label(ids: Iterable[int]) -> list[str]:
     return labels
 
 
-def _split(label: str, prefixes: str) -> tuple[str, str]:
-    """Splits ``'B-PER'`` into ``('B', 'PER')`` and ``'O'`` into ``('O', '')``."""
+def split_label(label: str, prefixes: str = 'BI') -> tuple[str, str]:
+    """Splits ``'B-PER'`` into ``('B', 'PER')`` and ``'O'`` into ``('O', '')``.
+
+    Args:
+        label: One label.
+        prefixes: The chunk prefixes the scheme allows (``'BI'`` for IOB2,
+            ``'BIES'`` for BIOES). (default: ``'BI'``)
+
+    Raises:
+        ValueError: If the label is neither ``'O'`` nor ``<prefix>-<type>``.
+    """
     if label == 'O':
         return 'O', ''
-    if len(label) > 2 and label[1] == '-' and label[0] in prefixes:
+    if isinstance(label, str) and len(label) > 2 and label[1] == '-' and label[0] in prefixes:
         return label[0], label[2:]
     raise ValueError(
         f"Malformed label {label!r}; expected 'O' or one of "
@@ -117,18 +128,15 @@ def bio_to_bioes(labels: Sequence[str]) -> list[str]:
     Raises:
         ValueError: If a label is neither ``'O'`` nor ``B-``/``I-`` prefixed.
     """
-    parts = [_split(label, 'BI') for label in labels]
+    parts = [split_label(label) for label in repair_iob2(labels)]
     bioes = []
     for i, (prefix, entity_type) in enumerate(parts):
         if prefix == 'O':
             bioes.append('O')
             continue
-        # 'O' has the empty type, so an I- after 'O' also begins a chunk.
-        previous_type = parts[i - 1][1] if i > 0 else ''
-        begins = prefix == 'B' or previous_type != entity_type
         following = parts[i + 1] if i + 1 < len(parts) else ('O', '')
         continues = following == ('I', entity_type)
-        if begins:
+        if prefix == 'B':
             bioes.append(f"{'B' if continues else 'S'}-{entity_type}")
         else:
             bioes.append(f"{'I' if continues else 'E'}-{entity_type}")
@@ -152,7 +160,7 @@ def bioes_to_bio(labels: Sequence[str]) -> list[str]:
     to_bio = {'O': 'O', 'B': 'B', 'I': 'I', 'E': 'I', 'S': 'B'}
     bio = []
     for label in labels:
-        prefix, entity_type = _split(label, 'BIES')
+        prefix, entity_type = split_label(label, 'BIES')
         bio.append('O' if prefix == 'O' else f'{to_bio[prefix]}-{entity_type}')
     return bio
 
@@ -174,7 +182,7 @@ def allowed_bio_transitions(
     Raises:
         ValueError: If a label is neither ``'O'`` nor ``B-``/``I-`` prefixed.
     """
-    parts = [_split(label, 'BI') for label in labels]
+    parts = [split_label(label, 'BI') for label in labels]
     # 'O' has the empty type, so it never matches the type of an I- label.
     return [(i, j)
             for i, (_, from_type) in enumerate(parts)
@@ -194,7 +202,7 @@ def allowed_bio_starts(labels: Sequence[str] = BIO_LABELS) -> list[int]:
     Raises:
         ValueError: If a label is neither ``'O'`` nor ``B-``/``I-`` prefixed.
     """
-    return [i for i, label in enumerate(labels) if _split(label, 'BI')[0] != 'I']
+    return [i for i, label in enumerate(labels) if split_label(label, 'BI')[0] != 'I']
 
 
 def bioes_tag_set(labels: Sequence[str] = BIO_LABELS) -> tuple[str, ...]:
@@ -207,7 +215,7 @@ def bioes_tag_set(labels: Sequence[str] = BIO_LABELS) -> tuple[str, ...]:
     Raises:
         ValueError: If a label is neither ``'O'`` nor ``B-``/``I-`` prefixed.
     """
-    types = dict.fromkeys(_split(label, 'BI')[1] for label in labels)
+    types = dict.fromkeys(split_label(label, 'BI')[1] for label in labels)
     types.pop('', None)
     return ('O',) + tuple(f'{prefix}-{entity_type}' for entity_type in types for prefix in 'BIES')
 
@@ -228,7 +236,7 @@ def allowed_bioes_transitions(labels: Sequence[str]) -> list[tuple[int, int]]:
     Raises:
         ValueError: If a tag is neither ``'O'`` nor ``B-``/``I-``/``E-``/``S-`` prefixed.
     """
-    parts = [_split(label, 'BIES') for label in labels]
+    parts = [split_label(label, 'BIES') for label in labels]
     return [(i, j)
             for i, (from_prefix, from_type) in enumerate(parts)
             for j, (to_prefix, to_type) in enumerate(parts)
@@ -238,12 +246,12 @@ def allowed_bioes_transitions(labels: Sequence[str]) -> list[tuple[int, int]]:
 
 def allowed_bioes_starts(labels: Sequence[str]) -> list[int]:
     """The ids of the BIOES tags that may begin a sequence: ``O``, ``B-``, ``S-``."""
-    return [i for i, label in enumerate(labels) if _split(label, 'BIES')[0] in 'OBS']
+    return [i for i, label in enumerate(labels) if split_label(label, 'BIES')[0] in 'OBS']
 
 
 def allowed_bioes_ends(labels: Sequence[str]) -> list[int]:
     """The ids of the BIOES tags that may end a sequence: ``O``, ``E-``, ``S-``."""
-    return [i for i, label in enumerate(labels) if _split(label, 'BIES')[0] in 'OES']
+    return [i for i, label in enumerate(labels) if split_label(label, 'BIES')[0] in 'OES']
 
 
 def repair_iob2(labels: Sequence[str]) -> list[str]:
@@ -261,7 +269,7 @@ def repair_iob2(labels: Sequence[str]) -> list[str]:
     out: list[str] = []
     previous_type = ''
     for label in labels:
-        prefix, type_ = _split(label, 'BI')
+        prefix, type_ = split_label(label, 'BI')
         if prefix == 'I' and type_ != previous_type:
             label = f'B-{type_}'
         out.append(label)

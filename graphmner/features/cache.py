@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Final
 import torch
 
 from graphmner.features.types import ImageFeatures
+from graphmner.io import atomic_write
 
 #: Bumped whenever the meaning of cached features changes, so old entries
 #: are no longer found.
@@ -88,27 +88,13 @@ class FeatureCache:
         """Stores ``features`` atomically."""
         if not (self.dir / 'settings.json').is_file():
             self.dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.dir / 'settings.json',
+            atomic_write(self.dir / 'settings.json',
                           lambda f: f.write(json.dumps(
                               self.settings, indent=2, sort_keys=True)
                               .encode()))
         path = self.path(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda f: torch.save(features.to_dict(), f))
+        atomic_write(path, lambda f: torch.save(features.to_dict(), f))
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}('{self.dir}')"
-
-
-def _atomic_write(path: Path, write) -> None:
-    # The temporary file sits next to the target: os.replace is atomic only
-    # within one file system.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.',
-                               suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -20,7 +20,7 @@ from typing import Final
 
 from PIL import Image
 
-from graphmner.graph.schema import AUX_SOURCES
+from graphmner.features.types import AUX_SOURCES
 
 #: ``<image_id>.<ext> :<caption>``; the caption may itself contain colons.
 _CAPTION_LINE: Final = re.compile(r'^(?P<file>[^\s:]+)\s*:(?P<caption>.*)$')
@@ -106,7 +106,7 @@ def aux_words(
         ocr (Mapping[str, str], optional): Image id -> text read in the
             image. (default: :obj:`None`)
         order (Sequence[str], optional): The sources in reading order, a
-            subset of :data:`~graphmner.graph.schema.AUX_SOURCES`; ITA's
+            subset of :data:`~graphmner.features.types.AUX_SOURCES`; ITA's
             configs read caption, then tags, then OCR.
             (default: :obj:`('caption', 'tag', 'ocr')`)
 

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Final
 
 from torch import Tensor
+
+#: Where an image-to-text (``aux``) word came from; the graph's ``aux.source``
+#: stores the index.
+AUX_SOURCES: Final[tuple[str, ...]] = ('caption', 'ocr', 'tag')
 
 
 @dataclass

@@ -1,9 +1,12 @@
-"""The tweet graph: schema, builder, transforms, inspection and export."""
+"""The tweet graph: schema, options, builder, datasets, transforms, inspection and export."""
 from . import schema
 from .builder import GraphBuilder, build_graph
+from .datasets import DEFAULT_CACHE, TweetGraphs, load_dataset, visual_width
 from .export import FORMATS, export, to_networkx
 from .inspect import draw, layout, summary
+from .options import GraphOptions
 from .transforms import KeepRelations
 
-__all__ = ['FORMATS', 'GraphBuilder', 'KeepRelations', 'build_graph', 'draw', 'export', 'layout', 'schema',
-           'summary', 'to_networkx']
+__all__ = ['DEFAULT_CACHE', 'FORMATS', 'GraphBuilder', 'GraphOptions', 'KeepRelations', 'TweetGraphs',
+           'build_graph', 'draw', 'export', 'layout', 'load_dataset', 'schema', 'summary', 'to_networkx',
+           'visual_width']

@@ -9,7 +9,6 @@ node: no fake visual evidence.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -19,9 +18,7 @@ from ..data.conll import Tweet
 from ..data.labels import BIO_LABELS, repair_iob2
 from ..features.types import ImageFeatures
 from . import schema
-
-if TYPE_CHECKING:
-    from ..data.datasets import GraphOptions
+from .options import GraphOptions
 
 #: Bumped whenever the builder's output changes, so cached graphs are rebuilt.
 BUILDER_VERSION = 2
@@ -179,7 +176,8 @@ class GraphBuilder:
             return [None] * len(tweets), [None] * len(tweets)
         paths = [image_path(self.image_root, t.image_id) for t in tweets]
         o = self.options
-        extractor = FeatureExtractor(VisionConfig(arch=o.vision_arch, weights=o.vision_weights),
+        extractor = FeatureExtractor(VisionConfig(arch=o.vision_arch, weights=o.vision_weights,
+                                                  scale_grid=o.scale_grid),
                                      DetectorConfig(weights=o.detector_weights, top_k=o.top_k,
                                                     conf=o.detector_conf),
                                      cache_dir=self.feature_cache)

@@ -52,6 +52,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from ..features.types import AUX_SOURCES as _AUX_SOURCES
+
 SCHEMA_VERSION: Final = 1
 
 WORD: Final = 'word'
@@ -79,8 +81,9 @@ EDGE_TYPES: Final[tuple[tuple[str, str, str], ...]] = (
     WORD_NEXT, WORD_INTRA, OBJECT_INTRA, GROUNDS, REV_GROUNDS, INFORMS,
     GUIDES, AUX_NEXT, DESCRIBES, CONTAINS_REGION, CONTAINS_OBJECT)
 
-#: Where an ``aux`` word came from; ``aux.source`` stores the index.
-AUX_SOURCES: Final[tuple[str, ...]] = ('caption', 'ocr', 'tag')
+#: Where an ``aux`` word came from (``aux.source`` stores the index); defined by
+#: the image-to-text extractors that produce them.
+AUX_SOURCES: Final = _AUX_SOURCES
 
 
 def edge_type_name(edge_type: tuple[str, str, str]) -> str:

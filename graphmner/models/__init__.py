@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..data.labels import BIO_LABELS
-from .base import EncoderConfig, MNERModel, MNEROutput, atomic_save
+from .base import EncoderConfig, MNERModel, MNEROutput
 from .bert_crf import BertCRF, BertCRFConfig
 from .ita import ITA, ITAConfig
 from .umgf import UMGF, UMGFConfig
@@ -69,4 +69,4 @@ def load(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> M
 
 
 __all__ = ['BertCRF', 'BertCRFConfig', 'EncoderConfig', 'ITA', 'ITAConfig', 'MNERModel', 'MNEROutput', 'UMGF',
-           'UMGFConfig', 'atomic_save', 'available', 'build', 'load', 'model_class', 'register']
+           'UMGFConfig', 'available', 'build', 'load', 'model_class', 'register']

@@ -1,12 +1,16 @@
 """The one contract every graphmner model honours (after flair's ``Model``).
 
 A model reads a PyG :class:`~torch_geometric.data.Batch` of tweet graphs and
-returns CRF emissions over the tweets' words. On top of :meth:`forward` every
-model gets, from this class:
+returns CRF emissions over the tweets' words (:meth:`MNERModel.forward`); it
+declares the node and edge types it reads (:attr:`~MNERModel.node_types`,
+:attr:`~MNERModel.relations`) and the graph rules it needs
+(:meth:`~MNERModel.graph_transforms`), which the data pipeline applies. On
+top of that every model gets, from this class:
 
-- :meth:`loss` for training (the method's full objective, auxiliary terms included),
+- :meth:`loss` for training: the weighted CRF NLL plus the method's weighted
+  :meth:`auxiliary_losses`, every part in the log;
 - :meth:`decode` (BIO labels per tweet) and :meth:`evaluate` (span scores),
-  whichever tag scheme (BIO or BIOES) the CRF runs on,
+  which never compute a loss, in any of the model's :attr:`views`;
 - :meth:`save` / :func:`load` that record the class by its registry name, its
   config and its labels, so a checkpoint rebuilds itself.
 """
@@ -14,37 +18,40 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.data import Batch
+from torch_geometric.data import Batch, HeteroData
+from torch_geometric.transforms import BaseTransform, Compose
 from torch_geometric.utils import to_dense_batch
 
-from ..data.labels import BIO_LABELS, bioes_tag_set, bioes_to_bio
+from ..data.labels import BIO_LABELS
 from ..graph import schema
+from ..graph.transforms import KeepRelations
+from ..io import atomic_save
 from ..metrics import span_scores
-from ..nn.crf import CRF, bio_constraints, bioes_constraints
+from ..nn.crf import CRF
 from ..nn.encoder import TextEncoder
+from ..nn.standardize import FeatureStandardizer
+from ..nn.tagging import TagScheme
 
 EdgeType = tuple[str, str, str]
-
-TAG_SCHEMES = ('bio', 'bioes')
 
 
 @dataclass
 class MNEROutput:
     """What :meth:`MNERModel.forward` returns (after transformers'
-    ``TokenClassifierOutput``)."""
+    ``TokenClassifierOutput``, without the loss: :meth:`MNERModel.loss`
+    computes it)."""
 
     emissions: Tensor                 # [B, T, C] CRF emission scores over words
     mask: Tensor                      # [B, T] bool prefix mask of real words
-    loss: Tensor | None = None     # scalar, when the batch carries labels
-    logs: dict[str, float] = field(default_factory=dict)  # loss parts for the log
+    extras: dict[str, Tensor] = field(default_factory=dict)  # what auxiliary_losses reads
+    counts: dict[str, int] = field(default_factory=dict)     # events for the log, summed per epoch
 
 
 @dataclass
@@ -59,63 +66,75 @@ class EncoderConfig:
 
 
 class MNERModel(nn.Module):
-    """Base class: subclasses set ``name``, ``config_class``, ``relations`` and
-    implement :meth:`forward`.
+    """Base class: subclasses set ``name``, ``config_class``, ``relations``,
+    ``node_types`` (and ``views`` if they have several) and implement
+    :meth:`forward`; methods with extra objectives add
+    :meth:`auxiliary_losses` and :meth:`loss_weights`.
 
-    The data and every output speak IOB2 (``labels``); the CRF runs on
-    ``tags``, which are the same labels for ``tag_scheme='bio'`` and their
-    BIOES expansion for ``'bioes'`` (ITA's official code tags in BIOES): gold
-    labels are converted on the way in, decoded paths on the way out.
+    The data and every output speak IOB2 (``labels``); the CRF runs on the
+    tags of :attr:`tagging` (the labels, or their BIOES expansion).
 
     Args:
         config: the model's config dataclass (a subclass of :class:`EncoderConfig`).
         labels (Sequence[str], optional): the BIO label set, in id order.
             (default: :obj:`BIO_LABELS`)
+        pooler (bool, optional): give the encoder a ``tanh(W [CLS])`` pooler
+            (the checkpoint's where it has one) for methods that read a
+            sentence vector. (default: :obj:`False`)
     """
 
     name: ClassVar[str]
     config_class: ClassVar[type]
     #: The edge types the model reads; the data pipeline drops the others.
     relations: ClassVar[tuple[EdgeType, ...]] = (schema.WORD_NEXT, )
+    #: The node types the model reads besides those the relations touch
+    #: (``word`` and ``image`` always stay).
+    node_types: ClassVar[tuple[str, ...]] = ()
+    #: The inference views; ``run.py`` scores each one when there are several.
+    views: ClassVar[tuple[str, ...]] = ('default', )
+    #: The views whose mean dev F1 selects the best checkpoint; empty: the view in force.
+    selection_views: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: EncoderConfig, labels: Sequence[str] = BIO_LABELS):
+    def __init__(self, config: EncoderConfig, labels: Sequence[str] = BIO_LABELS, *, pooler: bool = False):
         super().__init__()
         if not isinstance(config, self.config_class):
             raise TypeError(f'{type(self).__name__} needs a {self.config_class.__name__}, '
                             f'got {type(config).__name__}')
-        if config.tag_scheme not in TAG_SCHEMES:
-            raise ValueError(f"tag_scheme must be one of {TAG_SCHEMES}, got {config.tag_scheme!r}")
         self.config = config
         self.labels = tuple(labels)
-        self.encoder = TextEncoder(config.encoder, max_length=config.max_length)
-        self.tags = bioes_tag_set(self.labels) if config.tag_scheme == 'bioes' else self.labels
-        constraints = (bioes_constraints if config.tag_scheme == 'bioes' else bio_constraints)(self.tags)
-        self.crf = CRF(len(self.tags), constraints=constraints if config.constrained_decoding else None)
-        if config.tag_scheme == 'bioes':
-            self._register_bioes_lookup()
+        self.tagging = TagScheme(self.labels, config.tag_scheme)
+        self.encoder = TextEncoder(config.encoder, max_length=config.max_length, pooler=pooler)
+        self.crf = CRF(self.tagging.num_tags,
+                       constraints=self.tagging.constraints() if config.constrained_decoding else None)
+        self._view: str | None = None
 
-    def _register_bioes_lookup(self) -> None:
-        """Buffers for :meth:`target_tags`: each BIO id's BIOES tag id when the
-        next word does not / does continue its chunk, and the id of its ``I-``."""
-        tag_id = {tag: i for i, tag in enumerate(self.tags)}
-        bio_to_tag, inside_of = [], []
-        for label in self.labels:
-            if label == 'O':
-                bio_to_tag.append([tag_id['O']] * 2)
-                inside_of.append(-1)
-                continue
-            prefix, entity_type = label.split('-', 1)
-            ends = 'S' if prefix == 'B' else 'E'
-            bio_to_tag.append([tag_id[f'{ends}-{entity_type}'], tag_id[label]])
-            inside_of.append(self.labels.index(f'I-{entity_type}'))
-        self.register_buffer('bio_to_tag', torch.tensor(bio_to_tag), persistent=False)  # [C_bio, 2]
-        self.register_buffer('inside_of', torch.tensor(inside_of), persistent=False)    # [C_bio]
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The CRF's tag set (the labels, or their BIOES expansion)."""
+        return self.tagging.tags
 
-    # -- the part each method writes ----------------------------------------------
+    # -- the parts each method writes ---------------------------------------------
     def forward(self, batch: Batch) -> MNEROutput:
         raise NotImplementedError
 
+    def auxiliary_losses(self, batch: Batch, output: MNEROutput) -> dict[str, Tensor]:
+        """The method's objectives besides the CRF NLL, by name (none here)."""
+        return {}
+
+    def loss_weights(self) -> dict[str, float]:
+        """Weight of ``'nll'`` and of each auxiliary loss in :meth:`loss`."""
+        return {'nll': 1.0}
+
+    def graph_transforms(self) -> list[BaseTransform]:
+        """Graph rules the method needs, applied by the data pipeline after
+        :class:`KeepRelations` (none here)."""
+        return []
+
     # -- shared plumbing ------------------------------------------------------------
+    def graph_transform(self) -> Compose:
+        """What the data pipeline applies to every graph before batching."""
+        return Compose([KeepRelations(self.relations, self.node_types), *self.graph_transforms()])
+
     @staticmethod
     def words_of(batch: Batch) -> list[list[str]]:
         """The tweets' words (a :class:`Batch` collates them into one list per graph)."""
@@ -127,46 +146,55 @@ class MNERModel(nn.Module):
     def target_tags(self, batch: Batch) -> Tensor | None:
         """The gold CRF tags ``[B, T]`` (0 at padding) from the BIO ids in
         ``batch['word'].y``, or None without labels."""
-        y = getattr(batch[schema.WORD], 'y', None)
+        store = batch[schema.WORD]
+        y = getattr(store, 'y', None)
         if y is None:
             return None
-        store = batch[schema.WORD]
         bio, mask = to_dense_batch(y, store.batch, fill_value=0, batch_size=batch.num_graphs)  # [B, T]
-        if self.config.tag_scheme == 'bio':
-            return bio
-        bio_to_tag, inside_of = self.bio_to_tag.to(bio.device), self.inside_of.to(bio.device)
-        following = torch.cat([bio[:, 1:], bio.new_zeros(bio.shape[0], 1)], dim=1)
-        following_real = torch.cat([mask[:, 1:], mask.new_zeros(mask.shape[0], 1)], dim=1)
-        continues = (following == inside_of[bio]) & following_real  # [B, T] the chunk goes on
-        return bio_to_tag[bio, continues.long()]
-
-    def crf_output(self, batch: Batch, emissions: Tensor, mask: Tensor, **logs: float) -> MNEROutput:
-        """Wraps emissions into an :class:`MNEROutput` with the CRF NLL when the
-        batch has labels."""
-        tags = self.target_tags(batch)
-        loss = None
-        if tags is not None:
-            tags = tags[:, :emissions.shape[1]].to(emissions.device)
-            loss = self.crf.nll(emissions, tags, mask)
-        return MNEROutput(emissions, mask, loss, dict(logs))
+        return self.tagging.to_tags(bio, mask)
 
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        """The training objective and its parts (for the log)."""
-        out = self(batch)
-        if out.loss is None:
+        """The training objective: ``w_nll * NLL + sum_k w_k * aux_k`` over the
+        weights of :meth:`loss_weights`, and its parts for the log (each
+        unweighted, the total as ``'loss'``, and the output's ``counts``)."""
+        tags = self.target_tags(batch)
+        if tags is None:
             raise ValueError("The batch has no word labels ('word.y'); cannot compute a loss")
-        return out.loss, {'loss': float(out.loss.detach()), **out.logs}
+        out = self(batch)
+        tags = tags[:, :out.emissions.shape[1]].to(out.emissions.device)
+        parts = {'nll': self.crf.nll(out.emissions, tags, out.mask), **self.auxiliary_losses(batch, out)}
+        weights = self.loss_weights()
+        unweighted = sorted(set(parts) - set(weights))
+        if unweighted:
+            raise KeyError(f'{type(self).__name__}.loss_weights() has no weight for {unweighted}')
+        total = sum(weights[key] * value for key, value in parts.items())
+        logs = {key: float(value.detach()) for key, value in parts.items()}
+        return total, {'loss': float(total.detach()), **logs, **out.counts}
+
+    # -- views ------------------------------------------------------------------------
+    @property
+    def view(self) -> str:
+        """The inference view in force (see :meth:`inference_view`)."""
+        return self._view if self._view is not None else self.views[0]
+
+    @contextmanager
+    def inference_view(self, view: str) -> Iterator[None]:
+        """Forward, decode and evaluate with ``view`` inside the block."""
+        if view not in self.views:
+            raise ValueError(f'{type(self).__name__} has the views {self.views}, got {view!r}')
+        kept = self._view
+        self._view = view
+        try:
+            yield
+        finally:
+            self._view = kept
 
     @torch.no_grad()
     def decode(self, batch: Batch) -> list[list[str]]:
         """Viterbi labels per tweet (one BIO label per word)."""
         out = self(batch)
         paths = self.crf.decode(out.emissions, out.mask)  # [B, T], -1 at padding
-        lengths = out.mask.sum(1).tolist()
-        tags = [[self.tags[i] for i in row[:n]] for row, n in zip(paths.tolist(), lengths)]
-        if self.config.tag_scheme == 'bioes':
-            return [bioes_to_bio(row) for row in tags]
-        return tags
+        return self.tagging.to_labels(paths, out.mask.sum(1).tolist())
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[Batch], scheme: str = 'conlleval') -> dict[str, Any]:
@@ -184,11 +212,46 @@ class MNERModel(nn.Module):
             self.train(was_training)
         return span_scores(gold, pred, scheme=scheme)
 
+    def selection_score(self, batches: Sequence[Batch], scheme: str = 'conlleval'
+                        ) -> tuple[float, dict[str, Any]]:
+        """The dev score that selects the best checkpoint (the mean F1 of
+        :attr:`selection_views`, or the F1 of the view in force) and the span
+        scores of the view in force."""
+        scores = self.evaluate(batches, scheme)
+        if not self.selection_views:
+            return scores['f1'], scores
+        f1 = []
+        for view in self.selection_views:
+            with self.inference_view(view):
+                f1.append(self.evaluate(batches, scheme)['f1'])
+        return sum(f1) / len(f1), scores
+
+    # -- training set-up ----------------------------------------------------------------
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(encoder parameters, everything else): they get separate learning rates."""
         encoder = list(self.encoder.parameters())
         ids = {id(p) for p in encoder}
         return encoder, [p for p in self.parameters() if id(p) not in ids]
+
+    @torch.no_grad()
+    def fit_feature_statistics(self, graphs: Iterable[HeteroData]) -> None:
+        """Fits every :class:`FeatureStandardizer` of the model on the visual
+        nodes of ``graphs`` (the training split), skipping the ``image`` node
+        of tweets whose image is missing. A standardizer that sees no node
+        stays the identity."""
+        standardizers = [m for m in self.modules() if isinstance(m, FeatureStandardizer)]
+        if not standardizers:
+            return
+        wanted = {t for m in standardizers for t in m.node_types}
+        rows: dict[str, list[Tensor]] = {t: [] for t in wanted}
+        for g in graphs:
+            missing = bool(g[schema.IMAGE].missing.any()) if 'missing' in g[schema.IMAGE] else False
+            for t in wanted:
+                if t not in g.node_types or 'x' not in g[t] or (t == schema.IMAGE and missing):
+                    continue
+                rows[t].append(g[t].x)
+        for m in standardizers:
+            m.fit([r for t in m.node_types for r in rows[t]])
 
     # -- persistence -----------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -209,18 +272,3 @@ class MNERModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"labels={len(self.labels)}, tags={len(self.tags)} ({self.config.tag_scheme})"
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename, so an
-    interrupted write never leaves a truncated checkpoint behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

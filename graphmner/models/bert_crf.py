@@ -44,4 +44,4 @@ class BertCRF(MNERModel):
     def forward(self, batch: Batch) -> MNEROutput:
         text = self.encoder(self.words_of(batch))
         emissions = self.emission(self.dropout(text.words))  # [B, T, C]
-        return self.crf_output(batch, emissions, text.word_mask)
+        return MNEROutput(emissions, text.word_mask)

@@ -10,15 +10,21 @@ text-only view (student): ``T^2 * sum_tokens KL(p_it || p_text) / B``.
 Training loss (our in-batch equivalent of the official code's concatenation of
 the text-only corpus and the doc corpus, each tweet seen once per view):
 ``NLL_text + (1-r) * NLL_image_text + r * CVA`` for tweets with aux words,
-``NLL_text`` for tweets without.
+``NLL_text`` for tweets without. In the model contract's terms: in training,
+:meth:`ITA.forward` returns the text-only view (the student, whose NLL is the
+main term) and :meth:`ITA.auxiliary_losses` runs the image-text view.
+
+Inference views: ``'auto'`` (image-text where a tweet has aux words, the
+config's default), ``'image-text'``, ``'text'``; the dev score that selects
+the checkpoint is the mean F1 of the two named views, as the official code's
+macro-average.
 
 Both views tag in BIOES, as the official code does (``tag_to_bioes``); the
 marginals CVA aligns are over BIOES tags, and predictions come back as BIO.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -40,7 +46,7 @@ def cross_view_kl(teacher_log_marginals: Tensor, student_log_marginals: Tensor,
     return temperature ** 2 * kl.sum() / max(t.shape[0], 1)
 
 
-VIEWS = ('image-text', 'text')
+VIEWS = ('auto', 'image-text', 'text')
 
 
 @dataclass
@@ -73,20 +79,26 @@ class ITA(MNERModel):
 
     name = 'ita'
     config_class = ITAConfig
-    relations = (schema.WORD_NEXT, schema.AUX_NEXT, schema.DESCRIBES)
-    #: The views ``run.py`` scores separately (the paper reports both).
+    relations = (schema.WORD_NEXT, )
+    node_types = (schema.AUX, )  # read as text beside the tweet, through no edge
     views = VIEWS
+    #: The views whose mean dev F1 selects the checkpoint (official: the macro-average of both).
+    selection_views = ('image-text', 'text')
 
     def __init__(self, config: ITAConfig, labels: Sequence[str] = BIO_LABELS):
         super().__init__(config, labels)
-        if config.inference_view not in ('auto', *VIEWS):
-            raise ValueError(f"ITAConfig.inference_view must be 'auto', 'image-text' or 'text', "
+        if config.inference_view not in VIEWS:
+            raise ValueError(f"ITAConfig.inference_view must be one of {VIEWS}, "
                              f"got {config.inference_view!r}")
         unknown = set(config.aux_sources) - set(schema.AUX_SOURCES)
         if unknown:
             raise ValueError(f"Unknown aux_sources {sorted(unknown)}; expected {schema.AUX_SOURCES}")
         self.dropout = nn.Dropout(config.dropout)
         self.emission = nn.Linear(self.encoder.hidden_size, len(self.tags))
+
+    @property
+    def view(self) -> str:
+        return self._view if self._view is not None else self.config.inference_view
 
     def aux_of(self, batch: Batch) -> list[list[str]]:
         """Aux words per tweet, restricted to and ordered by ``aux_sources``."""
@@ -97,56 +109,41 @@ class ITA(MNERModel):
         return [[word for o in order for word, s in zip(words, graph_sources) if s == o]
                 for words, graph_sources in zip(batch.aux_words, sources)]
 
-    @contextmanager
-    def inference(self, view: str) -> Iterator[None]:
-        """Decode with ``view`` ('image-text' or 'text') inside the block."""
-        if view not in VIEWS:
-            raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
-        kept = self.config.inference_view
-        self.config.inference_view = view
-        try:
-            yield
-        finally:
-            self.config.inference_view = kept
-
-    def _view(self, words, aux):
+    def _view_output(self, words, aux) -> tuple[MNEROutput, int]:
+        """Emissions of one view, and how many aux words did not fit."""
         enc = self.encoder.tokenize(words, aux)
         out = self.encoder(words, aux, encoded=enc)
-        return self.emission(self.dropout(out.words)), out.word_mask, enc
+        return MNEROutput(self.emission(self.dropout(out.words)), out.word_mask), enc.truncated_aux
 
     def forward(self, batch: Batch) -> MNEROutput:
         words, aux = self.words_of(batch), self.aux_of(batch)
-        view = self.config.inference_view
-        if view == 'text' or (view == 'auto' and not any(aux)):
-            emissions, mask, enc = self._view(words, None)
-        else:
-            emissions, mask, enc = self._view(words, aux)
-        return self.crf_output(batch, emissions, mask)
+        if self.training or self.view == 'text' or (self.view == 'auto' and not any(aux)):
+            return self._view_output(words, None)[0]
+        return self._view_output(words, aux)[0]
 
-    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        tags = self.target_tags(batch)
-        if tags is None:
-            raise ValueError("The batch has no word labels ('word.y'); cannot compute a loss")
+    def auxiliary_losses(self, batch: Batch, output: MNEROutput) -> dict[str, Tensor]:
+        """The image-text view's NLL and CVA over the tweets with aux words;
+        ``output`` is the text-only view (the student)."""
         words, aux = self.words_of(batch), self.aux_of(batch)
-        e_t, m_t, _ = self._view(words, None)
-        tags = tags[:, :e_t.shape[1]].to(e_t.device)
-        nll_text = self.crf.nll(e_t, tags, m_t)
-        loss, parts = nll_text, {'nll_text': float(nll_text.detach())}
         has = [i for i, a in enumerate(aux) if a]
-        if has:
-            idx = torch.tensor(has, device=e_t.device)
-            e_i, m_i, enc = self._view([words[i] for i in has], [aux[i] for i in has])
-            nll_it = self.crf.nll(e_i, tags[idx, :e_i.shape[1]], m_i)
-            r, T = self.config.cva_weight, self.config.temperature
-            if self.config.cva:
-                teacher = self.crf.log_marginals(e_i.detach(), m_i, temperature=T)
-                student = self.crf.log_marginals(e_t[idx, :e_i.shape[1]], m_i, temperature=T)
-                cva = cross_view_kl(teacher, student, m_i, T)
-                loss = loss + (1 - r) * nll_it + r * cva
-                parts['cva'] = float(cva.detach())
-            else:
-                loss = loss + nll_it
-            parts['nll_image_text'] = float(nll_it.detach())
-            parts['aux_words_truncated'] = enc.truncated_aux  # a count: the trainer sums it
-        parts['loss'] = float(loss.detach())
-        return loss, parts
+        if not has:
+            return {}
+        idx = torch.tensor(has, device=output.emissions.device)
+        image_text, truncated = self._view_output([words[i] for i in has], [aux[i] for i in has])
+        e_i, m_i = image_text.emissions, image_text.mask
+        tags = self.target_tags(batch)[idx, :e_i.shape[1]].to(e_i.device)
+        losses = {'nll_image_text': self.crf.nll(e_i, tags, m_i)}
+        if self.config.cva:
+            T = self.config.temperature
+            teacher = self.crf.log_marginals(e_i.detach(), m_i, temperature=T)
+            student = self.crf.log_marginals(output.emissions[idx, :e_i.shape[1]], m_i, temperature=T)
+            losses['cva'] = cross_view_kl(teacher, student, m_i, T)
+        output.counts['aux_words_truncated'] = truncated  # the trainer sums counts over an epoch
+        return losses
+
+    def loss_weights(self) -> dict[str, float]:
+        """``NLL_text + (1-r) NLL_image_text + r CVA``; without CVA both NLLs count fully."""
+        r = self.config.cva_weight
+        if not self.config.cva:
+            return {'nll': 1.0, 'nll_image_text': 1.0}
+        return {'nll': 1.0, 'nll_image_text': 1 - r, 'cva': r}

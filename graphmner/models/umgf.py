@@ -13,13 +13,18 @@ Read top to bottom against the paper:
    A tweet whose image has no detected object uses the whole-image feature as
    its one visual node (the official code's fallback), linked to every word; a
    tweet without a usable image (``image.missing``) gets no visual node, so its
-   words go through a text-only Transformer (the paper's footnote 1).
+   words go through a text-only Transformer (the paper's footnote 1). These
+   rules are graph transforms (:meth:`UMGF.graph_transforms`) that the data
+   pipeline applies; ``forward`` only reads the graph.
 2. Initial states: encoder word states -> linear to ``d``; visual features ->
-   visual MLP (Linear-ReLU-Dropout-Linear-ReLU-Dropout) to ``d``.
+   per-dimension standardisation (statistics of the training split, see
+   :class:`~graphmner.nn.standardize.FeatureStandardizer`) -> visual MLP
+   (Linear-ReLU-Dropout-Linear-ReLU-Dropout) to ``d``.
 3. L graph-based multi-modal fusion layers (:class:`UMGFFusionLayer`),
    Eqs. 1-8, each sublayer as ``LayerNorm(x + Dropout(sublayer))`` (post-LN;
    the paper omits layer norm and residual "for simplicity").
-4. CRF decoding over emissions from ``[encoder word state ; fused word state]``.
+4. CRF decoding over emissions from ``[encoder word state ; fused word state]``
+   (no dropout there: neither the paper nor the official code has one).
 
 Paper vs official code (``TransformersWsz/UMGF``): the paper uses 2 layers and
 dropout 0.5 (the defaults here), the code 6 layers and 0.4; the code's visual
@@ -37,8 +42,10 @@ from torch_geometric.data import Batch
 from ..data.labels import BIO_LABELS
 from ..graph import schema
 from ..graph.schema import edge_type_name
+from ..graph.transforms import CompleteBipartite, ImageAsObject
 from ..nn.cross_modal_gate import CrossModalGate
 from ..nn.graph_attention import GraphMultiHeadAttention
+from ..nn.standardize import FeatureStandardizer
 from .base import EncoderConfig, MNERModel, MNEROutput
 
 EDGES = ('grounded', 'all')
@@ -56,8 +63,8 @@ class UMGFConfig(EncoderConfig):
     heads: int = 8                      # attention heads
     ffn: int = 256                      # hidden width of the position-wise FFN (code: d_hidden)
     num_layers: int = 2                 # L (paper: 2; official code: 6)
-    dropout: float = 0.5                # everywhere in the fusion and before emissions (code: 0.4)
-    visual_dim: int = 2048              # object / image feature width (ResNet-152)
+    dropout: float = 0.5                # everywhere in the fusion (code: 0.4)
+    visual_dim: int = 2048              # object / image feature width (run.py takes the data's)
     edges: str = 'grounded'             # 'grounded': the graph's NP rule; 'all': every word <-> object
     targeted_objects: bool = True       # False: every object is general (linked to every word)
     visual_self_attention: bool = True  # False: no object <-> object attention ("w/o VCorr.")
@@ -164,12 +171,6 @@ class UMGFFusionLayer(nn.Module):
         return h_word, h_object
 
 
-def _complete_bipartite(src_batch: Tensor, dst_batch: Tensor) -> Tensor:
-    """Every source -> every target of the same graph: ``[2, E]``."""
-    src, dst = (src_batch.unsqueeze(1) == dst_batch.unsqueeze(0)).nonzero(as_tuple=True)
-    return torch.stack([src, dst])
-
-
 class UMGF(MNERModel):
     r"""UMGF: unified multi-modal graph fusion with targeted visual guidance
     (Zhang et al., AAAI 2021).
@@ -194,7 +195,8 @@ class UMGF(MNERModel):
         c, d = config, config.d_model
         # Initial textual node states H_x^(0): encoder word state -> linear to d.
         self.text_proj = nn.Linear(self.encoder.hidden_size, d)
-        # Initial visual node states H_o^(0): the visual MLP.
+        # Initial visual node states H_o^(0): standardised features -> the visual MLP.
+        self.standardize = FeatureStandardizer(c.visual_dim, (schema.OBJECT, ))
         self.visual_mlp = nn.Sequential(
             nn.Linear(c.visual_dim, d), nn.ReLU(), nn.Dropout(c.dropout),
             nn.Linear(d, d), nn.ReLU(), nn.Dropout(c.dropout))
@@ -203,7 +205,6 @@ class UMGF(MNERModel):
             visual_value_projection=c.visual_value_projection, gate=c.gate,
             update_visual=i < c.num_layers - 1)
             for i in range(c.num_layers))
-        self.dropout = nn.Dropout(c.dropout)
         self.emission = nn.Linear(self.encoder.hidden_size + d, len(self.tags))
         self.reset_parameters()
 
@@ -213,49 +214,14 @@ class UMGF(MNERModel):
             nn.init.zeros_(module.bias)
 
     # -- the multi-modal graph -------------------------------------------------------
-    def visual_nodes(self, batch: Batch) -> tuple[Tensor, Tensor, int]:
-        """Visual node features ``[N_o, visual_dim]``, their graph ids ``[N_o]`` and
-        the number of detected objects (the first rows; the rest are whole-image
-        fallback nodes of graphs with an image but no object)."""
-        image = batch[schema.IMAGE]
-        B = batch.num_graphs
-        device = image.x.device
-        missing = image.missing.view(-1).to(device).bool() if 'missing' in image else \
-            torch.zeros(B, dtype=torch.bool, device=device)
-        store = batch[schema.OBJECT] if schema.OBJECT in batch.node_types else None
-        if store is not None and 'x' in store and store.x.shape[0] > 0:
-            obj_x, obj_batch = store.x, store.batch
-        else:
-            obj_x = image.x.new_zeros(0, image.x.shape[-1])
-            obj_batch = torch.zeros(0, dtype=torch.long, device=device)
-        if obj_x.shape[-1] != self.config.visual_dim or image.x.shape[-1] != self.config.visual_dim:
-            raise ValueError(f'UMGF was built for visual_dim={self.config.visual_dim}, got object '
-                             f'features of width {obj_x.shape[-1]} and image features of width '
-                             f'{image.x.shape[-1]}')
-        has_object = torch.zeros(B, dtype=torch.bool, device=device)
-        has_object[obj_batch] = True
-        fallback = (~has_object & ~missing).nonzero().view(-1)  # image but no object
-        x = torch.cat([obj_x, image.x[fallback]])
-        return x, torch.cat([obj_batch, fallback]), obj_x.shape[0]
-
-    def edges(self, batch: Batch, word_batch: Tensor, visual_batch: Tensor,
-              num_objects: int) -> dict[str, Tensor]:
-        """``edge_index`` per relation the fusion layers read."""
-        device = word_batch.device
-        word_intra = batch[schema.WORD_INTRA].edge_index
-        if schema.OBJECT_INTRA in batch.edge_types:
-            object_intra = batch[schema.OBJECT_INTRA].edge_index
-        else:
-            object_intra = torch.zeros(2, 0, dtype=torch.long, device=device)
+    def graph_transforms(self) -> list:
+        """The whole image as the one object of a tweet without detections and,
+        for ``edges='all'`` or without targeted objects, every object linked
+        to every word."""
+        transforms = [ImageAsObject()]
         if self.config.edges == 'all' or not self.config.targeted_objects:
-            grounds = _complete_bipartite(visual_batch, word_batch)
-        else:
-            # The paper's rule, as built into the graph; fallback image nodes -> every word.
-            fallback = _complete_bipartite(visual_batch[num_objects:], word_batch)
-            fallback[0] += num_objects
-            grounds = torch.cat([batch[schema.GROUNDS].edge_index, fallback], dim=1)
-        return {_WORD_INTRA: word_intra, _OBJECT_INTRA: object_intra,
-                _GROUNDS: grounds, _REV_GROUNDS: grounds.flip(0)}
+            transforms.append(CompleteBipartite(schema.GROUNDS, schema.REV_GROUNDS))
+        return transforms
 
     # -- forward -----------------------------------------------------------------------
     def forward(self, batch: Batch) -> MNEROutput:
@@ -264,14 +230,20 @@ class UMGF(MNERModel):
         if int(text.word_mask.sum()) != word_batch.numel():
             raise ValueError(f"The batch has {word_batch.numel()} word nodes but its 'words' lists "
                              f'{int(text.word_mask.sum())} words')
+        objects = batch[schema.OBJECT]
+        if objects.x.shape[-1] != self.config.visual_dim:
+            raise ValueError(f'UMGF was built for visual_dim={self.config.visual_dim}, got object '
+                             f'features of width {objects.x.shape[-1]}')
         h_word = self.text_proj(text.words[text.word_mask])      # H_x^(0) [N_w, d]
-        x_visual, visual_batch, num_objects = self.visual_nodes(batch)
-        h_object = self.visual_mlp(x_visual)                     # H_o^(0) [N_o, d]
-        edge_index = self.edges(batch, word_batch, visual_batch, num_objects)
+        h_object = self.visual_mlp(self.standardize(objects.x))  # H_o^(0) [N_o, d]
+        edge_index = {_WORD_INTRA: batch[schema.WORD_INTRA].edge_index,
+                      _OBJECT_INTRA: batch[schema.OBJECT_INTRA].edge_index,
+                      _GROUNDS: batch[schema.GROUNDS].edge_index,
+                      _REV_GROUNDS: batch[schema.REV_GROUNDS].edge_index}
         dense = word_batch if self.config.dense_word_attention else None
         for layer in self.layers:                                # Eqs. 1-8, L times
             h_word, h_object = layer(h_word, h_object, edge_index, dense)
         fused = text.words.new_zeros(*text.word_mask.shape, h_word.shape[-1])
         fused[text.word_mask] = h_word                           # [B, T, d]
-        emissions = self.emission(self.dropout(torch.cat([text.words, fused], dim=-1)))
-        return self.crf_output(batch, emissions, text.word_mask)
+        emissions = self.emission(torch.cat([text.words, fused], dim=-1))
+        return MNEROutput(emissions, text.word_mask)

@@ -12,9 +12,13 @@ Per-layer prefix keys/values (GMF's visual clue guidance, after HVPNeT) are
 injected by :meth:`TextEncoder.forward` ``layer_prefix``: a list with one
 ``(key, value)`` pair of shape ``[B, P, H]`` per layer, prepended to that
 layer's self-attention keys and values, while queries stay text-only.
+``prefix_mask`` says which prefix slots each tweet attends to: a tweet whose
+row is all :obj:`False` (no usable image) attends to no prefix at all and gets
+the word states of a prefix-free pass.
 """
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -31,6 +35,7 @@ class EncodedBatch:
 
     input_ids: Tensor        # [B, L] long
     attention_mask: Tensor   # [B, L] long
+    token_type_ids: Tensor   # [B, L] long: 0 for [CLS] words [SEP], 1 for the aux segment
     word_index: Tensor       # [B, T] long: position of each word's first subword, 0 for padding
     word_mask: Tensor        # [B, T] bool: real words (prefix mask)
     aux_index: Tensor        # [B, A] long: same for the second segment (A may be 0)
@@ -46,6 +51,8 @@ class EncoderOutput:
     aux: Tensor        # [B, A, H] first-subword state of each second-segment word
     aux_mask: Tensor   # [B, A] bool
     pooled: Tensor     # [B, H] sentence vector (see ``pooling``)
+    cls: Tensor        # [B, H] the first token's ([CLS]) final state
+    pooler_output: Tensor | None = None  # [B, H] tanh(W cls), with ``pooler=True``
 
 
 def resolve_encoder_path(name_or_path: str) -> str:
@@ -70,20 +77,33 @@ def _prefix_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tens
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     prefix = getattr(module, 'graphmner_prefix', None)
-    if prefix is not None:
-        B, heads, _, d = key.shape
-        prefix_key, prefix_value = (p.view(B, -1, heads, d).transpose(1, 2) for p in prefix)
-        key = torch.cat([prefix_key, key], dim=2)        # [B, heads, P + L, d]
-        value = torch.cat([prefix_value, value], dim=2)
-        if attention_mask is not None:
-            # [B, 1, L, L] -> [B, 1, L, P + L]: every query may read the prefix.
-            P = prefix_key.shape[2]
-            keep = torch.ones(*attention_mask.shape[:-1], P, dtype=attention_mask.dtype,
-                              device=attention_mask.device)
-            if attention_mask.dtype != torch.bool:
-                keep = torch.zeros_like(keep)  # additive mask: 0 means attend
-            attention_mask = torch.cat([keep, attention_mask], dim=-1)
-    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    if prefix is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    (prefix_key, prefix_value), prefix_mask = prefix               # [B, P, H] each, [B, P] bool
+    B, heads, L, d = key.shape
+    Q = query.shape[2]
+    prefix_key, prefix_value = (p.view(B, -1, heads, d).transpose(1, 2) for p in (prefix_key, prefix_value))
+    # [B, 1, Q, L] -> [B, 1, Q, P + L]: a query reads the prefix slots its tweet keeps.
+    keep = prefix_mask.view(B, 1, 1, -1).expand(B, 1, Q, -1)
+    if attention_mask is None:
+        text = torch.ones(B, 1, Q, L, dtype=torch.bool, device=key.device)
+    elif attention_mask.dtype == torch.bool:
+        text = attention_mask.expand(B, 1, Q, L)
+    else:  # additive mask: 0 means attend
+        text = attention_mask.expand(B, 1, Q, L) == 0
+    out, weights = sdpa_attention_forward(
+        module, query, torch.cat([prefix_key, key], dim=2), torch.cat([prefix_value, value], dim=2),
+        torch.cat([keep, text], dim=-1), **kwargs)                  # out [B, Q, heads, d]
+    without = ~prefix_mask.any(-1)
+    if without.any():
+        # Tweets that read no prefix are computed without one, so their states equal a
+        # prefix-free pass exactly (not merely up to the rounding of a longer softmax).
+        rows = without.nonzero().view(-1)
+        plain, _ = sdpa_attention_forward(
+            module, query[rows], key[rows], value[rows],
+            attention_mask[rows] if attention_mask is not None else None, **kwargs)
+        out = out.index_copy(0, rows, plain)
+    return out, weights
 
 
 def _register_prefix_attention() -> None:
@@ -105,6 +125,10 @@ class TextEncoder(nn.Module):
             (default: :obj:`128`)
         pooling (str, optional): sentence vector: ``'mean'`` over real subwords or
             ``'cls'`` (the first token's state). (default: :obj:`'mean'`)
+        pooler (bool, optional): also return ``pooler_output = tanh(W [CLS])``,
+            the pooler of BERT-style checkpoints (MAF's and GMF's text vector),
+            loaded from the checkpoint where it has one and freshly initialised
+            (with a log line) where not. (default: :obj:`False`)
 
     Shapes:
         - **input:** ``words``: B lists of strings; ``aux_words``: B lists
@@ -113,7 +137,8 @@ class TextEncoder(nn.Module):
           ``aux`` :math:`(B, A, H)`, ``pooled`` :math:`(B, H)`
     """
 
-    def __init__(self, name_or_path: str, max_length: int = 128, pooling: str = 'mean'):
+    def __init__(self, name_or_path: str, max_length: int = 128, pooling: str = 'mean',
+                 pooler: bool = False):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
@@ -125,8 +150,9 @@ class TextEncoder(nn.Module):
         offline = os.environ.get('HF_HUB_OFFLINE') == '1'
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline)
-            self.model = AutoModel.from_pretrained(path, local_files_only=offline,
-                                                   add_pooling_layer=False)
+            self.model, loading = AutoModel.from_pretrained(path, local_files_only=offline,
+                                                            add_pooling_layer=pooler,
+                                                            output_loading_info=True)
         except OSError as error:
             raise OSError(f"Cannot load the text encoder '{name_or_path}': give a local model folder "
                           f"with --encoder (e.g. ../shared/models/all-MiniLM-L6-v2). {error}") from error
@@ -135,6 +161,14 @@ class TextEncoder(nn.Module):
         self.name_or_path = name_or_path
         self.max_length = max_length
         self.pooling = pooling
+        if pooler and getattr(self.model, 'pooler', None) is None:
+            raise ValueError(f"The encoder '{name_or_path}' has no [CLS] pooler (pooler=True needs a "
+                             'BERT-style model)')
+        if pooler and any('pooler' in key for key in loading.get('missing_keys', ())):
+            logging.getLogger(__name__).info("'%s' has no pretrained pooler: it starts from random "
+                                             'weights', name_or_path)
+        # Encoders with token types read the second (aux) segment as type 1, as in pre-training.
+        self._typed_segments = getattr(self.model.config, 'type_vocab_size', 1) > 1
         cls_id = self.tokenizer.cls_token_id
         sep_id = self.tokenizer.sep_token_id
         self._cls_id = cls_id if cls_id is not None else self.tokenizer.bos_token_id
@@ -187,7 +221,7 @@ class TextEncoder(nn.Module):
         if aux_words is not None and len(aux_words) != len(words):
             raise ValueError(f"'aux_words' must have one list per tweet: got {len(aux_words)} for "
                              f"{len(words)} tweets")
-        rows, word_pos, aux_pos = [], [], []
+        rows, word_pos, aux_pos, first_segment = [], [], [], []
         truncated_words = truncated_aux = 0
         budget = self.max_length
         for b, tweet in enumerate(words):
@@ -201,6 +235,7 @@ class TextEncoder(nn.Module):
                 ids.extend(p)
             truncated_words += len(pieces) - len(starts)
             ids.append(self._sep_id)
+            first_segment.append(len(ids))
             aux_starts: list[int] = []
             if aux_pieces:
                 for p in aux_pieces:
@@ -221,6 +256,7 @@ class TextEncoder(nn.Module):
         A = max((len(a) for a in aux_pos), default=0)
         input_ids = torch.full((B, L), self._pad_id, dtype=torch.long)
         attention_mask = torch.zeros(B, L, dtype=torch.long)
+        token_type_ids = torch.zeros(B, L, dtype=torch.long)
         word_index = torch.zeros(B, T, dtype=torch.long)
         word_mask = torch.zeros(B, T, dtype=torch.bool)
         aux_index = torch.zeros(B, A, dtype=torch.long)
@@ -228,6 +264,8 @@ class TextEncoder(nn.Module):
         for b, ids in enumerate(rows):
             input_ids[b, :len(ids)] = torch.tensor(ids)
             attention_mask[b, :len(ids)] = 1
+            if self._typed_segments:
+                token_type_ids[b, first_segment[b]:len(ids)] = 1
             word_index[b, :len(word_pos[b])] = torch.tensor(word_pos[b], dtype=torch.long)
             word_mask[b, :len(word_pos[b])] = True
             aux_index[b, :len(aux_pos[b])] = torch.tensor(aux_pos[b], dtype=torch.long)
@@ -235,15 +273,25 @@ class TextEncoder(nn.Module):
         if truncated_words:
             warnings.warn(f'{truncated_words} word(s) did not fit into max_length={self.max_length} '
                           'subwords; they are tagged from the final [SEP] state', stacklevel=3)
-        return EncodedBatch(input_ids, attention_mask, word_index, word_mask, aux_index, aux_mask,
-                            truncated_words, truncated_aux)
+        return EncodedBatch(input_ids, attention_mask, token_type_ids, word_index, word_mask, aux_index,
+                            aux_mask, truncated_words, truncated_aux)
 
-    # -- prefix keys/values (GMF) ----------------------------------------------------
     # -- forward ---------------------------------------------------------------------
     def forward(self, words: Sequence[Sequence[str]],
                 aux_words: Sequence[Sequence[str]] | None = None,
                 layer_prefix: Sequence[tuple[Tensor, Tensor]] | None = None,
+                prefix_mask: Tensor | None = None,
                 encoded: EncodedBatch | None = None) -> EncoderOutput:
+        """Word (and aux word) states of a batch of tweets.
+
+        Args:
+            words: B lists of words.
+            aux_words: B lists of second-segment words, or :obj:`None`.
+            layer_prefix: one ``(key, value)`` pair ``[B, P, H]`` per layer.
+            prefix_mask: ``[B, P]`` bool, which prefix slots each tweet reads
+                (default: all of them).
+            encoded: the output of :meth:`tokenize` for these words, to skip it.
+        """
         enc = encoded if encoded is not None else self.tokenize(words, aux_words)
         device = next(self.model.parameters()).device
         input_ids = enc.input_ids.to(device)
@@ -252,14 +300,21 @@ class TextEncoder(nn.Module):
             if len(layer_prefix) != self.num_layers:
                 raise ValueError(f"'layer_prefix' needs one (key, value) pair per layer: "
                                  f"{self.num_layers} layers, got {len(layer_prefix)}")
+            B, P = layer_prefix[0][0].shape[:2]
+            if prefix_mask is None:
+                prefix_mask = torch.ones(B, P, dtype=torch.bool, device=device)
+            if prefix_mask.shape != (B, P) or B != input_ids.shape[0]:
+                raise ValueError(f"'prefix_mask' must be [B, P] = [{input_ids.shape[0]}, {P}] for this "
+                                 f'batch and prefix, got {tuple(prefix_mask.shape)}')
             for attention, prefix in zip(self._attention, layer_prefix):
-                attention.graphmner_prefix = prefix
+                attention.graphmner_prefix = (prefix, prefix_mask.to(device).bool())
         try:
-            hidden = self.model(input_ids=input_ids,
-                                attention_mask=attention_mask).last_hidden_state  # [B, L, H]
+            typed = {'token_type_ids': enc.token_type_ids.to(device)} if self._typed_segments else {}
+            outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **typed)
         finally:
             for attention in self._attention:
                 attention.graphmner_prefix = None
+        hidden = outputs.last_hidden_state                             # [B, L, H]
         word_mask = enc.word_mask.to(device)
         aux_mask = enc.aux_mask.to(device)
         H = hidden.shape[-1]
@@ -271,7 +326,8 @@ class TextEncoder(nn.Module):
         else:
             m = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)     # [B, H]
-        return EncoderOutput(words_out, word_mask, aux_out, aux_mask, pooled)
+        return EncoderOutput(words_out, word_mask, aux_out, aux_mask, pooled, hidden[:, 0],
+                             getattr(outputs, 'pooler_output', None))
 
     def extra_repr(self) -> str:
         return f"'{self.name_or_path}', max_length={self.max_length}, pooling='{self.pooling}'"

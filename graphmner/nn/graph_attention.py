@@ -1,6 +1,8 @@
-r"""Multi-head scaled dot-product self-attention over a graph's edges (the
+r"""Multi-head scaled dot-product attention over a graph's edges (the
 Transformer's attention of Vaswani et al. 2017, restricted to each node's
-incoming edges), used by UMGF for its intra-modal fusion (Eqs. 1-2).
+incoming edges): self-attention over a homogeneous relation (UMGF's
+intra-modal fusion, Eqs. 1-2) or cross-attention over a bipartite one (MAF's
+word <- region interaction over ``('region', 'informs', 'word')``).
 
 Working on edges means no padding and no mask: a node only ever sees the
 nodes that have an edge into it (plus itself, with ``add_self_loops``).
@@ -19,9 +21,11 @@ from torch_geometric.utils import remove_self_loops, softmax, to_dense_adj, to_d
 
 
 class GraphMultiHeadAttention(MessagePassing):
-    r"""Multi-head self-attention over the edges of a homogeneous relation such as
-    ``('word', 'intra', 'word')`` (UMGF Eqs. 1-2:
-    :math:`\mathbf{C} = \mathrm{MultiHead}(\mathbf{H}, \mathbf{H}, \mathbf{H})`).
+    r"""Multi-head attention over the edges of a relation: self-attention over a
+    homogeneous one such as ``('word', 'intra', 'word')`` (UMGF Eqs. 1-2:
+    :math:`\mathbf{C} = \mathrm{MultiHead}(\mathbf{H}, \mathbf{H}, \mathbf{H})`),
+    or, given ``(x_src, x_dst)``, cross-attention over a bipartite one
+    (queries from the targets, keys and values from the sources).
 
     .. math::
         \alpha^{h}_{ij} = \mathrm{softmax}_{j \in \mathcal{N}(i)}
@@ -50,8 +54,12 @@ class GraphMultiHeadAttention(MessagePassing):
             (default: :obj:`True`)
 
     Shapes:
-        - **input:** node states :math:`(|\mathcal{V}|, d)`, edge indices :math:`(2, |\mathcal{E}|)`
-        - **output:** :math:`(|\mathcal{V}|, d)`
+        - **input:** node states :math:`(|\mathcal{V}|, d)` or a bipartite pair
+          :math:`((|\mathcal{V}_s|, d), (|\mathcal{V}_t|, d))`, edge indices
+          :math:`(2, |\mathcal{E}|)` (row 0 = source, row 1 = target)
+        - **output:** :math:`(|\mathcal{V}_t|, d)`, and with
+          ``return_attention_weights=True`` also ``(edge_index, alpha)`` with
+          alpha :math:`(|\mathcal{E}|, H)` (self-loops included where added)
     """
 
     def __init__(self, channels: int, heads: int = 8, dropout: float = 0.0,
@@ -83,33 +91,46 @@ class GraphMultiHeadAttention(MessagePassing):
                 nn.init.xavier_uniform_(lin.weight)
                 nn.init.zeros_(lin.bias)
 
-    def forward(self, x: Tensor, edge_index: Adj, batch: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor | tuple[Tensor, Tensor], edge_index: Adj, batch: Tensor | None = None,
+                return_attention_weights: bool = False
+                ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """With ``batch`` (each node's graph id, nodes grouped by graph as in a PyG
-        :class:`Batch`), the same attention is computed densely per graph, masked
-        to the given edges: equal values, far less memory traffic when the
-        relation is dense within each graph (UMGF's ``intra`` edges), but
-        :meth:`propagate` is not called, so explainer hooks see nothing."""
-        if x.dim() != 2 or x.shape[-1] != self.channels:
-            raise ValueError(f'{type(self).__name__} expects node states of shape '
-                             f'[N, {self.channels}], got {tuple(x.shape)}')
+        :class:`Batch`; homogeneous relations only), the same attention is
+        computed densely per graph, masked to the given edges: equal values, far
+        less memory traffic when the relation is dense within each graph
+        (UMGF's ``intra`` edges), but :meth:`propagate` is not called, so
+        explainer hooks see nothing. A bipartite input never gets self-loops."""
+        bipartite = not isinstance(x, Tensor)
+        x_src, x_dst = x if bipartite else (x, x)
+        for name, t in (('source', x_src), ('target', x_dst)):
+            if t.dim() != 2 or t.shape[-1] != self.channels:
+                raise ValueError(f'{type(self).__name__} expects {name} states of shape '
+                                 f'[N, {self.channels}], got {tuple(t.shape)}')
         if edge_index.dim() != 2 or edge_index.shape[0] != 2:
             raise ValueError(f"'edge_index' must have shape [2, E], got {tuple(edge_index.shape)}")
-        N, H, D = x.shape[0], self.heads, self.channels // self.heads
-        if self.add_self_loops:
+        N_src, N_dst, H, D = x_src.shape[0], x_dst.shape[0], self.heads, self.channels // self.heads
+        if self.add_self_loops and not bipartite:
             edge_index, _ = remove_self_loops(edge_index)
-            edge_index, _ = add_loops(edge_index, num_nodes=N)
+            edge_index, _ = add_loops(edge_index, num_nodes=N_dst)
         if batch is not None:
-            return self._dense(x, edge_index, batch)
-        src, dst = edge_index
-        q = self.lin_query(x).view(N, H, D)
-        k = self.lin_key(x).view(N, H, D)
-        v = (self.lin_value(x) if self.project_value else x).view(N, H, D)
-        score = (q[dst] * k[src]).sum(-1) / math.sqrt(D)                # [E, H]
-        alpha = softmax(score, dst, num_nodes=N)                        # over each node's in-edges
-        self._alpha, self._edge_index = alpha.detach(), edge_index
-        alpha = F.dropout(alpha, p=self.dropout, training=self.training)
-        out = self.propagate(edge_index, v=v, alpha=alpha, size=(N, N)).view(N, H * D)
-        return self.lin_out(out) if self.project_value else out
+            if bipartite:
+                raise ValueError("'batch' (the dense path) is for homogeneous relations; "
+                                 'a bipartite input runs over its edges')
+            out = self._dense(x_dst, edge_index, batch)
+        else:
+            src, dst = edge_index
+            q = self.lin_query(x_dst).view(N_dst, H, D)
+            k = self.lin_key(x_src).view(N_src, H, D)
+            v = (self.lin_value(x_src) if self.project_value else x_src).view(N_src, H, D)
+            score = (q[dst] * k[src]).sum(-1) / math.sqrt(D)                # [E, H]
+            alpha = softmax(score, dst, num_nodes=N_dst)                    # over each target's in-edges
+            self._alpha, self._edge_index = alpha.detach(), edge_index
+            alpha = F.dropout(alpha, p=self.dropout, training=self.training)
+            out = self.propagate(edge_index, v=v, alpha=alpha, size=(N_src, N_dst)).view(N_dst, H * D)
+            out = self.lin_out(out) if self.project_value else out
+        if return_attention_weights:
+            return out, (self._edge_index, self._alpha)
+        return out
 
     def _dense(self, x: Tensor, edge_index: Tensor, batch: Tensor) -> Tensor:
         H, D = self.heads, self.channels // self.heads
@@ -117,18 +138,13 @@ class GraphMultiHeadAttention(MessagePassing):
         B, T = real.shape
         # allowed[b, i, j]: node i (query, edge target) may read node j (edge source).
         allowed = to_dense_adj(edge_index, batch, max_num_nodes=T).transpose(1, 2) > 0
-        if self.add_self_loops:
-            allowed |= torch.eye(T, dtype=torch.bool, device=x.device)
         allowed |= ~real.unsqueeze(-1)  # padding rows read anything (and are dropped): no NaN
         heads = lambda t: t.view(B, T, H, D).transpose(1, 2)            # [B, H, T, D]
         q, k = heads(self.lin_query(x_dense)), heads(self.lin_key(x_dense))
         v = heads(self.lin_value(x_dense) if self.project_value else x_dense)
         score = q @ k.transpose(-1, -2) / math.sqrt(D)                  # [B, H, T, T]
         alpha = score.masked_fill(~allowed.unsqueeze(1), float('-inf')).softmax(-1)
-        # Per-edge weights for inspection, in the sparse path's edge order.
-        if self.add_self_loops:
-            edge_index, _ = remove_self_loops(edge_index)
-            edge_index, _ = add_loops(edge_index, num_nodes=x.shape[0])
+        # Per-edge weights for inspection, in the sparse path's edge order (self-loops added).
         ptr = torch.cat([batch.new_zeros(1), real.sum(1).cumsum(0)])
         src, dst = edge_index
         graph = batch[dst]

@@ -22,8 +22,9 @@ from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
+from ..io import atomic_save
 from ..metrics import format_scores
-from ..models.base import MNERModel, atomic_save
+from ..models.base import MNERModel
 
 log = logging.getLogger('graphmner.train')
 
@@ -182,24 +183,31 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:
         seed_everything(self.config.seed)
-        if resume:
-            self.resume()
+        if not (resume and self.resume()):
+            # Visual standardisation statistics come from the training split, once
+            # (a resumed run restores them with the weights).
+            self.model.fit_feature_statistics(self.train_set)
         for epoch in range(self.epoch, self.config.epochs):
             losses = self.train_epoch(epoch)
-            dev = self.model.evaluate(self.eval_loader(self.dev_set), self.config.scheme)
+            selection, dev = self.model.selection_score(list(self.eval_loader(self.dev_set)),
+                                                         self.config.scheme)
             self.epoch = epoch + 1
             record = {'epoch': self.epoch, **losses, 'dev_f1': dev['f1'],
                       'dev_precision': dev['precision'], 'dev_recall': dev['recall']}
+            if self.model.selection_views:
+                record['dev_selection'] = selection
             self.history.append(record)
-            improved = dev['f1'] > self.best_f1
+            improved = selection > self.best_f1
             if improved:
-                self.best_f1 = dev['f1']
+                self.best_f1 = selection
                 self.model.save(self.run_dir / BEST)
             atomic_save(self.state(), self.run_dir / LAST)
             parts = '  '.join(f'{key} {value:.4f}' if isinstance(value, float) else f'{key} {value}'
                               for key, value in losses.items())
-            log.info('epoch %d  %s  dev P %.4f R %.4f F1 %.4f%s', self.epoch, parts,
-                     dev['precision'], dev['recall'], dev['f1'], '  (best)' if improved else '')
+            views = (f"  selection ({' + '.join(self.model.selection_views)}) {selection:.4f}"
+                     if self.model.selection_views else '')
+            log.info('epoch %d  %s  dev P %.4f R %.4f F1 %.4f%s%s', self.epoch, parts, dev['precision'],
+                     dev['recall'], dev['f1'], views, '  (best)' if improved else '')
             (self.run_dir / 'history.json').write_text(json.dumps(self.history, indent=2))
             plot_history(self.history, self.run_dir / 'training.png')
         return self.history

@@ -31,7 +31,7 @@ def test_demo_splits_parse_and_round_trip(tmp_path, split):
 def test_demo_split_paths():
     assert demo_split_path('dev') == DEMO_DIR / 'valid.txt'
     assert demo_split_path('train').is_file()
-    with pytest.raises(ValueError, match="Unknown demo split 'valid'"):
+    with pytest.raises(ValueError, match="Unknown split 'valid'"):
         demo_split_path('valid')
 
 

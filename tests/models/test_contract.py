@@ -1,4 +1,6 @@
 """The model contract, checked once for every registered model (flair style)."""
+import dataclasses
+
 import pytest
 import torch
 from conftest import fake_features
@@ -8,7 +10,6 @@ from graphmner import models
 from graphmner.data.conll import read_conll
 from graphmner.data.demo import demo_split_path
 from graphmner.graph.builder import build_graph
-from graphmner.graph.transforms import KeepRelations
 
 
 @pytest.fixture(scope='module')
@@ -31,14 +32,18 @@ def model(request, tiny_encoder):
 
 
 def batch_for(model, graphs):
-    keep = KeepRelations(model.relations)
-    return Batch.from_data_list([keep(g) for g in graphs])
+    transform = model.graph_transform()
+    return Batch.from_data_list([transform(g.clone()) for g in graphs])
 
 
 def test_loss_is_finite_and_trains_every_head_parameter(model, graphs):
     model.train()
     loss, parts = model.loss(batch_for(model, graphs))
     assert loss.ndim == 0 and torch.isfinite(loss) and parts['loss'] == pytest.approx(loss.item())
+    # the total is the weighted sum of the logged parts
+    weights = model.loss_weights()
+    total = sum(weights[key] * parts[key] for key in weights if key in parts)
+    assert parts['loss'] == pytest.approx(total, rel=1e-5)
     loss.backward()
     _, head = model.parameter_groups()
     assert all(p.grad is not None for p in head if p.requires_grad)
@@ -66,6 +71,31 @@ def test_save_load_round_trip_gives_identical_predictions(model, graphs, tmp_pat
     torch.testing.assert_close(loaded(batch).emissions, model(batch).emissions)
     assert loaded.decode(batch) == model.decode(batch)
     assert type(model).load(path).name == model.name
+
+
+def test_decode_and_evaluate_compute_no_loss(model, graphs, monkeypatch):
+    def no_nll(*args, **kwargs):
+        raise AssertionError('decode/evaluate computed the CRF NLL')
+    monkeypatch.setattr(model.crf, 'nll', no_nll)
+    batch = batch_for(model, graphs)
+    model.decode(batch)
+    model.evaluate([batch])
+
+
+def test_every_view_decodes_and_the_view_is_restored(model, graphs):
+    model.eval()
+    batch = batch_for(model, graphs)
+    config = dataclasses.replace(model.config)
+    default = model.view
+    for view in model.views:
+        with model.inference_view(view):
+            assert model.view == view
+            assert [len(p) for p in model.decode(batch)] == [len(g.words) for g in graphs]
+        assert model.view == default
+    assert model.config == config  # views never mutate the config
+    with pytest.raises(ValueError, match='views'):
+        with model.inference_view('no-such-view'):
+            pass
 
 
 def test_a_graph_is_not_a_batch(model, graphs):

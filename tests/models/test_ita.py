@@ -43,6 +43,7 @@ def test_cross_view_kl_hand():
 
 def test_text_only_inference(tiny_encoder, tweet):
     model = make(tiny_encoder, inference_view='text')
+    assert model.view == 'text'
     plain = Batch.from_data_list([build_graph(tweet)])
     with_aux = Batch.from_data_list([build_graph(tweet, aux=AUX)])
     with torch.no_grad():
@@ -58,7 +59,7 @@ def test_loss_parts(tiny_encoder, tweet):
     batch = Batch.from_data_list([build_graph(tweet, aux=AUX), build_graph(tweet)])
     loss, parts = model.loss(batch)
     loss.backward()
-    assert {'nll_text', 'nll_image_text', 'cva', 'aux_words_truncated'} <= set(parts)
+    assert {'nll', 'nll_image_text', 'cva', 'aux_words_truncated'} <= set(parts)
     assert parts['cva'] >= 0 and math.isfinite(loss.item())
 
 

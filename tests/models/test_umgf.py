@@ -11,7 +11,6 @@ from graphmner import models
 from graphmner.data.conll import Tweet
 from graphmner.graph import schema
 from graphmner.graph.builder import build_graph
-from graphmner.graph.transforms import KeepRelations
 from graphmner.models.umgf import UMGF, UMGFConfig
 
 DIM = 8  # visual feature width of the fake features
@@ -23,9 +22,10 @@ def make(tiny_encoder, seed=0, **overrides):
     return UMGF(UMGFConfig(encoder=tiny_encoder, **{**SMALL, **overrides})).eval()
 
 
-def batch_of(graphs):
-    keep = KeepRelations(UMGF.relations)
-    return Batch.from_data_list([keep(g.clone()) for g in graphs])
+def batch_of(model, graphs):
+    """The graphs as the data pipeline hands them to ``model`` (its transform applied)."""
+    transform = model.graph_transform()
+    return Batch.from_data_list([transform(g.clone()) for g in graphs])
 
 
 @pytest.fixture
@@ -43,24 +43,25 @@ def grounded(tweet):
 
 def test_output_shapes_and_loss(tiny_encoder, tweet, long_tweet, grounded):
     model = make(tiny_encoder)
-    out = model(batch_of([grounded, build_graph(long_tweet, fake_features(3, DIM, seed=1))]))
+    out = model(batch_of(model, [grounded, build_graph(long_tweet, fake_features(3, DIM, seed=1))]))
     assert out.emissions.shape == (2, 10, len(model.labels))
     assert out.mask.sum(1).tolist() == [6, 10]
-    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    loss, _ = model.loss(batch_of(model, [grounded, build_graph(long_tweet, fake_features(3, DIM, seed=1))]))
+    assert loss.ndim == 0 and torch.isfinite(loss)
     assert model.name == 'umgf' and set(model.relations) <= set(schema.EDGE_TYPES)
 
 
 def test_words_do_not_see_another_tweet(tiny_encoder, long_tweet, grounded):
     model = make(tiny_encoder)
-    alone = model(batch_of([grounded])).emissions
+    alone = model(batch_of(model, [grounded])).emissions
     other = build_graph(long_tweet, fake_features(3, DIM, seed=1))
-    with_other = model(batch_of([grounded, other])).emissions
+    with_other = model(batch_of(model, [grounded, other])).emissions
     torch.testing.assert_close(with_other[0, :6], alone[0], atol=1e-5, rtol=1e-4)
 
 
 def test_gate_and_attention_are_kept_per_edge(tiny_encoder, grounded):
     model = make(tiny_encoder)
-    model(batch_of([grounded]))
+    model(batch_of(model, [grounded]))
     layer = model.layers[0]
     assert layer.gate['object__grounds__word']._alpha.shape == (7, )
     assert layer.gate['word__rev_grounds__object']._alpha.shape == (7, )
@@ -72,12 +73,12 @@ def test_gate_and_attention_are_kept_per_edge(tiny_encoder, grounded):
 def test_grounds_edges_change_the_output(tiny_encoder, tweet, grounded):
     model = make(tiny_encoder)
     general = build_graph(tweet, fake_features(2, DIM))  # every object -> every word
-    a, b = model(batch_of([grounded])).emissions, model(batch_of([general])).emissions
+    a, b = model(batch_of(model, [grounded])).emissions, model(batch_of(model, [general])).emissions
     assert not torch.allclose(a, b)
     # ... unless the model ignores the rule
     everything = make(tiny_encoder, edges='all')
-    torch.testing.assert_close(everything(batch_of([grounded])).emissions,
-                               everything(batch_of([general])).emissions)
+    torch.testing.assert_close(everything(batch_of(everything, [grounded])).emissions,
+                               everything(batch_of(everything, [general])).emissions)
 
 
 @pytest.mark.parametrize('switch', [{'targeted_objects': False}, {'edges': 'all'},
@@ -89,30 +90,28 @@ def test_each_ablation_changes_the_output(tiny_encoder, grounded, switch):
     # same weights where both have them: only the switch differs
     missing, _ = ablated.load_state_dict(full.state_dict(), strict=False)
     assert missing == []
-    batch = batch_of([grounded])
-    assert not torch.allclose(full(batch).emissions, ablated(batch).emissions)
+    assert not torch.allclose(full(batch_of(full, [grounded])).emissions,
+                              ablated(batch_of(ablated, [grounded])).emissions)
 
 
 def test_missing_image_means_no_visual_node(tiny_encoder, tweet):
     model = make(tiny_encoder)
-    missing = build_graph(tweet, None, feature_dim=DIM)
-    x, graph_ids, num_objects = model.visual_nodes(batch_of([missing]))
-    assert x.shape == (0, DIM) and num_objects == 0
-    # an image without objects becomes one visual node linked to every word
+    missing = batch_of(model, [build_graph(tweet, None, feature_dim=DIM)])
+    assert missing[schema.OBJECT].x.shape == (0, DIM) and missing[schema.GROUNDS].edge_index.shape == (2, 0)
+    # an image without objects becomes one object node, the whole image, linked to every word
     no_object = build_graph(tweet, fake_features(0, DIM))
-    batch = batch_of([missing, no_object])
-    x, graph_ids, num_objects = model.visual_nodes(batch)
-    assert graph_ids.tolist() == [1] and num_objects == 0
-    torch.testing.assert_close(x[0], no_object[schema.IMAGE].x[0])
-    edges = model.edges(batch, batch[schema.WORD].batch, graph_ids, num_objects)
-    assert edges['object__grounds__word'].tolist() == [[0] * 6, list(range(6, 12))]
+    batch = batch_of(model, [build_graph(tweet, None, feature_dim=DIM), no_object])
+    assert batch[schema.OBJECT].batch.tolist() == [1]
+    torch.testing.assert_close(batch[schema.OBJECT].x[0], no_object[schema.IMAGE].x[0])
+    assert batch[schema.GROUNDS].edge_index.tolist() == [[0] * 6, list(range(6, 12))]
+    assert batch[schema.REV_GROUNDS].edge_index.tolist() == [list(range(6, 12)), [0] * 6]
 
 
 def test_batch_mixing_graphs_with_and_without_images(tiny_encoder, tweet, long_tweet, grounded):
     model = make(tiny_encoder)
     graphs = [build_graph(long_tweet, None, feature_dim=DIM), grounded,
               build_graph(tweet, fake_features(0, DIM)), build_graph(tweet, None, feature_dim=DIM)]
-    batch = batch_of(graphs)
+    batch = batch_of(model, graphs)
     model.train()
     loss, _ = model.loss(batch)
     loss.backward()
@@ -120,15 +119,15 @@ def test_batch_mixing_graphs_with_and_without_images(tiny_encoder, tweet, long_t
     assert [len(p) for p in model.decode(batch)] == [10, 6, 6, 6]
     # per-graph results do not depend on the company
     torch.testing.assert_close(model(batch).emissions[1, :6],
-                               model(batch_of([grounded])).emissions[0], atol=1e-5, rtol=1e-4)
+                               model(batch_of(model, [grounded])).emissions[0], atol=1e-5, rtol=1e-4)
     # an all-text batch runs too
-    assert model(batch_of([graphs[0], graphs[3]])).emissions.shape[:2] == (2, 10)
+    assert model(batch_of(model, [graphs[0], graphs[3]])).emissions.shape[:2] == (2, 10)
 
 
 def test_save_load_round_trip(tiny_encoder, grounded, tmp_path):
     models.register(UMGF)
     model = make(tiny_encoder, num_layers=3, gate=False)
-    batch = batch_of([grounded])
+    batch = batch_of(model, [grounded])
     model.save(tmp_path / 'umgf.pt')
     loaded = models.load(tmp_path / 'umgf.pt').eval()
     assert type(loaded) is UMGF and loaded.config == model.config
@@ -143,7 +142,7 @@ def test_config_errors(tiny_encoder, tweet):
         UMGFConfig(d_model=10, heads=3)
     model = make(tiny_encoder, visual_dim=2048)
     with pytest.raises(ValueError, match='visual_dim=2048, got object features of width 8'):
-        model(batch_of([build_graph(tweet, fake_features(2, DIM))]))
+        model(batch_of(model, [build_graph(tweet, fake_features(2, DIM))]))
 
 
 def test_paper_defaults():
@@ -157,5 +156,5 @@ def test_dense_word_attention_gives_the_message_passing_values(tiny_encoder, lon
     dense = make(tiny_encoder).eval()
     sparse = make(tiny_encoder, dense_word_attention=False).eval()
     sparse.load_state_dict(dense.state_dict())
-    batch = batch_of([grounded, build_graph(long_tweet, feature_dim=DIM)])
+    batch = batch_of(dense, [grounded, build_graph(long_tweet, feature_dim=DIM)])
     torch.testing.assert_close(dense(batch).emissions, sparse(batch).emissions)

@@ -1,9 +1,9 @@
 """load_dataset on the real Twitter text (no images here) and on the demo photos."""
 import pytest
 
-from graphmner.data import load_dataset, read_conll
+from graphmner.data import read_conll
 from graphmner.data.demo import demo_split_path
-from graphmner.graph import schema
+from graphmner.graph import load_dataset, schema
 
 
 @pytest.fixture(scope='session')

@@ -1,0 +1,30 @@
+"""Every setting that changes the built tweet graphs (part of their cache key)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class GraphOptions:
+    """Every setting that changes the built graphs (part of the cache key).
+
+    Visual extraction runs only for tweets whose image is found under
+    ``image_root``; without an image root every tweet gets ``image.missing``.
+    """
+
+    vision_arch: str = 'resnet50'               # 'resnet50' | 'resnet152'
+    vision_weights: str | None = 'imagenet'  # 'imagenet' (from the torch cache), a file, or None (random)
+    detector_weights: str = 'yolov8n.pt'        # a .pt file, or a .yaml for random weights
+    top_k: int = 4                              # objects kept per image
+    detector_conf: float = 0.25
+    scale_grid: int = 2                         # each pyramid level pooled to scale_grid x scale_grid cells
+    spacy_model: str = 'en_core_web_sm'         # name or path, for UMGF's noun phrases
+    aux_sources: tuple[str, ...] = ('caption', 'tag', 'ocr')  # order of aux words
+    ocr: bool = False                           # run Tesseract (needs it installed)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
