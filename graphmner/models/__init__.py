@@ -15,6 +15,7 @@ import torch
 from ..data.labels import BIO_LABELS
 from .base import EncoderConfig, MNERModel, MNEROutput
 from .bert_crf import BertCRF, BertCRFConfig
+from .gmf import GMF
 from .ita import ITA, ITAConfig
 from .umgf import UMGF, UMGFConfig
 
@@ -31,6 +32,7 @@ def register(cls: type[MNERModel]) -> type[MNERModel]:
 register(BertCRF)
 register(UMGF)
 register(ITA)
+register(GMF)
 
 
 def available() -> list[str]:
