@@ -145,6 +145,25 @@ def test_level_padding_is_never_read(tiny_encoder, graphs):
                                model(batch_of(model, [graphs[0]])).emissions)
 
 
+def test_levels_become_row_major_grids_of_their_own_channels(tiny_encoder, graphs):
+    """CSA of level i receives [N, C_i, g, g] with cell (r, c) = scale node r * g + c of that level."""
+    model = fitted(tiny_encoder, graphs)
+    seen = {}
+    handles = [csa.register_forward_pre_hook(lambda m, args, i=i: seen.setdefault(i, args[0]))
+               for i, csa in enumerate(model.csa)]
+    model(batch_of(model, graphs))
+    for handle in handles:
+        handle.remove()
+    with_image = [graphs[0], graphs[1], graphs[3]]
+    for i, width in enumerate(DIMS):
+        assert seen[i].shape == (3, width, GRID, GRID)
+        for n, g in enumerate(with_image):
+            cells = model.scale_standardizers[i](g[schema.SCALE].x[g[schema.SCALE].level == i, :width])
+            for r in range(GRID):
+                for c in range(GRID):
+                    torch.testing.assert_close(seen[i][n, :, r, c], cells[r * GRID + c])
+
+
 def test_feature_statistics_per_level_on_its_own_channels(tiny_encoder, graphs):
     model = fitted(tiny_encoder, graphs)
     with_image = [graphs[0], graphs[1], graphs[3]]
