@@ -19,7 +19,7 @@ from pathlib import Path
 
 #: The registered model names (kept here so that --help needs no torch import;
 #: a test checks them against graphmner.models.available()).
-MODEL_NAMES = ('bert-crf', 'ita', 'umgf')
+MODEL_NAMES = ('bert-crf', 'gmf', 'ita', 'maf', 'umgf')
 
 #: The repository this package sits in when run from a checkout (configs live in experiments/).
 REPOSITORY = Path(__file__).resolve().parents[2]

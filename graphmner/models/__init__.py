@@ -17,6 +17,7 @@ from ..data.labels import BIO_LABELS
 from ..io import CheckpointError, load_checkpoint
 from .base import CHECKPOINT_FORMAT, EncoderConfig, MNERModel, MNEROutput
 from .bert_crf import BertCRF, BertCRFConfig
+from .gmf import GMF
 from .ita import ITA, ITAConfig
 from .maf import MAF, MAFConfig
 from .umgf import UMGF, UMGFConfig
@@ -35,6 +36,7 @@ register(BertCRF)
 register(UMGF)
 register(ITA)
 register(MAF)
+register(GMF)
 
 
 def available() -> list[str]:
