@@ -62,6 +62,14 @@ def offline_environment() -> None:
     os.environ.setdefault('YOLO_OFFLINE', 'true')
 
 
+def quiet_third_parties() -> None:
+    """Silences the warnings other libraries print on every run (torch_geometric's
+    use of the deprecated ``torch.jit.script``); ``--verbose`` keeps them."""
+    import warnings
+
+    warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
+
+
 def main(argv: list[str] | None = None) -> object:
     from . import export, inspect, predict, train
 

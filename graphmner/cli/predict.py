@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import UsageError, run_guarded
+from . import UsageError, quiet_third_parties, run_guarded
 
 INPUT_FORMATS = ('conll', 'jsonl', 'text')
 OUTPUT_FORMATS = ('jsonl', 'conll')
@@ -44,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--cache-dir', help='feature cache folder (default: graphs/cache)')
     p.add_argument('--batch-size', type=int, default=32, help='tweets per forward pass (default: 32)')
     p.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument('--verbose', action='store_true', help="show third-party libraries' warnings")
 
 
 def run(args: argparse.Namespace):
@@ -116,6 +117,8 @@ def write_output(path: Path, fmt: str, predictions, ids: list[str]) -> None:
 def predict(args: argparse.Namespace):
     from ..predict import PredictionError, Tagger
 
+    if not args.verbose:
+        quiet_third_parties()
     if args.batch_size < 1:
         raise UsageError(f'--batch-size must be at least 1, got {args.batch_size}')
     if args.text is not None and (args.output or args.input_format or args.output_format):

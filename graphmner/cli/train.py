@@ -25,7 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import MODEL_NAMES, REPOSITORY, Parser, UsageError, offline_environment, run_guarded
+from . import (
+    MODEL_NAMES,
+    REPOSITORY,
+    Parser,
+    UsageError,
+    offline_environment,
+    quiet_third_parties,
+    run_guarded,
+)
 
 CONFIGS = REPOSITORY / 'experiments' / 'configs'
 #: The offline encoder of this project's machines, beside the repository.
@@ -65,6 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    '--set train.head_lr=1e-3)')
     p.add_argument('--resume', action='store_true', help='continue from <out>/last.pt')
     p.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument('--verbose', action='store_true', help="show third-party libraries' warnings")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -184,7 +193,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def train(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings(args)
     train_config = check_inputs(args, settings)
+    if not args.verbose:
+        quiet_third_parties()
+    default_dir = REPOSITORY / 'runs' / f'{args.model}-{dataset_name(args)}-seed{train_config.seed}'
+    run_dir = Path(args.out or default_dir)
+    fresh = not (run_dir / 'metrics.json').exists() and not (run_dir / 'last.pt').exists()
+    try:
+        return _train(args, settings, train_config, run_dir)
+    except BaseException as error:
+        if fresh and run_dir.is_dir():
+            # A run that died leaves a folder that says so, not one that looks like a finished run.
+            (run_dir / 'FAILED').write_text(f'{type(error).__name__}: {error}\n')
+        raise
 
+
+def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_config, run_dir: Path
+           ) -> dict[str, Any]:
     import torch
 
     from .. import models
@@ -193,9 +217,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from ..metrics import format_scores
     from ..train import Trainer
 
-    default_dir = REPOSITORY / 'runs' / f'{args.model}-{dataset_name(args)}-seed{train_config.seed}'
-    run_dir = Path(args.out or default_dir)
     setup_logging(run_dir)
+    (run_dir / 'FAILED').unlink(missing_ok=True)
     log = logging.getLogger('graphmner.run')
     log.info('settings: %s', json.dumps(settings, default=str))
 
