@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import fake_features
-from torch_geometric.data import Batch
+from conftest import batch_for, fake_features
 
 from graphmner import models
 from graphmner.data.conll import Tweet
@@ -39,15 +38,6 @@ def make(tiny_encoder, seed=0, **overrides):
     return GMF(GMFConfig(encoder=tiny_encoder, **{**SMALL, **overrides})).eval()
 
 
-def batch_of(model, graphs):
-    transform = model.graph_transform()
-    return Batch.from_data_list([transform(g.clone()) for g in graphs])
-
-
-@pytest.fixture
-def long_tweet():
-    words = ['RT', 'Kevin', 'Durant', 'and', 'the', 'Warriors', 'celebrate', 'in', 'Oakland', 'tonight']
-    return Tweet('demo_2', words, ['O', 'B-PER', 'I-PER', 'O', 'O', 'B-ORG', 'O', 'O', 'B-LOC', 'O'])
 
 
 @pytest.fixture
@@ -68,19 +58,19 @@ def fitted(tiny_encoder, graphs, **overrides):
 
 def test_shapes_and_a_tweet_does_not_see_another(tiny_encoder, graphs):
     model = fitted(tiny_encoder, graphs)
-    out = model(batch_of(model, graphs))
+    out = model(batch_for(model, graphs))
     assert out.emissions.shape == (4, 10, len(model.tags))
     assert out.mask.sum(1).tolist() == [6, 10, 3, 6]
     assert model.prefix._gates.shape == (4, model.encoder.num_layers, 4)
     torch.testing.assert_close(model.prefix._gates.sum(-1), torch.ones(4, model.encoder.num_layers))
     # Alone, the first tweet has 1 object slot; beside the second it gets 2 padded ones.
-    alone = model(batch_of(model, graphs[:1])).emissions
+    alone = model(batch_for(model, graphs[:1])).emissions
     torch.testing.assert_close(out.emissions[0, :6], alone[0], atol=1e-5, rtol=1e-4)
 
 
 def test_prefix_mask_covers_cells_and_real_objects_only(tiny_encoder, graphs):
     model = fitted(tiny_encoder, graphs)
-    layer_prefix, prefix_mask = model.visual_clues(batch_of(model, graphs))
+    layer_prefix, prefix_mask = model.visual_clues(batch_for(model, graphs))
     S = GRID * GRID
     assert len(layer_prefix) == model.encoder.num_layers
     assert all(k.shape == v.shape == (4, S + 3, model.encoder.hidden_size) for k, v in layer_prefix)
@@ -91,7 +81,7 @@ def test_prefix_mask_covers_cells_and_real_objects_only(tiny_encoder, graphs):
 def test_prefix_attention_is_a_softmax_over_prefix_and_word_keys(tiny_encoder, graphs):
     """Eq. 13 in the first encoder layer, by hand: softmax(Q [phi_k ; K]^T / sqrt(d)) [phi_v ; V]."""
     model = fitted(tiny_encoder, graphs)
-    batch = batch_of(model, graphs)
+    batch = batch_for(model, graphs)
     layer_prefix, prefix_mask = model.visual_clues(batch)
     encoder = model.encoder
     layer = encoder.model.encoder.layer[0]
@@ -124,13 +114,13 @@ def test_prefix_attention_is_a_softmax_over_prefix_and_word_keys(tiny_encoder, g
 
 def test_a_missing_image_gives_exactly_the_prefix_free_word_states(tiny_encoder, graphs):
     model = fitted(tiny_encoder, graphs)
-    batch = batch_of(model, graphs)
+    batch = batch_for(model, graphs)
     guided = model(batch).emissions
     plain = model.emission(model.encoder(batch.words).words)  # the same batch, no prefix at all
     assert torch.equal(guided[2], plain[2])
     assert not torch.allclose(guided[0], plain[0])
     # a batch without any image passes no prefix
-    no_image = batch_of(model, [graphs[2], graphs[2]])
+    no_image = batch_for(model, [graphs[2], graphs[2]])
     assert model.visual_clues(no_image) is None
     assert torch.equal(model(no_image).emissions, model.emission(model.encoder(no_image.words).words))
 
@@ -141,8 +131,8 @@ def test_level_padding_is_never_read(tiny_encoder, graphs):
     x, level = noisy[schema.SCALE].x, noisy[schema.SCALE].level
     for i, width in enumerate(DIMS):
         x[level == i, width:] = 1e3 * torch.randn(int((level == i).sum()), DIM - width)
-    torch.testing.assert_close(model(batch_of(model, [noisy])).emissions,
-                               model(batch_of(model, [graphs[0]])).emissions)
+    torch.testing.assert_close(model(batch_for(model, [noisy])).emissions,
+                               model(batch_for(model, [graphs[0]])).emissions)
 
 
 def test_levels_become_row_major_grids_of_their_own_channels(tiny_encoder, graphs):
@@ -151,7 +141,7 @@ def test_levels_become_row_major_grids_of_their_own_channels(tiny_encoder, graph
     seen = {}
     handles = [csa.register_forward_pre_hook(lambda m, args, i=i: seen.setdefault(i, args[0]))
                for i, csa in enumerate(model.csa)]
-    model(batch_of(model, graphs))
+    model(batch_for(model, graphs))
     for handle in handles:
         handle.remove()
     with_image = [graphs[0], graphs[1], graphs[3]]
@@ -181,7 +171,7 @@ def test_feature_statistics_per_level_on_its_own_channels(tiny_encoder, graphs):
 def test_consistency_matching_equals_a_loop(tiny_encoder, graphs):
     """Eqs. 14-16 written out; the tweet without an image takes no part."""
     model = fitted(tiny_encoder, graphs, temperature=0.3, cm_lambda=0.7)
-    batch = batch_of(model, graphs)
+    batch = batch_for(model, graphs)
     cm = model.auxiliary_losses(batch, model(batch))['cm']
     idx = [0, 1, 3]
     with torch.no_grad():
@@ -202,7 +192,7 @@ def test_consistency_matching_equals_a_loop(tiny_encoder, graphs):
 
 def test_cm_needs_two_images_and_skips_the_extra_pass(tiny_encoder, graphs):
     model = fitted(tiny_encoder, graphs)
-    batch = batch_of(model, [graphs[0], graphs[2]])
+    batch = batch_for(model, [graphs[0], graphs[2]])
     out = model(batch)
     calls = []
     handle = model.encoder.register_forward_hook(lambda *args: calls.append(1))
@@ -213,7 +203,7 @@ def test_cm_needs_two_images_and_skips_the_extra_pass(tiny_encoder, graphs):
 
 def test_objective_is_eq_22(tiny_encoder, graphs):
     model = fitted(tiny_encoder, graphs, alpha=0.3)
-    loss, logs = model.loss(batch_of(model, graphs))
+    loss, logs = model.loss(batch_for(model, graphs))
     assert model.loss_weights() == {'nll': 0.3, 'cm': pytest.approx(0.7)}
     assert logs['cm'] > 0 and float(loss) == pytest.approx(0.3 * logs['nll'] + 0.7 * logs['cm'], rel=1e-5)
     loss.backward()
@@ -228,7 +218,7 @@ def test_vcg_and_csa_ablations_change_the_output(tiny_encoder, graphs, switch):
     ablated = make(tiny_encoder, **{switch: False})
     missing, _ = ablated.load_state_dict(full.state_dict(), strict=False)
     assert missing == []  # same weights where both have them: only the switch differs
-    batch = batch_of(full, graphs)
+    batch = batch_for(full, graphs)
     assert not torch.allclose(full(batch).emissions, ablated(batch).emissions)
     if switch == 'vcg':  # no prefix: the text encoder's emissions
         torch.testing.assert_close(ablated(batch).emissions,
@@ -240,7 +230,7 @@ def test_cm_ablation_changes_the_objective(tiny_encoder, graphs):
     ablated = make(tiny_encoder, cm=False)
     missing, _ = ablated.load_state_dict(full.state_dict(), strict=False)
     assert missing == []
-    batch = batch_of(full, graphs)
+    batch = batch_for(full, graphs)
     torch.testing.assert_close(ablated(batch).emissions, full(batch).emissions)
     assert ablated.loss_weights() == {'nll': 1.0} and ablated.auxiliary_losses(batch, ablated(batch)) == {}
     (full_loss, full_logs), (ablated_loss, ablated_logs) = full.loss(batch), ablated.loss(batch)
@@ -250,7 +240,7 @@ def test_cm_ablation_changes_the_objective(tiny_encoder, graphs):
 
 def test_training_step_with_a_single_image_and_without_objects(tiny_encoder, graphs):
     model = fitted(tiny_encoder, graphs).train()
-    loss, logs = model.loss(batch_of(model, [graphs[3], graphs[2]]))  # one image (batch norm), no object
+    loss, logs = model.loss(batch_for(model, [graphs[3], graphs[2]]))  # one image (batch norm), no object
     loss.backward()
     assert torch.isfinite(loss) and logs['cm'] == 0.0
 
@@ -259,9 +249,9 @@ def test_save_load_round_trip(tiny_encoder, graphs, tmp_path):
     models.register(GMF)
     model = fitted(tiny_encoder, graphs)
     model.train()
-    model.loss(batch_of(model, graphs))[0].backward()  # batch-norm running statistics move
+    model.loss(batch_for(model, graphs))[0].backward()  # batch-norm running statistics move
     model.eval()
-    batch = batch_of(model, graphs)
+    batch = batch_for(model, graphs)
     model.save(tmp_path / 'gmf.pt')
     loaded = models.load(tmp_path / 'gmf.pt').eval()
     assert type(loaded) is GMF and loaded.config == model.config
@@ -277,11 +267,11 @@ def test_config_and_data_errors(tiny_encoder, graphs, tweet):
         GMFConfig(alpha=0)
     model = make(tiny_encoder, visual_dim=16, scale_dims=None)
     with pytest.raises(ValueError, match='visual_dim=16, got scale features of width 8'):
-        model(batch_of(model, graphs[:1]))
+        model(batch_for(model, graphs[:1]))
     model = make(tiny_encoder)
     uneven = build_graph(tweet, pyramid_features(0, grid=2))
     with pytest.raises(ValueError, match=r'4 levels of g x g scale cells per image, got \[16, 36\]'):
-        model(batch_of(model, [graphs[0], uneven]))
+        model(batch_for(model, [graphs[0], uneven]))
 
 
 def test_demo_defaults_follow_the_paper():
