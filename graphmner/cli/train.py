@@ -10,7 +10,8 @@ Examples:
 Settings come from experiments/configs/<model>_<dataset>.yaml (the papers' hyper-parameters;
 <model>_twitter2017.yaml for a dataset folder), then from the flags, then from
 --set section.key=value, each typed by its config (--set train.head_lr=1e-3).
-The run folder (--out) receives metrics.json, best.pt (the best dev checkpoint, which
+The run folder (--out) receives metrics.json, test_predictions.txt (the best checkpoint's test
+labels in CoNLL, for significance tests), best.pt (the best dev checkpoint, which
 `graphmner predict` takes), last.pt (for --resume), log.txt and training.png.
 """
 from __future__ import annotations
@@ -256,6 +257,8 @@ def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_
     trainer.fit(resume=args.resume)
     dev = trainer.test(graphs['dev'], 'dev')
     test = trainer.test(graphs['test'])
+    save_predictions(model, trainer.eval_loader(graphs['test']), graphs['test'],
+                     run_dir / 'test_predictions.txt', args.device)
     views = {}  # a model with several inference views (ITA) is also scored with each one forced
     if len(model.views) > 1:
         for view in model.views:
@@ -282,6 +285,16 @@ def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_
         print(f"test, {view} view: F1 {100 * scores['f1']:.2f}")
     print(f'run folder: {run_dir}')
     return metrics
+
+
+def save_predictions(model, batches, graphs, path: Path, device: str) -> None:
+    """The model's BIO labels for ``graphs`` (in the view in force) as CoNLL."""
+    from ..data.conll import Tweet, write_conll
+
+    model.eval()
+    labels = [tweet for batch in batches for tweet in model.decode(batch.to(device))]
+    write_conll([Tweet(g.image_id, list(g.words), pred) for g, pred in zip(graphs, labels, strict=True)],
+                path)
 
 
 def _captions_used(args: argparse.Namespace) -> str | None:
