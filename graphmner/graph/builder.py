@@ -8,6 +8,7 @@ node: no fake visual evidence.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -19,6 +20,8 @@ from ..data.labels import BIO_LABELS, repair_iob2
 from ..features.types import ImageFeatures
 from . import schema
 from .options import GraphOptions
+
+log = logging.getLogger('graphmner.data')
 
 #: Bumped whenever the builder's output changes, so cached graphs are rebuilt.
 BUILDER_VERSION = 2
@@ -166,7 +169,7 @@ class GraphBuilder:
         self.feature_cache = feature_cache
 
     def _features(self, tweets: Sequence[Tweet], report: dict) -> tuple[list[ImageFeatures | None], list]:
-        from ..data.paths import image_path
+        from ..data.paths import image_id_problem, image_path
         from ..features.detector import DetectorConfig
         from ..features.extract import FeatureExtractor
         from ..features.vision import VisionConfig
@@ -174,16 +177,29 @@ class GraphBuilder:
         if self.image_root is None:
             report['image_problems'] = {'no image folder given (--image-root)': len(tweets)}
             return [None] * len(tweets), [None] * len(tweets)
-        paths = [image_path(self.image_root, t.image_id) for t in tweets]
+        # An id that is not a plain file name (../x, /abs, NUL, overlong) is never looked up:
+        # that tweet counts as having no image, and the id is reported.
+        unsafe = {i: problem for i, t in enumerate(tweets) if (problem := image_id_problem(t.image_id))}
+        looked_up = [i for i in range(len(tweets)) if i not in unsafe]
+        paths = [None] * len(tweets)
+        for i in looked_up:
+            paths[i] = image_path(self.image_root, tweets[i].image_id)
         o = self.options
         extractor = FeatureExtractor(VisionConfig(arch=o.vision_arch, weights=o.vision_weights,
                                                   scale_grid=o.scale_grid),
                                      DetectorConfig(weights=o.detector_weights, top_k=o.top_k,
                                                     conf=o.detector_conf),
                                      cache_dir=self.feature_cache)
-        features = extractor.extract(paths)
+        features: list[ImageFeatures | None] = [None] * len(tweets)
+        for i, f in zip(looked_up, extractor.extract([paths[i] for i in looked_up])):
+            features[i] = f
         report['image_problems'] = dict(extractor.report.counts)
         report['extraction'] = extractor.report.summary()
+        if unsafe:
+            report['image_problems']['unsafe_image_id'] = len(unsafe)
+            report['unsafe_image_ids'] = {tweets[i].image_id[:80]: problem for i, problem in unsafe.items()}
+            log.warning('%d tweet(s) with an image id that is not a plain file name were given no image, '
+                        'e.g. %s', len(unsafe), next(iter(unsafe.values())))
         return features, paths
 
     def _ocr(self, tweets: Sequence[Tweet], features: list, paths: list) -> dict[str, str]:

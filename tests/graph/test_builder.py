@@ -76,3 +76,28 @@ def test_targets_are_iob2_repaired_but_labels_are_kept():
     from graphmner.data.labels import BIO_LABELS
     g = build_graph(Tweet('x', ['a', 'b'], ['O', 'I-PER']))
     assert g.labels == ['O', 'I-PER'] and g['word'].y.tolist() == [0, BIO_LABELS.index('B-PER')]
+
+
+def test_image_ids_that_leave_the_image_folder_are_never_followed(tmp_path, tweet, caplog):
+    """Ids written in code (the CoNLL reader already refuses them) that point outside the
+    folder: each such tweet gets no image and is reported; the photo outside is never read."""
+    from PIL import Image
+
+    from graphmner.data.demo import DEMO_OPTIONS
+    from graphmner.graph.builder import GraphBuilder
+    from graphmner.graph.options import GraphOptions
+
+    images = tmp_path / 'images'
+    images.mkdir()
+    outside = tmp_path / 'secret.png'
+    Image.new('RGB', (32, 32), 'red').save(outside)
+    ids = ['../secret', str(outside.with_suffix('')), 'secret\x00', '9' * 300, 'x/../../secret', 'absent']
+    tweets = [Tweet(i, tweet.words, tweet.labels) for i in ids]
+    builder = GraphBuilder(GraphOptions(**DEMO_OPTIONS), image_root=images, feature_cache=tmp_path / 'cache')
+    with caplog.at_level('WARNING', logger='graphmner.data'):
+        graphs, report = builder(tweets)
+    assert [g['image'].missing.item() for g in graphs] == [True] * 6
+    assert report['image_problems'] == {'unsafe_image_id': 5, 'no_image': 1}  # 'absent': no such file
+    assert list(report['unsafe_image_ids']) == [i[:80] for i in ids[:5]]
+    assert '5 tweet(s) with an image id that is not a plain file name' in caplog.text
+    assert not (tmp_path / 'cache').exists()  # nothing was read, so nothing was extracted
