@@ -19,7 +19,8 @@ def test_edge_helpers_by_hand():
 def test_graph_with_image_has_every_node_and_edge_type(tweet):
     aux = [('a', 'caption'), ('cat', 'caption'), ('cat', 'tag')]
     grounds = torch.tensor([[0, 1], [1, 1]])  # object 0 -> 'Rob', object 1 -> 'Rob'
-    g = build_graph(tweet, fake_features(num_objects=2, dim=8), aux=aux, grounds=grounds)
+    features = fake_features(num_objects=2, dim=8)
+    g = build_graph(tweet, features, aux=aux, grounds=grounds)
     assert g.validate()
     assert set(g.node_types) == set(schema.NODE_TYPES)
     assert set(g.edge_types) == set(schema.EDGE_TYPES)
@@ -33,6 +34,14 @@ def test_graph_with_image_has_every_node_and_edge_type(tweet):
     assert g['aux'].source.tolist() == [0, 0, 2]
     assert g.aux_words == ['a', 'cat', 'cat'] and g.object_names == ['person', 'dog']
     assert not g['image'].missing.item()
+    # every visual node carries the extractor's output, row for row
+    f = features
+    for node, attr, value in [('image', 'x', f.image.view(1, -1)), ('region', 'x', f.regions),
+                              ('region', 'box', f.region_boxes), ('scale', 'x', f.scales),
+                              ('scale', 'level', f.scale_levels), ('scale', 'box', f.scale_boxes),
+                              ('object', 'x', f.objects), ('object', 'box', f.object_boxes),
+                              ('object', 'cls', f.object_classes), ('object', 'score', f.object_scores)]:
+        assert torch.equal(g[node][attr], value), f'{node}.{attr}'
 
 
 def test_missing_image_gives_no_visual_evidence(tweet):
