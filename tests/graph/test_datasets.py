@@ -237,7 +237,8 @@ def test_two_processes_building_one_dataset_get_identical_whole_caches(tmp_path)
     (tmp_path / 'images').mkdir()
     for name in ('chelsea', 'coffee'):
         shutil.copy(demo_image_root() / f'{name}.png', tmp_path / 'images' / f'{name}.png')
-    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'HF_HUB_OFFLINE': '1', 'YOLO_OFFLINE': 'true'}
+    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'HF_HUB_OFFLINE': '1', 'YOLO_OFFLINE': 'true',
+           'OMP_NUM_THREADS': '1'}
     procs = [subprocess.Popen([sys.executable, '-c', CONCURRENT_BUILD, str(tmp_path), str(i)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 2)]
     deadline = time.time() + 120
