@@ -50,3 +50,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` through :func:`atomic_write`."""
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """UTF-8 ``text`` through :func:`atomic_write`."""
+    data = text.encode('utf-8')
+    atomic_write(path, lambda f: f.write(data))
+
+
+def remove_partial_writes(folder: str | os.PathLike) -> list[Path]:
+    """Deletes the temporary files that :func:`atomic_write` left in ``folder``
+    when its process was killed mid-write (SIGKILL, power loss: no ``except``
+    runs), and returns their paths. Only for a folder that one process writes
+    at a time (a run folder): another writer's file in progress would go too."""
+    removed = []
+    for tmp in Path(folder).glob('.*.tmp'):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

@@ -62,7 +62,10 @@ def tiny_encoder(tmp_path_factory) -> str:
 
     vocab = require(MINILM / 'vocab.txt')
     path = tmp_path_factory.mktemp('tiny-bert')
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    # transformers 5 reads `vocab=`; `vocab_file=` is silently ignored, leaving a 5-token
+    # vocabulary in which every word is [UNK].
+    tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)
+    assert tokenizer.vocab_size > 30000 and tokenizer.tokenize('fish') == ['fish']
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
     torch.manual_seed(0)

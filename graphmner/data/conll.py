@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .labels import BIO_LABELS
+from .paths import image_id_problem
 
 __all__ = [
     'Tweet',
@@ -187,10 +188,11 @@ def _image_id_problem(image_id: str) -> str | None:
     """Why ``image_id`` cannot name a photo file, or None if it can."""
     if not image_id:
         return "empty image id"
-    if any(c.isspace() for c in image_id) or '/' in image_id or '\\' in image_id:
-        return (f"image id {image_id!r} contains whitespace or a path separator; "
+    if any(c.isspace() for c in image_id):
+        return (f"image id {image_id!r} contains whitespace; "
                 f"it must be a file name without extension")
-    return None
+    problem = image_id_problem(image_id)
+    return f"{problem}; it must be a file name without extension" if problem else None
 
 
 def _words_problem(words: Sequence[str]) -> str | None:
@@ -240,8 +242,10 @@ def read_conll(path: PathLike) -> list[Tweet]:
         ConllFormatError: If the file is not valid UTF-8, has no tweets, or
             has a token line without exactly one tab, an empty token, an
             unknown label, a token line outside a tweet, an ``IMGID:`` line
-            whose id is empty or not a file name, or an ``IMGID:`` line
-            followed by no token lines. The error names the line.
+            whose id is not a plain file name (see
+            :func:`~graphmner.data.paths.image_id_problem`: no path, no control
+            character, not overlong), or an ``IMGID:`` line followed by no
+            token lines. The error names the line.
         OSError: If the file cannot be read.
     """
     raw = Path(path).read_bytes()

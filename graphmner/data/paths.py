@@ -9,10 +9,35 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ['IMAGE_EXTENSIONS', 'image_path']
+__all__ = ['IMAGE_EXTENSIONS', 'MAX_IMAGE_ID_BYTES', 'image_id_problem', 'image_path']
 
 #: Extensions :func:`image_path` tries, in this order.
 IMAGE_EXTENSIONS: tuple[str, ...] = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
+
+#: File systems allow 255 bytes per name; this leaves room for any extension.
+MAX_IMAGE_ID_BYTES = 200
+
+
+def image_id_problem(image_id: str) -> str | None:
+    """Why ``image_id`` cannot name a photo inside an image folder, or None if
+    it can: it must be a plain file name, so that ``<root>/<id><ext>`` never
+    leaves ``root``, whatever the data says.
+
+    Rejected: an empty id, a path separator (``../x``, ``/etc/x``, ``a\\b``),
+    ``.`` and ``..``, a colon (a Windows drive or stream), NUL and other control
+    characters, and ids longer than :data:`MAX_IMAGE_ID_BYTES` bytes in UTF-8.
+    """
+    if not image_id:
+        return 'the image id is empty'
+    if '/' in image_id or '\\' in image_id or ':' in image_id:
+        return f'image id {image_id!r} contains a path separator or drive colon'
+    if image_id in ('.', '..'):
+        return f'image id {image_id!r} names a folder'
+    if any(ord(c) < 32 or ord(c) == 127 for c in image_id):
+        return f'image id {image_id!r} contains a control character'
+    if len(image_id.encode('utf-8', 'surrogatepass')) > MAX_IMAGE_ID_BYTES:
+        return f'image id {image_id[:20]!r}... is longer than {MAX_IMAGE_ID_BYTES} bytes'
+    return None
 
 
 def image_path(image_root: str | os.PathLike[str], image_id: str) -> Path | None:
@@ -30,12 +55,12 @@ def image_path(image_root: str | os.PathLike[str], image_id: str) -> Path | None
         tweet is then treated as having no image).
 
     Raises:
-        ValueError: If ``image_id`` is empty or contains a path separator,
-            which would look outside ``image_root``.
+        ValueError: If ``image_id`` is not a plain file name (see
+            :func:`image_id_problem`), which could look outside ``image_root``.
     """
-    if not image_id or '/' in image_id or '\\' in image_id:
-        raise ValueError(
-            f"image_id must be a file name without extension, got {image_id!r}")
+    problem = image_id_problem(image_id)
+    if problem:
+        raise ValueError(f"image_id must be a file name without extension: {problem}")
     root = Path(image_root)
     for extension in IMAGE_EXTENSIONS:
         candidate = root / f'{image_id}{extension}'

@@ -10,16 +10,23 @@ where the settings key is the SHA-256 of the settings as canonical JSON. Each
 settings folder holds a ``settings.json`` saying what produced it, so stale
 folders can be recognised and deleted. Files are written atomically (a
 temporary file, then :func:`os.replace`), so an interrupted run leaves no
-half-written entry, and read with ``weights_only=True``, so loading a cache
-never runs pickled code.
+half-written entry and two processes filling one cache never mix their bytes,
+and read with ``weights_only=True``, so loading a cache never runs pickled code.
+
+An entry records its format version and settings key beside the features.
+One that cannot be read, is of another version or settings, or whose tensors
+do not have the shapes of :class:`ImageFeatures` (or hold NaN / inf) is never
+returned: :meth:`FeatureCache.get` logs it, counts it in
+:attr:`FeatureCache.rejected` and reports a miss, so the features are
+recomputed and the entry rewritten.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
 import os
-import pickle
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -33,6 +40,8 @@ from graphmner.io import atomic_write
 #: are no longer found.
 FEATURES_VERSION: Final = 1
 
+log = logging.getLogger(__name__)
+
 
 def settings_key(settings: Mapping[str, Any]) -> str:
     """The SHA-256 hex digest of ``settings`` as canonical JSON."""
@@ -43,6 +52,39 @@ def settings_key(settings: Mapping[str, Any]) -> str:
 def bytes_sha256(data: bytes) -> str:
     """The SHA-256 hex digest of ``data``: the cache key of an image."""
     return hashlib.sha256(data).hexdigest()
+
+
+def features_problem(fields: Any) -> str | None:
+    """What is wrong with a stored :class:`ImageFeatures` dict, or None: every
+    field present, tensors of the documented shapes with one width ``C``,
+    one row per object in each object field, finite values."""
+    if not isinstance(fields, dict):
+        return f'not a dict of features but a {type(fields).__name__}'
+    names = [f.name for f in dataclasses.fields(ImageFeatures)]
+    missing = [n for n in names if n not in fields]
+    if missing:
+        return f'missing {missing}'
+    if not isinstance(fields['object_names'], list) or not all(isinstance(n, str)
+                                                               for n in fields['object_names']):
+        return 'of the wrong type (object_names is not a list of str)'
+    tensors = {n: fields[n] for n in names if n != 'object_names'}
+    wrong = [n for n, t in tensors.items() if not isinstance(t, torch.Tensor)]
+    if wrong:
+        return f'of the wrong type ({wrong} not tensors)'
+    image = tensors['image']
+    if image.dim() != 1 or image.numel() == 0:
+        return f'of the wrong shape (image {tuple(image.shape)}, expected [C])'
+    rows = lambda name: tensors[name].shape[0] if tensors[name].dim() else -1
+    C, R, S, K = image.shape[0], rows('regions'), rows('scales'), len(fields['object_names'])
+    expected = {'regions': (R, C), 'region_boxes': (R, 4), 'scales': (S, C), 'scale_levels': (S, ),
+                'scale_boxes': (S, 4), 'objects': (K, C), 'object_boxes': (K, 4),
+                'object_classes': (K, ), 'object_scores': (K, )}
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != shape:
+            return f'of the wrong shape ({name} {tuple(tensors[name].shape)}, expected {shape})'
+    if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
+        return 'not finite (NaN or inf in it)'
+    return None
 
 
 class FeatureCache:
@@ -59,6 +101,8 @@ class FeatureCache:
         self.settings = {'features_version': FEATURES_VERSION, **settings}
         self.key = settings_key(self.settings)
         self.dir = Path(root) / self.key[:16]
+        #: ``(path, problem)`` of every entry :meth:`get` refused, oldest first.
+        self.rejected: list[tuple[Path, str]] = []
 
     def path(self, digest: str) -> Path:
         """Where the features of the image with SHA-256 ``digest`` live."""
@@ -68,21 +112,32 @@ class FeatureCache:
         return self.path(digest).is_file()
 
     def get(self, digest: str) -> ImageFeatures | None:
-        """The cached features, or :obj:`None` on a miss. An unreadable
-        entry counts as a miss (with a warning) and is overwritten by the
-        next :meth:`put`.
+        """The cached features, or :obj:`None` on a miss. An entry that is
+        unreadable, of another version or settings, or malformed counts as a
+        miss: it is logged, appended to :attr:`rejected` and overwritten by
+        the next :meth:`put`.
         """
         path = self.path(digest)
         if not path.is_file():
             return None
         try:
-            return ImageFeatures.from_dict(
-                torch.load(path, map_location='cpu', weights_only=True))
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError,
-                KeyError, TypeError) as e:
-            warnings.warn(f"ignoring unreadable feature cache entry "
-                          f"'{path}' ({type(e).__name__}: {e})", stacklevel=2)
-            return None
+            entry = torch.load(path, map_location='cpu', weights_only=True)
+            problem = self._entry_problem(entry)
+        except Exception as e:  # a cut-off or garbled file fails in many ways inside torch.load
+            problem = f'unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""})'
+        if problem is None:
+            return ImageFeatures.from_dict(entry['features'])
+        self.rejected.append((path, problem))
+        log.warning("feature cache entry '%s' is %s: recomputing it", path, problem)
+        return None
+
+    def _entry_problem(self, entry: Any) -> str | None:
+        if not isinstance(entry, dict) or not {'version', 'settings', 'features'} <= set(entry):
+            return 'not a feature cache entry (an older format?)'
+        if entry['version'] != FEATURES_VERSION or entry['settings'] != self.key:
+            return (f"of another version or settings (version {entry['version']!r}, expected "
+                    f'{FEATURES_VERSION})')
+        return features_problem(entry['features'])
 
     def put(self, digest: str, features: ImageFeatures) -> None:
         """Stores ``features`` atomically."""
@@ -94,7 +149,8 @@ class FeatureCache:
                               .encode()))
         path = self.path(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda f: torch.save(features.to_dict(), f))
+        entry = {'version': FEATURES_VERSION, 'settings': self.key, 'features': features.to_dict()}
+        atomic_write(path, lambda f: torch.save(entry, f))
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}('{self.dir}')"

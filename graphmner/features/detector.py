@@ -249,9 +249,17 @@ class ObjectDetector:
             return []
         if cfg.top_k == 0:
             return [Detections.empty() for _ in images]
-        results = self.model.predict(
-            list(images), device=cfg.device, conf=cfg.conf, iou=cfg.iou,
-            imgsz=cfg.imgsz, max_det=cfg.top_k, verbose=False, save=False)
+        threads = torch.get_num_threads()
+        try:
+            results = self.model.predict(
+                list(images), device=cfg.device, conf=cfg.conf, iou=cfg.iou,
+                imgsz=cfg.imgsz, max_det=cfg.top_k, verbose=False, save=False)
+        finally:
+            # ultralytics' select_device sets torch's thread count to
+            # cpu_count - 1: the training that follows a graph build would
+            # run on fewer threads (and round differently) than one whose
+            # graphs came from the cache.
+            torch.set_num_threads(threads)
         out = []
         for result in results:
             boxes = result.boxes

@@ -57,6 +57,8 @@ class ExtractionReport:
             listed twice is computed once and counted twice.
         problems: One entry per path that gave no features, so
             ``total == cached + computed + len(problems)``.
+        recomputed: Cache entries found unreadable, stale or malformed,
+            never used, and recomputed (counted in ``computed`` too).
         seconds: Wall time per step (``read``, ``decode``, ``backbone``,
             ``detector``, ``crops``, ``cache``).
     """
@@ -65,6 +67,7 @@ class ExtractionReport:
     cached: int = 0
     computed: int = 0
     problems: list[ImageProblem] = field(default_factory=list)
+    recomputed: int = 0
     seconds: Counter = field(default_factory=Counter)
 
     @property
@@ -84,6 +87,9 @@ class ExtractionReport:
             kinds = ', '.join(f'{n} {kind}'
                               for kind, n in self.counts.most_common())
             text += f' ({kinds})'
+        if self.recomputed:
+            text += (f'; {self.recomputed} corrupt cache entries '
+                     f'recomputed')
         return text
 
 
@@ -175,6 +181,7 @@ class FeatureExtractor:
             was cached, computed and unusable is in :attr:`report`.
         """
         report = self.report = ExtractionReport(total=len(image_paths))
+        rejected_before = len(self.cache.rejected) if self.cache is not None else 0
         out: list[ImageFeatures | None] = [None] * len(image_paths)
         # Per distinct file (SHA-256): its features and where they came from
         # ('cached'/'computed'), or its failed load: a file listed twice is
@@ -242,7 +249,9 @@ class FeatureExtractor:
             if batch:
                 flush()
 
-        if report.problems:
+        if self.cache is not None:
+            report.recomputed = len(self.cache.rejected) - rejected_before
+        if report.problems or report.recomputed:
             log.warning('image features: %s', report.summary())
         return out
 

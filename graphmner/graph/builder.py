@@ -8,6 +8,7 @@ node: no fake visual evidence.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -19,6 +20,8 @@ from ..data.labels import BIO_LABELS, repair_iob2
 from ..features.types import ImageFeatures
 from . import schema
 from .options import GraphOptions
+
+log = logging.getLogger('graphmner.data')
 
 #: Bumped whenever the builder's output changes, so cached graphs are rebuilt.
 BUILDER_VERSION = 3
@@ -197,14 +200,19 @@ class GraphBuilder:
 
     def _features(self, tweets: Sequence[Tweet], report: dict, paths: Sequence | None
                   ) -> tuple[list[ImageFeatures | None], list]:
-        from ..data.paths import image_path
+        from ..data.paths import image_id_problem, image_path
         from ..features.extract import FeatureExtractor
 
         if paths is None and self.image_root is None:
             report['image_problems'] = {'no image folder given (--image-root)': len(tweets)}
             return [None] * len(tweets), [None] * len(tweets)
+        unsafe: dict[int, str] = {}
         if paths is None:
-            paths = [image_path(self.image_root, t.image_id) for t in tweets]
+            # An id that is not a plain file name (../x, /abs, NUL, overlong) is never looked up:
+            # that tweet counts as having no image, and the id is reported.
+            unsafe = {i: problem for i, t in enumerate(tweets) if (problem := image_id_problem(t.image_id))}
+            paths = [None if i in unsafe else image_path(self.image_root, t.image_id)
+                     for i, t in enumerate(tweets)]
         if all(p is None for p in paths):
             report['image_problems'] = {'no image given': len(tweets)}
             return [None] * len(tweets), list(paths)
@@ -213,6 +221,11 @@ class GraphBuilder:
         features = extractor.extract(paths)
         report['image_problems'] = dict(extractor.report.counts)
         report['extraction'] = extractor.report.summary()
+        if unsafe:
+            report['image_problems']['unsafe_image_id'] = len(unsafe)
+            report['unsafe_image_ids'] = {tweets[i].image_id[:80]: problem for i, problem in unsafe.items()}
+            log.warning('%d tweet(s) with an image id that is not a plain file name were given no image, '
+                        'e.g. %s', len(unsafe), next(iter(unsafe.values())))
         return features, paths
 
     def _ocr(self, tweets: Sequence[Tweet], features: list, paths: list) -> dict[str, str]:

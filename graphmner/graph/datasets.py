@@ -3,7 +3,15 @@
 :func:`load_dataset` reads a CoNLL split, extracts (or reads from the feature
 cache) the frozen visual features of each tweet's image, builds one
 :class:`~torch_geometric.data.HeteroData` per tweet and caches the built graphs
-in PyG's raw / processed manner, keyed by every setting that changes them.
+in PyG's raw / processed manner, keyed by everything that changes them: the
+CoNLL file's and the caption file's contents, the image folder, every
+:class:`GraphOptions` field and the schema and builder versions (and nothing
+else: moving or touching a file does not rebuild).
+
+Processes that load one dataset at once take turns (a file lock per dataset
+folder): the first builds, the others read what it wrote. Cache files are
+written whole or not at all (a temporary file, then a rename); an entry that
+cannot be read back is logged and rebuilt.
 """
 from __future__ import annotations
 
@@ -15,10 +23,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from torch_geometric.data import HeteroData, InMemoryDataset
 
 from ..data.conll import Tweet, read_conll
 from ..data.datasets import dataset_labels, is_folder_dataset, split_path
+from ..io import atomic_save, atomic_write_text, remove_partial_writes
 from .builder import BUILDER_VERSION, GraphBuilder
 from .options import GraphOptions
 from .schema import IMAGE, SCHEMA_VERSION
@@ -28,6 +38,15 @@ log = logging.getLogger('graphmner.data')
 #: Where built graphs and extracted features are cached unless told otherwise.
 DEFAULT_CACHE = Path(os.environ.get('GRAPHMNER_CACHE',
                                     Path(__file__).resolve().parents[2] / 'graphs' / 'cache'))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file's bytes (a cache key of its content)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class TweetGraphs(InMemoryDataset):
@@ -47,14 +66,36 @@ class TweetGraphs(InMemoryDataset):
                  build: Callable[[list[Tweet]], tuple[list[HeteroData], dict]], key: str,
                  transform: Callable | None = None, force_reload: bool = False):
         self.conll_path = Path(conll_path)
+        # The content, not the path or the time stamp, keys the graphs (a missing file is
+        # reported by download()).
+        self._conll_digest = file_sha256(self.conll_path) if self.conll_path.is_file() else ''
         self._build = build
         self._key = key
         self.report: dict[str, Any] = {}
-        super().__init__(str(cache_root), transform=transform, force_reload=force_reload, log=False)
-        self.load(self.processed_paths[0], data_cls=HeteroData)
-        report = Path(self.processed_paths[0]).with_suffix('.json')
-        if report.exists():
-            self.report = json.loads(report.read_text())
+        #: Whether this instance built the graphs (False: read from the cache).
+        self.built = False
+        lock = Path(cache_root) / 'processed' / '.lock'
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(lock):  # another process building this dataset finishes first
+            # Holding the lock, no other writer is at work here: a temporary file is a killed build's.
+            remove_partial_writes(lock.parent)
+            super().__init__(str(cache_root), transform=transform, force_reload=force_reload, log=False)
+            self._load_or_rebuild()
+
+    def _load_or_rebuild(self) -> None:
+        path = Path(self.processed_paths[0])
+        try:
+            self.load(str(path), data_cls=HeteroData)
+            report = json.loads(path.with_suffix('.json').read_text())
+            if len(self) != report['tweets']:
+                raise ValueError(f"{len(self)} graphs for {report['tweets']} tweets")
+        except Exception as error:  # cut off, garbled or incomplete: never used, rebuilt
+            log.warning("graph cache entry '%s' is unusable (%s: %s): rebuilding it", path,
+                        type(error).__name__, str(error).splitlines()[0] if str(error) else '')
+            self.process()
+            self.load(str(path), data_cls=HeteroData)
+            report = self.report
+        self.report = report
 
     @property
     def raw_dir(self) -> str:
@@ -66,9 +107,7 @@ class TweetGraphs(InMemoryDataset):
 
     @property
     def processed_file_names(self) -> list[str]:
-        stat = self.conll_path.stat()
-        stamp = hashlib.sha256(f'{self.conll_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}'.encode())
-        return [f'{self.conll_path.stem}-{stamp.hexdigest()[:8]}-{self._key}.pt']
+        return [f'{self.conll_path.stem}-{self._conll_digest[:16]}-{self._key}.pt']
 
     def download(self) -> None:
         raise FileNotFoundError(f"CoNLL file not found: '{self.conll_path}' (set --data-root to the "
@@ -77,8 +116,13 @@ class TweetGraphs(InMemoryDataset):
     def process(self) -> None:
         tweets = read_conll(self.conll_path)
         graphs, self.report = self._build(tweets)
-        self.save(graphs, self.processed_paths[0])
-        Path(self.processed_paths[0]).with_suffix('.json').write_text(json.dumps(self.report, indent=2))
+        self.built = True
+        path = Path(self.processed_paths[0])
+        atomic_write_text(path.with_suffix('.json'), json.dumps(self.report, indent=2))
+        # What InMemoryDataset.save writes, renamed into place last: the graphs file is the
+        # commit point (PyG rebuilds when it is missing).
+        data, slices = self.collate(graphs)
+        atomic_save((data.to_dict(), slices, data.__class__), path)
 
 
 def load_dataset(name: str, split: str, data_root: str | os.PathLike | None = None,
@@ -128,8 +172,13 @@ def load_dataset(name: str, split: str, data_root: str | os.PathLike | None = No
     labels = dataset_labels(name, data_root)
     builder = GraphBuilder(graph_options, image_root=image_root, captions=captions,
                            feature_cache=cache_dir / 'features', labels=labels)
-    key = hashlib.sha256(f'v{SCHEMA_VERSION}.{BUILDER_VERSION}:{graph_options.key()}:{image_root}:{captions}'
-                         f':{labels}'.encode()).hexdigest()[:16]
+    # The captions by content: a caption file edited in place must rebuild, a moved one need not.
+    if captions is not None and not Path(captions).is_file():
+        raise FileNotFoundError(f"caption file '{captions}' does not exist (--captions)")
+    images = None if image_root is None else Path(image_root).resolve()
+    captions_digest = None if captions is None else file_sha256(captions)
+    settings = f'{graph_options.key()}:{images}:{captions_digest}:{labels}'
+    key = hashlib.sha256(f'v{SCHEMA_VERSION}.{BUILDER_VERSION}:{settings}'.encode()).hexdigest()[:16]
     folder = name if not is_folder_dataset(name) else \
         f'{Path(name).name}-{hashlib.sha256(str(Path(name).resolve()).encode()).hexdigest()[:8]}'
     dataset = TweetGraphs(conll, cache_dir / folder, builder, key, transform=transform,

@@ -1,5 +1,6 @@
 """Training: the shared trainer, its config, optimiser groups and schedule."""
 from .trainer import (
+                      CheckpointError,
                       TrainConfig,
                       Trainer,
                       linear_schedule,
@@ -9,5 +10,5 @@ from .trainer import (
                       shuffled_loader,
 )
 
-__all__ = ['TrainConfig', 'Trainer', 'linear_schedule', 'optimizer_groups', 'plot_history',
+__all__ = ['CheckpointError', 'TrainConfig', 'Trainer', 'linear_schedule', 'optimizer_groups', 'plot_history',
            'seed_everything', 'shuffled_loader']

@@ -1,6 +1,12 @@
 """Training loop shared by every model: AdamW with separate encoder / head
 learning rates, linear warm-up and decay, gradient clipping, dev-based model
 selection, atomic checkpoints, ``--resume``, a log and a plot per run.
+
+The run folder holds the weights once: ``best.pt`` (the best dev epoch) is the
+only model file of a finished run. ``last.pt`` carries the full training state
+(weights, optimizer moments, schedule, RNG) only while the run is unfinished;
+after the last epoch it shrinks to a record of the finished run (history,
+best score, timings), which is all ``--resume`` needs to report the run again.
 """
 from __future__ import annotations
 
@@ -22,14 +28,21 @@ from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-from ..io import atomic_save
+from ..io import atomic_save, atomic_write, atomic_write_text, remove_partial_writes
 from ..metrics import format_scores
 from ..models.base import MNERModel
 
 log = logging.getLogger('graphmner.train')
 
 BEST = 'best.pt'    # model checkpoint of the best dev epoch
-LAST = 'last.pt'    # full training state after the last finished epoch (for --resume)
+LAST = 'last.pt'    # training state after the last finished epoch (for --resume)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint of the run folder that cannot be used: cut off (a crash or
+    a full disk while it was written elsewhere), not a checkpoint, written by
+    another model or with other training settings. The message names the file
+    and what to do; the file is left as it is."""
 
 
 @dataclass
@@ -107,7 +120,8 @@ class Trainer:
             model's relations).
         config (TrainConfig): optimisation settings.
         run_dir (Path): receives ``best.pt``, ``last.pt``, ``history.json`` and
-            ``training.png``.
+            ``training.png``, each written atomically (a killed run leaves the
+            previous version, never a cut-off file).
         device (str, optional): where batches go. (default: :obj:`'cpu'`)
     """
 
@@ -141,32 +155,75 @@ class Trainer:
         return DataLoader(graphs, batch_size=self.config.eval_batch_size, shuffle=False)
 
     # -- state --------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
-        return {'checkpoint': self.model.checkpoint(), 'optimizer': self.optimizer.state_dict(),
-                'scheduler': self.scheduler.state_dict(), 'epoch': self.epoch,
-                'best_f1': self.best_f1, 'history': json.dumps(self.history),
-                'train_seconds': self.train_seconds, 'tweets_seen': self.tweets_seen,
-                'torch_rng': torch.get_rng_state(), 'config': asdict(self.config)}
-
     def resume(self) -> bool:
-        """Restores ``last.pt`` if there is one; returns whether it did."""
+        """Restores ``last.pt`` if there is one; returns whether it did.
+
+        Raises:
+            CheckpointError: ``last.pt`` cannot be read, is not a training
+                state, or was written with other settings or by another model.
+        """
         path = self.run_dir / LAST
         if not path.exists():
             log.info('No %s in %s: starting from scratch', LAST, self.run_dir)
             return False
-        state = torch.load(path, map_location='cpu', weights_only=True)
+        state = self._read(path)
+        missing = sorted({'config', 'epoch', 'best_f1', 'history', 'train_seconds', 'tweets_seen'}
+                         - set(state))
+        if missing or not isinstance(state.get('config'), dict):
+            raise CheckpointError(self._damaged(path, f'no training state in it (missing {missing})'))
         if state['config'] != asdict(self.config):
-            raise ValueError(f'{path} was written with other training settings: '
-                             f"{state['config']} vs {asdict(self.config)}")
-        self.model.load_state_dict(state['checkpoint']['state_dict'])
-        self.optimizer.load_state_dict(state['optimizer'])
-        self.scheduler.load_state_dict(state['scheduler'])
+            raise CheckpointError(f'{path} was written with other training settings: '
+                                  f"{state['config']} vs {asdict(self.config)}; resume with the same "
+                                  'settings, or start fresh in another run folder')
+        if not state.get('finished'):
+            # A finished run's record holds no weights: best.pt has them, and test() reads it.
+            try:
+                self.model.load_state_dict(state['checkpoint']['state_dict'])
+                self.optimizer.load_state_dict(state['optimizer'])
+                self.scheduler.load_state_dict(state['scheduler'])
+                torch.set_rng_state(state['torch_rng'])
+            except (KeyError, TypeError, ValueError, RuntimeError) as error:
+                raise CheckpointError(f'{path} does not fit this model and optimizer '
+                                      f'({type(error).__name__}: {str(error).splitlines()[0]}); was '
+                                      'it written by another model? Resume with the same model, or '
+                                      'start fresh in another run folder') from None
         self.epoch, self.best_f1 = state['epoch'], state['best_f1']
         self.history = json.loads(state['history'])
         self.train_seconds, self.tweets_seen = state['train_seconds'], state['tweets_seen']
-        torch.set_rng_state(state['torch_rng'])
-        log.info('Resumed from %s after epoch %d (best dev F1 %.4f)', path, self.epoch, self.best_f1)
+        log.info('Resumed from %s after epoch %d (best dev F1 %.4f)%s', path, self.epoch, self.best_f1,
+                 ': the run had finished' if state.get('finished') else '')
         return True
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        """A checkpoint's contents, or a :class:`CheckpointError` naming the file."""
+        try:
+            state = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as error:  # torch reports a cut-off zip as RuntimeError, a bad pickle as others
+            reason = f'{type(error).__name__}: {str(error).splitlines()[0] if str(error) else "unreadable"}'
+            raise CheckpointError(self._damaged(path, reason)) from None
+        if not isinstance(state, dict):
+            raise CheckpointError(self._damaged(path, f'it holds a {type(state).__name__}, not a dict'))
+        return state
+
+    def _damaged(self, path: Path, reason: str) -> str:
+        best = self.run_dir / BEST
+        keep = (f'or keep {best}, the best dev epoch so far (graphmner.models.load reads it)'
+                if best.exists() and path != best else 'no other checkpoint of this run is usable')
+        return (f'{path} is damaged and was left as it is ({reason}). It may have been cut off by a crash '
+                f'or a full disk. Start fresh: move it away and run again without --resume; {keep}')
+
+    def _save_state(self) -> None:
+        """``last.pt``: the full training state while epochs remain; once the
+        run is finished, only its record (the weights are in ``best.pt``)."""
+        state = {'epoch': self.epoch, 'best_f1': self.best_f1, 'history': json.dumps(self.history),
+                 'train_seconds': self.train_seconds, 'tweets_seen': self.tweets_seen,
+                 'config': asdict(self.config)}
+        if self.epoch >= self.config.epochs:
+            state['finished'] = True
+        else:
+            state.update(checkpoint=self.model.checkpoint(), optimizer=self.optimizer.state_dict(),
+                         scheduler=self.scheduler.state_dict(), torch_rng=torch.get_rng_state())
+        atomic_save(state, self.run_dir / LAST)
 
     # -- loop -----------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -198,6 +255,13 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:
         seed_everything(self.config.seed)
+        partial = remove_partial_writes(self.run_dir)
+        if partial:
+            log.warning('Removed %d partial file(s) left by an interrupted write: %s', len(partial),
+                        ', '.join(p.name for p in partial))
+        if not resume and (self.run_dir / LAST).exists():
+            log.warning('Starting from scratch: %s of an earlier run will be replaced after the first '
+                        'epoch (--resume continues it instead)', self.run_dir / LAST)
         if not (resume and self.resume()):
             # Visual standardisation statistics come from the training split, once
             # (a resumed run restores them with the weights).
@@ -216,23 +280,34 @@ class Trainer:
             if improved:
                 self.best_f1 = selection
                 self.model.save(self.run_dir / BEST)
-            atomic_save(self.state(), self.run_dir / LAST)
             parts = '  '.join(f'{key} {value:.4f}' if isinstance(value, float) else f'{key} {value}'
                               for key, value in losses.items())
             views = (f"  selection ({' + '.join(self.model.selection_views)}) {selection:.4f}"
                      if self.model.selection_views else '')
             log.info('epoch %d  %s  dev P %.4f R %.4f F1 %.4f%s%s', self.epoch, parts, dev['precision'],
                      dev['recall'], dev['f1'], views, '  (best)' if improved else '')
-            (self.run_dir / 'history.json').write_text(json.dumps(self.history, indent=2))
+            atomic_write_text(self.run_dir / 'history.json', json.dumps(self.history, indent=2))
             plot_history(self.history, self.run_dir / 'training.png')
+            # Last: a run killed before this line redoes the epoch and rewrites the files above.
+            self._save_state()
         return self.history
 
     def test(self, graphs: Sequence[HeteroData], name: str = 'test') -> dict[str, Any]:
-        """Scores of the best dev checkpoint on ``graphs``, logged under ``name``."""
+        """Scores of the best dev checkpoint on ``graphs``, logged under ``name``
+        (of the model as it is before any epoch ran).
+
+        Raises:
+            CheckpointError: ``best.pt`` is missing after training, or damaged.
+        """
         best = self.run_dir / BEST
         if best.exists():
-            state = torch.load(best, map_location='cpu', weights_only=True)
+            state = self._read(best)
+            if 'state_dict' not in state:
+                raise CheckpointError(self._damaged(best, 'no model weights in it'))
             self.model.load_state_dict(state['state_dict'])
+        elif self.history:
+            raise CheckpointError(f'{best} is missing: the run trained {self.epoch} epoch(s) but its best '
+                                  'dev checkpoint is gone. Train again in a new run folder')
         scores = self.model.evaluate(self.eval_loader(graphs), self.config.scheme)
         log.info('%s, best dev checkpoint:\n%s', name, format_scores(scores))
         return scores
@@ -258,5 +333,5 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.set_xticks(epochs)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=110))
     plt.close(fig)

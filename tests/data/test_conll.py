@@ -169,14 +169,19 @@ def test_mixed_misc_spellings_warn(tmp_path):
     (b"", 1, "no tweets"),
     (b"\n\r\n\n", 1, "no tweets"),
     (b"IMGID:\nhi\tO\n", 1, "empty image id"),
-    (b"IMGID:1\nhi\tO\n\nIMGID:a b\nhi\tO\n", 4, "whitespace or a path separator"),
-    (b"IMGID:../x\nhi\tO\n", 1, "whitespace or a path separator"),
+    (b"IMGID:1\nhi\tO\n\nIMGID:a b\nhi\tO\n", 4, "contains whitespace"),
+    (b"IMGID:../x\nhi\tO\n", 1, "contains a path separator"),
+    (b"IMGID:/etc/passwd\nhi\tO\n", 1, "contains a path separator"),
+    (b"IMGID:..\nhi\tO\n", 1, "names a folder"),
+    (b"IMGID:a\x00b\nhi\tO\n", 1, "contains a control character"),
+    (b"IMGID:" + b"9" * 201 + b"\nhi\tO\n", 1, "longer than 200 bytes"),
     (b"IMGID:1\n\nIMGID:2\nhi\tO\n", 1, "'IMGID:1' is followed by no token lines"),
     (b"IMGID:1\nhi\tO\n\nIMGID:2\n\n", 4, "'IMGID:2' is followed by no token lines"),
     (b"IMGID:1\nhi\tO\nIMGID:2", 3, "'IMGID:2' is followed by no token lines"),
 ], ids=['no-tab', 'two-tabs', 'unknown-label', 'lowercase-label', 'empty-token',
         'before-imgid', 'after-blank', 'bad-utf8', 'bad-utf8-bom-crlf', 'empty-file',
-        'blank-file', 'empty-id', 'space-in-id', 'slash-in-id', 'no-tokens',
+        'blank-file', 'empty-id', 'space-in-id', 'slash-in-id', 'absolute-id', 'dotdot-id', 'nul-in-id',
+        'long-id', 'no-tokens',
         'no-tokens-at-end', 'no-tokens-unterminated'])
 def test_malformed_files_name_the_line(tmp_path, data, line, reason):
     path = write_bytes(tmp_path, data)
@@ -220,7 +225,8 @@ def test_write_defaults_and_layout_override(tmp_path):
     (Tweet('1', [''], ['O']), "is empty"),
     (Tweet('1', ['IMGID:2'], ['O']), "starts with 'IMGID:'"),
     (Tweet('', ['a'], ['O']), "empty image id"),
-    (Tweet('1.jpg x', ['a'], ['O']), "whitespace or a path separator"),
+    (Tweet('1.jpg x', ['a'], ['O']), "contains whitespace"),
+    (Tweet('../1', ['a'], ['O']), "contains a path separator"),
 ])
 def test_write_rejects_what_would_not_read_back(tmp_path, tweet, reason):
     with pytest.raises(ValueError, match="Cannot write tweet 1") as info:

@@ -78,6 +78,6 @@ def test_image_path_prefers_extensions_in_order(tmp_path):
     assert image_path(str(tmp_path), 'b') == tmp_path / 'b.webp'
     assert image_path(tmp_path, 'c') is None
     assert image_path(tmp_path / 'missing', 'a') is None
-    for bad in ('', '../a', 'x\\a'):
+    for bad in ('', '../a', 'x\\a', '/etc/passwd', 'C:x', '..', 'a\x00b', '9' * 201):
         with pytest.raises(ValueError, match="image_id must be a file name"):
             image_path(tmp_path, bad)

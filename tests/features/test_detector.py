@@ -143,3 +143,13 @@ def test_pil_open_is_not_patched(detector, tmp_path):
     with pytest.raises(Image.UnidentifiedImageError):
         Image.open(path)
     assert load_image(path).problem == 'not_an_image'
+
+
+def test_detecting_leaves_torch_thread_count_alone(detector, images):
+    kept = torch.get_num_threads()
+    torch.set_num_threads(3)  # ultralytics would set cpu_count - 1
+    try:
+        detector.detect(images)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(kept)

@@ -19,7 +19,8 @@ def test_edge_helpers_by_hand():
 def test_graph_with_image_has_every_node_and_edge_type(tweet):
     aux = [('a', 'caption'), ('cat', 'caption'), ('cat', 'tag')]
     grounds = torch.tensor([[0, 1], [1, 1]])  # object 0 -> 'Rob', object 1 -> 'Rob'
-    g = build_graph(tweet, fake_features(num_objects=2, dim=8), aux=aux, grounds=grounds)
+    features = fake_features(num_objects=2, dim=8)
+    g = build_graph(tweet, features, aux=aux, grounds=grounds)
     assert g.validate()
     assert set(g.node_types) == set(schema.NODE_TYPES)
     assert set(g.edge_types) == set(schema.EDGE_TYPES)
@@ -33,6 +34,14 @@ def test_graph_with_image_has_every_node_and_edge_type(tweet):
     assert g['aux'].source.tolist() == [0, 0, 2]
     assert g.aux_words == ['a', 'cat', 'cat'] and g.object_names == ['person', 'dog']
     assert not g['image'].missing.item()
+    # every visual node carries the extractor's output, row for row
+    f = features
+    for node, attr, value in [('image', 'x', f.image.view(1, -1)), ('region', 'x', f.regions),
+                              ('region', 'box', f.region_boxes), ('scale', 'x', f.scales),
+                              ('scale', 'level', f.scale_levels), ('scale', 'box', f.scale_boxes),
+                              ('object', 'x', f.objects), ('object', 'box', f.object_boxes),
+                              ('object', 'cls', f.object_classes), ('object', 'score', f.object_scores)]:
+        assert torch.equal(g[node][attr], value), f'{node}.{attr}'
 
 
 def test_missing_image_gives_no_visual_evidence(tweet):
@@ -97,3 +106,28 @@ def test_builder_records_the_backend_and_its_width_on_every_graph(tmp_path, twee
     assert graphs[1]['image'].missing.item() and graphs[1]['image'].x.shape == (1, 42)
     batch = Batch.from_data_list(graphs)
     assert batch['image'].x.shape == (2, 42) and batch.visual_backend == [backend] * 2
+
+
+def test_image_ids_that_leave_the_image_folder_are_never_followed(tmp_path, tweet, caplog):
+    """Ids written in code (the CoNLL reader already refuses them) that point outside the
+    folder: each such tweet gets no image and is reported; the photo outside is never read."""
+    from PIL import Image
+
+    from graphmner.data.demo import DEMO_OPTIONS
+    from graphmner.graph.builder import GraphBuilder
+    from graphmner.graph.options import GraphOptions
+
+    images = tmp_path / 'images'
+    images.mkdir()
+    outside = tmp_path / 'secret.png'
+    Image.new('RGB', (32, 32), 'red').save(outside)
+    ids = ['../secret', str(outside.with_suffix('')), 'secret\x00', '9' * 300, 'x/../../secret', 'absent']
+    tweets = [Tweet(i, tweet.words, tweet.labels) for i in ids]
+    builder = GraphBuilder(GraphOptions(**DEMO_OPTIONS), image_root=images, feature_cache=tmp_path / 'cache')
+    with caplog.at_level('WARNING', logger='graphmner.data'):
+        graphs, report = builder(tweets)
+    assert [g['image'].missing.item() for g in graphs] == [True] * 6
+    assert report['image_problems'] == {'unsafe_image_id': 5, 'no_image': 1}  # 'absent': no such file
+    assert list(report['unsafe_image_ids']) == [i[:80] for i in ids[:5]]
+    assert '5 tweet(s) with an image id that is not a plain file name' in caplog.text
+    assert not (tmp_path / 'cache').exists()  # nothing was read, so nothing was extracted

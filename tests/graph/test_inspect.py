@@ -72,18 +72,28 @@ def test_draw_saves_png(which, request, tmp_path):
     plt.close(ax.figure)
 
 
+def drawn_edges(ax):
+    """The edges draw() put on ``ax``: one arrow annotation each."""
+    from matplotlib.text import Annotation
+    return sum(isinstance(t, Annotation) and t.arrow_patch is not None for t in ax.texts)
+
+
 def test_draw_hides_dense_by_default(full):
     import matplotlib.pyplot as plt
 
+    dense = {'word__intra__word', 'region__informs__word', 'scale__guides__word', 'aux__describes__word',
+             'word__rev_grounds__object'}
+    edges = {'__'.join(e): full[e].num_edges for e in full.edge_types}
+    assert all(edges[name] > 0 for name in dense)
     ax = plt.subplots()[1]
     draw(full, ax=ax, boxes=False)
-    hidden = len(ax.texts) + len(ax.patches)
+    assert drawn_edges(ax) == sum(n for name, n in edges.items() if name not in dense)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert not any('word__intra__word' in t for t in labels)
+    assert not any(name in label for name in dense for label in labels)
     ax2 = plt.subplots()[1]
     draw(full, ax=ax2, show=[('word', 'intra', 'word')], boxes=False)
-    assert any('word__intra__word' in t.get_text() for t in ax2.get_legend().get_texts())
-    assert hidden > 0
+    assert drawn_edges(ax2) == drawn_edges(ax) + edges['word__intra__word'] == drawn_edges(ax) + 30
+    assert any('word__intra__word (30)' in t.get_text() for t in ax2.get_legend().get_texts())
     plt.close('all')
 
 

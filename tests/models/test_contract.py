@@ -9,6 +9,7 @@ from graphmner import models
 from graphmner.data.conll import read_conll
 from graphmner.data.demo import demo_split_path
 from graphmner.graph.builder import build_graph
+from graphmner.metrics import get_spans, span_scores
 
 
 @pytest.fixture(scope='module')
@@ -43,16 +44,42 @@ def test_loss_is_finite_and_trains_every_head_parameter(model, graphs):
     assert all(p.grad is not None for p in head if p.requires_grad)
 
 
-def test_decode_gives_one_label_per_word(model, graphs):
+#: A decoded tag path and the BIO labels it means, in each scheme: a decoder that passed
+#: BIOES tags through unconverted, or mapped them wrongly, gives other labels.
+FORCED_PATHS = {
+    'bio': (['B-PER', 'I-PER', 'O', 'B-LOC', 'B-ORG', 'I-ORG'],
+            ['B-PER', 'I-PER', 'O', 'B-LOC', 'B-ORG', 'I-ORG']),
+    'bioes': (['B-PER', 'E-PER', 'O', 'S-LOC', 'B-ORG', 'I-ORG', 'E-ORG'],
+              ['B-PER', 'I-PER', 'O', 'B-LOC', 'B-ORG', 'I-ORG', 'I-ORG']),
+}
+
+
+def test_decode_gives_one_label_per_word(model, graphs, monkeypatch):
     model.eval()
     pred = model.decode(batch_for(model, graphs))
     assert [len(p) for p in pred] == [len(g.words) for g in graphs]
     assert all(label in model.labels for p in pred for label in p)
+    # whatever tags the CRF decodes (S- and E- included), decode speaks BIO
+    tags, labels = FORCED_PATHS[model.config.tag_scheme]
+
+    def forced(emissions, mask):
+        path = torch.full(mask.shape, -1, dtype=torch.long)
+        for b, n in enumerate(mask.sum(1).tolist()):
+            path[b, :n] = torch.tensor([model.tags.index(tags[t % len(tags)]) for t in range(n)])
+        return path
+    monkeypatch.setattr(model.crf, 'decode', forced)
+    pred = model.decode(batch_for(model, graphs))
+    assert pred == [[labels[t % len(labels)] for t in range(len(g.words))] for g in graphs]
 
 
 def test_evaluate_returns_span_scores(model, graphs):
-    scores = model.evaluate([batch_for(model, graphs[:3]), batch_for(model, graphs[3:])])
-    assert {'precision', 'recall', 'f1', 'per_type'} <= set(scores)
+    """evaluate() is span_scores(gold labels, decode()) over all its batches, in order."""
+    model.eval()
+    batches = [batch_for(model, graphs[:3]), batch_for(model, graphs[3:])]
+    scores = model.evaluate(batches)
+    pred = [labels for batch in batches for labels in model.decode(batch)]
+    assert scores == span_scores([g.labels for g in graphs], pred)
+    assert scores['support'] == sum(len(get_spans(g.labels)) for g in graphs) > 0
 
 
 def test_save_load_round_trip_gives_identical_predictions(model, graphs, tmp_path):

@@ -6,10 +6,17 @@ import torch
 from torch_geometric.data import Batch
 
 from graphmner import models
+from graphmner.data.conll import Tweet
 from graphmner.graph.builder import build_graph
 from graphmner.models.ita import ITA, ITAConfig, cross_view_kl
 
 AUX = [('a', 'caption'), ('man', 'caption'), ('smiling', 'caption')]
+
+
+@pytest.fixture
+def long_tweet():
+    return Tweet('demo_2', ['RT', 'Kevin', 'Durant', 'in', 'Oakland', 'tonight'],
+                 ['O', 'B-PER', 'I-PER', 'O', 'B-LOC', 'O'])
 
 
 def make(tiny_encoder, **kw):
@@ -17,17 +24,65 @@ def make(tiny_encoder, **kw):
     return ITA(ITAConfig(encoder=tiny_encoder, **kw)).eval()
 
 
+def spy_on_encoder(model):
+    """Records the aux words of every encoder call."""
+    calls = []
+    forward = model.encoder.forward
+
+    def recording(words, aux_words=None, **kwargs):
+        calls.append(aux_words)
+        return forward(words, aux_words, **kwargs)
+    model.encoder.forward = recording
+    return calls
+
+
 def test_aux_in_input_not_in_emissions(tiny_encoder, tweet):
+    """The image-text view feeds the encoder the words and the aux words; only words are tagged;
+    the text view feeds the words alone; the two give different emissions from the same weights."""
     model = make(tiny_encoder)
+    calls = spy_on_encoder(model)
     batch = Batch.from_data_list([build_graph(tweet, aux=AUX)])
-    aux = model.aux_of(batch)
-    assert aux == [['a', 'man', 'smiling']]
-    enc = model.encoder.tokenize(model.words_of(batch), aux)
-    ids = set(enc.input_ids[0].tolist())
-    for w in aux[0]:
-        assert set(model.encoder._word_pieces([w])[0]) <= ids
-    out = model(batch)
-    assert out.emissions.shape[1] == len(tweet.words)
+    assert model.aux_of(batch) == [['a', 'man', 'smiling']]
+    views = {}
+    for view in ('image-text', 'auto', 'text'):
+        with model.inference_view(view), torch.no_grad():
+            views[view] = model(batch).emissions
+    assert calls == [[['a', 'man', 'smiling']]] * 2 + [None]
+    assert views['image-text'].shape == views['text'].shape == (1, len(tweet.words), len(model.tags))
+    torch.testing.assert_close(views['auto'], views['image-text'])
+    assert not torch.allclose(views['image-text'], views['text'], atol=1e-3)
+    # the student reads the text view in training
+    calls.clear()
+    model.train()(batch)
+    assert calls == [None]
+
+
+def no_dropout(model):
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+def reference_parts(model, batch):
+    """The ITA objective computed from its definition: the text view's NLL over every tweet,
+    the image-text view's NLL over the tweets with aux words, and T^2 sum KL(teacher || student)
+    over those tweets' words divided by their number."""
+    words, aux = model.words_of(batch), model.aux_of(batch)
+    tags = model.target_tags(batch)
+    text = model.encoder(words)
+    e_text = model.emission(text.words)
+    has = [i for i, a in enumerate(aux) if a]
+    image_text = model.encoder([words[i] for i in has], [aux[i] for i in has])
+    e_it, mask = model.emission(image_text.words), image_text.word_mask
+    T = model.config.temperature
+    teacher = model.crf.log_marginals(e_it, mask, temperature=T)
+    student = model.crf.log_marginals(e_text[has], mask, temperature=T)
+    kl = sum(float((teacher[b, t].exp() * (teacher[b, t] - student[b, t])).sum())
+             for b in range(len(has)) for t in range(int(mask[b].sum())))
+    return {'nll': float(model.crf.nll(e_text, tags, text.word_mask)),
+            'nll_image_text': float(model.crf.nll(e_it, tags[has], mask)),
+            'cva': T ** 2 * kl / len(has)}
 
 
 def test_cross_view_kl_hand():
@@ -54,13 +109,52 @@ def test_text_only_inference(tiny_encoder, tweet):
         torch.testing.assert_close(auto(plain).emissions, a)
 
 
-def test_loss_parts(tiny_encoder, tweet):
-    model = make(tiny_encoder, temperature=4.0).train()
-    batch = Batch.from_data_list([build_graph(tweet, aux=AUX), build_graph(tweet)])
+@pytest.mark.parametrize('cva', [True, False])
+def test_loss_is_text_nll_plus_weighted_image_text_nll_and_cva(tiny_encoder, tweet, long_tweet, cva):
+    """loss = nll + (1 - r) nll_image_text + r cva (r = 0.3); without CVA, nll + nll_image_text;
+    each part as its definition computes it."""
+    model = no_dropout(make(tiny_encoder, temperature=4.0, cva_weight=0.3, cva=cva).train())
+    with torch.no_grad():
+        model.emission.weight.mul_(10)  # sharper marginals: the views disagree more
+    caption = [(w, 'caption') for w in 'a man in a red shirt smiling next to a large fish on a boat'.split()]
+    other = Tweet('demo_3', ['Oakland', 'wins'], ['B-ORG', 'O'])
+    batch = Batch.from_data_list([build_graph(tweet, aux=caption), build_graph(long_tweet),
+                                  build_graph(other, aux=AUX)])  # the tweet without aux words in between
     loss, parts = model.loss(batch)
-    loss.backward()
-    assert {'nll', 'nll_image_text', 'cva', 'aux_words_truncated'} <= set(parts)
-    assert parts['cva'] >= 0 and math.isfinite(loss.item())
+    with torch.no_grad():
+        want = reference_parts(model, batch)
+    if cva:
+        weights = {'nll': 1.0, 'nll_image_text': 0.7, 'cva': 0.3}
+        assert want['cva'] > 1e-3  # the views disagree
+    else:
+        weights, _ = {'nll': 1.0, 'nll_image_text': 1.0}, want.pop('cva')
+    assert model.loss_weights() == pytest.approx(weights)
+    assert set(parts) - {'loss', 'aux_words_truncated'} == set(want)
+    for key, value in want.items():
+        assert parts[key] == pytest.approx(value, rel=1e-3, abs=1e-6), key
+    assert loss.item() == pytest.approx(sum(weights[k] * want[k] for k in want), rel=1e-5)
+    assert parts['loss'] == pytest.approx(loss.item())
+
+
+def test_no_gradient_reaches_the_teacher_view(tiny_encoder, tweet):
+    """CVA trains the text view (the student) towards the image-text view (the teacher):
+    the gradient of the CVA term reaches the student's emissions and never the teacher's."""
+    model = no_dropout(make(tiny_encoder).train())
+    emissions = []
+    view_output = model._view_output
+
+    def keep_emissions(words, aux):
+        out, truncated = view_output(words, aux)
+        out.emissions.retain_grad()
+        emissions.append(out.emissions)
+        return out, truncated
+    model._view_output = keep_emissions
+    batch = Batch.from_data_list([build_graph(tweet, aux=AUX)])
+    student = model(batch)
+    model.auxiliary_losses(batch, student)['cva'].backward()
+    [student_emissions, teacher_emissions] = emissions
+    assert student_emissions.grad is not None and student_emissions.grad.abs().sum() > 0
+    assert teacher_emissions.grad is None or not teacher_emissions.grad.any()
 
 
 def test_save_load(tiny_encoder, tweet, tmp_path):

@@ -9,7 +9,7 @@ from conftest import batch_for, fake_features
 from graphmner import models
 from graphmner.graph import schema
 from graphmner.graph.builder import build_graph
-from graphmner.models.umgf import UMGF, UMGFConfig
+from graphmner.models.umgf import UMGF, UMGFConfig, UMGFFusionLayer
 
 DIM = 8  # visual feature width of the fake features
 SMALL = {'d_model': 16, 'heads': 2, 'ffn': 8, 'visual_dim': DIM}
@@ -146,3 +146,91 @@ def test_dense_word_attention_gives_the_message_passing_values(tiny_encoder, lon
     sparse.load_state_dict(dense.state_dict())
     batch = batch_for(dense, [grounded, build_graph(long_tweet, feature_dim=DIM)])
     torch.testing.assert_close(dense(batch).emissions, sparse(batch).emissions)
+
+
+# -- one fusion layer against a by-hand computation of Eqs. 1-8 --------------------------------
+
+def by_hand_attention(attention, x, edges):
+    """Eqs. 1-2 node by node: each node attends to itself and to its in-neighbours."""
+    heads, d = attention.heads, attention.channels // attention.heads
+    q, k = attention.lin_query(x), attention.lin_key(x)
+    v = attention.lin_value(x) if attention.project_value else x
+    out = []
+    for i in range(len(x)):
+        sources = [i] + [j for j, t in edges if t == i and j != i]
+        per_head = []
+        for h in range(heads):
+            part = slice(h * d, (h + 1) * d)
+            scores = torch.stack([q[i, part] @ k[j, part] / d ** 0.5 for j in sources])
+            alpha = torch.softmax(scores, 0)
+            per_head.append(sum(a * v[j, part] for a, j in zip(alpha, sources)))
+        out.append(torch.cat(per_head))
+    out = torch.stack(out)
+    return attention.lin_out(out) if attention.project_value else out
+
+
+def by_hand_gate(gate, c_target, c_source, edges):
+    """Eqs. 3-6 node by node: sum_j sigmoid(W1 c_i + W2 c_j) * c_j over the neighbours j."""
+    out = torch.zeros_like(c_target)
+    for j, i in edges:
+        b = torch.sigmoid(gate.lin_dst(c_target[i]) + gate.lin_src(c_source[j])) if gate.gated else 1.0
+        out[i] = out[i] + b * c_source[j]
+    return out
+
+
+def by_hand_norm(sublayer, x, y):
+    """LayerNorm(x + y) from its formula."""
+    z = x + y
+    mean, var = z.mean(-1, keepdim=True), z.var(-1, unbiased=False, keepdim=True)
+    return (z - mean) / torch.sqrt(var + sublayer.norm.eps) * sublayer.norm.weight + sublayer.norm.bias
+
+
+def by_hand_ffn(ffn, x):
+    first, second = ffn[0], ffn[2]
+    return torch.relu(x @ first.weight.T + first.bias) @ second.weight.T + second.bias
+
+
+@pytest.mark.parametrize('switches', [{}, {'update_visual': False}, {'gate': False},
+                                      {'visual_value_projection': False}, {'visual_self_attention': False}],
+                         ids=['full', 'last-layer', 'no-gate', 'no-visual-value-projection',
+                              'no-visual-self-attention'])
+@pytest.mark.parametrize('dense', [True, False], ids=['dense', 'message-passing'])
+def test_fusion_layer_matches_eqs_1_to_8_by_hand(switches, dense):
+    """3 words, 2 objects, d = 4, 2 heads: object 0 grounds word 1, object 1 is general;
+    each ablation switch turns off exactly its own term."""
+    torch.manual_seed(0)
+    layer = UMGFFusionLayer(4, heads=2, ffn=3, dropout=0.0, **switches).eval()
+    update_visual = switches.get('update_visual', True)
+    for parameter in layer.parameters():  # no zero biases or unit norms: every term counts
+        torch.nn.init.normal_(parameter, std=0.5)
+    h_word, h_object = torch.randn(3, 4), torch.randn(2, 4)
+    word_pairs = [(i, j) for i in range(3) for j in range(3) if i != j]
+    grounds = [(0, 1), (1, 0), (1, 1), (1, 2)]  # (object, word)
+    edge_index = {'word__intra__word': torch.tensor(word_pairs).T,
+                  'object__intra__object': torch.tensor([(0, 1), (1, 0)]).T,
+                  'object__grounds__word': torch.tensor(grounds).T,
+                  'word__rev_grounds__object': torch.tensor(grounds).T.flip(0)}
+    with torch.no_grad():
+        got_word, got_object = layer(h_word, h_object, edge_index,
+                                     torch.zeros(3, dtype=torch.long) if dense else None)
+        r = layer.residual
+        c_word = by_hand_norm(r['word_attention'], h_word,
+                              by_hand_attention(layer.attention['word__intra__word'], h_word, word_pairs))
+        if switches.get('visual_self_attention', True):
+            c_object = by_hand_norm(r['object_attention'], h_object,
+                                    by_hand_attention(layer.attention['object__intra__object'], h_object,
+                                                      [(0, 1), (1, 0)]))
+        else:
+            c_object = h_object
+        r_word = by_hand_norm(r['word_gate'], c_word,
+                              by_hand_gate(layer.gate['object__grounds__word'], c_word, c_object, grounds))
+        want_word = by_hand_norm(r['word_ffn'], r_word, by_hand_ffn(layer.ffn['word'], r_word))
+        if update_visual:
+            r_object = by_hand_norm(r['object_gate'], c_object,
+                                    by_hand_gate(layer.gate['word__rev_grounds__object'], c_object, c_word,
+                                                 [(w, o) for o, w in grounds]))
+            want_object = by_hand_norm(r['object_ffn'], r_object, by_hand_ffn(layer.ffn['object'], r_object))
+        else:
+            want_object = c_object  # the last layer's visual update would be dead weight
+    torch.testing.assert_close(got_word, want_word, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got_object, want_object, atol=1e-5, rtol=1e-4)

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from transformers import AutoModel
+from transformers import AutoModel, AutoTokenizer
 
 from graphmner.nn.encoder import TextEncoder
 
@@ -12,18 +12,30 @@ def encoder(tiny_encoder):
     return TextEncoder(tiny_encoder, max_length=32).eval()
 
 
+def first_subwords(tokenizer_path, words):
+    """Hugging Face's own tokenisation of pre-split words: input ids and, per tweet, the
+    position of each word's first subword (from ``word_ids()``)."""
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    enc = tokenizer(words, is_split_into_words=True, padding=True, return_tensors='pt')
+    firsts = []
+    for b in range(len(words)):
+        ids = enc.word_ids(b)
+        firsts.append([ids.index(w) for w in range(len(words[b]))])
+    return enc, firsts
+
+
 def test_first_subword_pooling_matches_plain_model(encoder, tiny_encoder):
     out = encoder(WORDS)
-    enc = encoder.tokenize(WORDS)
+    reference, firsts = first_subwords(tiny_encoder, WORDS)
     hidden = AutoModel.from_pretrained(tiny_encoder).eval()(
-        input_ids=enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
+        input_ids=reference.input_ids, attention_mask=reference.attention_mask).last_hidden_state
     assert out.words.shape == (2, 6, encoder.hidden_size)
     assert out.word_mask.tolist() == [[True] * 6, [True] * 3 + [False] * 3]
-    # '@JayKenMinaj' is several pieces: the word takes its first one.
-    assert enc.word_index[1].tolist()[:3] == [1, 2, len(encoder._word_pieces(['RT', '@JayKenMinaj'])[1]) + 2]
+    # '@JayKenMinaj' is several pieces, so the third word of tweet 1 does not start at position 3
+    assert firsts[1] == [1, 2, 7]  # [CLS] rt @ jay ##ken ##mina ##j george
+    assert torch.equal(encoder.tokenize(WORDS).input_ids, reference.input_ids)
     for b in range(2):
-        n = int(out.word_mask[b].sum())
-        torch.testing.assert_close(out.words[b, :n], hidden[b, enc.word_index[b, :n]])
+        torch.testing.assert_close(out.words[b, :len(firsts[b])], hidden[b, firsts[b]])
     assert out.words[1, 3:].abs().sum() == 0
 
 
@@ -95,9 +107,21 @@ def test_prefix_is_gone_after_the_call(encoder):
 
 @pytest.mark.integration
 def test_real_minilm_encodes_words(minilm):
+    """The pretrained MiniLM's word states are its first-subword states, and the sentence
+    vector is sentence-transformers' mean pooling of the tweet read as one string."""
     encoder = TextEncoder(minilm).eval()
     out = encoder(WORDS)
     assert out.words.shape == (2, 6, 384) and out.pooled.shape == (2, 384)
+    model = AutoModel.from_pretrained(minilm).eval()
+    reference, firsts = first_subwords(minilm, WORDS)
+    hidden = model(input_ids=reference.input_ids, attention_mask=reference.attention_mask).last_hidden_state
+    for b in range(2):
+        torch.testing.assert_close(out.words[b, :len(firsts[b])], hidden[b, firsts[b]], atol=1e-5, rtol=1e-4)
+    tokenizer = AutoTokenizer.from_pretrained(minilm)
+    for b, words in enumerate(WORDS):
+        sentence = tokenizer(' '.join(words), return_tensors='pt')
+        states = model(**sentence).last_hidden_state[0]
+        torch.testing.assert_close(out.pooled[b], states.mean(0), atol=1e-5, rtol=1e-4)
 
 
 def test_a_tweet_reading_no_prefix_gets_exactly_the_prefix_free_states(encoder):

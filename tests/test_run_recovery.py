@@ -1,0 +1,160 @@
+"""Recovery with real processes: ``experiments/run.py`` killed with SIGKILL in the middle of
+an epoch and again in the middle of writing its checkpoint, then run with ``--resume``, ends
+with the scores of a run that was never interrupted, and leaves no cut-off file behind.
+
+The kills are real (``os.kill(pid, SIGKILL)`` from this process); a small runner only makes
+their moment deterministic: it wraps the model's loss (or the atomic file writer) so that the
+run stops at a chosen batch (or halfway through writing ``last.pt``), says so in a marker
+file and waits there to be killed.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import ROOT
+
+from graphmner.graph import load_dataset
+
+PAUSING_RUN = r'''
+import os, runpy, sys, time
+from pathlib import Path
+
+marker, pause = Path(os.environ['PAUSE_MARKER']), os.environ.get('PAUSE', '')
+sys.path.insert(0, os.environ['REPO'])
+
+
+def wait_to_be_killed():
+    marker.write_text(str(os.getpid()))
+    while True:
+        time.sleep(1)
+
+
+if pause.startswith('loss:'):  # stop before training batch N (counted from 1 in this process)
+    from graphmner.models.base import MNERModel
+    loss, calls, stop = MNERModel.loss, [0], int(pause.split(':')[1])
+
+    def pausing_loss(self, batch):
+        calls[0] += 1
+        if calls[0] == stop:
+            wait_to_be_killed()
+        return loss(self, batch)
+    MNERModel.loss = pausing_loss
+elif pause.startswith('write:'):  # stop halfway through writing that file the first time
+    import io
+    import graphmner.io
+    atomic_write, name = graphmner.io.atomic_write, pause.split(':')[1]
+
+    def pausing_write(path, write):
+        if Path(path).name != name:
+            return atomic_write(path, write)
+
+        def half_then_wait(f):
+            buffer = io.BytesIO()
+            write(buffer)
+            f.write(buffer.getvalue()[:buffer.tell() // 2])
+            f.flush()
+            os.fsync(f.fileno())
+            wait_to_be_killed()
+        return atomic_write(path, half_then_wait)
+    graphmner.io.atomic_write = pausing_write
+
+sys.argv = [os.environ['RUN_PY'], *sys.argv[1:]]
+runpy.run_path(os.environ['RUN_PY'], run_name='__main__')
+'''
+
+
+def start(tmp_path, argv, pause=''):
+    runner = tmp_path / 'pausing_run.py'
+    runner.write_text(PAUSING_RUN)
+    marker = tmp_path / f'paused-{time.monotonic_ns()}'
+    # One thread: equal arithmetic in every process, and no thread contention on a busy machine.
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'YOLO_OFFLINE': 'true', 'OMP_NUM_THREADS': '1',
+           'PAUSE': pause, 'PAUSE_MARKER': str(marker), 'REPO': str(ROOT),
+           'RUN_PY': str(ROOT / 'experiments' / 'run.py')}
+    process = subprocess.Popen([sys.executable, str(runner), *map(str, argv)], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return process, marker
+
+
+def finish(process):
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, out[-3000:]
+    return out
+
+
+def kill_when_paused(process, marker):
+    deadline = time.monotonic() + 600
+    while not marker.exists():
+        if process.poll() is not None:
+            pytest.fail(f'the run ended before pausing:\n{process.stdout.read()[-3000:]}')
+        assert time.monotonic() < deadline, 'the run never reached its pause'
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+
+def whole(run_dir):
+    """Every file of the run folder reads back completely; no temporary file is left."""
+    names = sorted(p.name for p in run_dir.iterdir())
+    assert not [n for n in names if n.startswith('.')], names
+    for name in names:
+        path = run_dir / name
+        if name.endswith('.pt'):
+            torch.load(path, weights_only=True)
+        elif name.endswith('.json'):
+            json.loads(path.read_text())
+        elif name.endswith('.png'):
+            data = path.read_bytes()
+            assert data[:8] == b'\x89PNG\r\n\x1a\n' and data[-8:] == b'IEND\xaeB`\x82', name
+    return names
+
+
+def epochs_in(path):
+    return torch.load(path, weights_only=True)['epoch']
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_and_mid_checkpoint_then_resume_gives_the_uninterrupted_run(
+        tiny_encoder, graph_cache, tmp_path):
+    # 24 training tweets in batches of 4: 6 steps an epoch; learning rates at which the tiny model learns
+    argv = ['--model', 'bert-crf', '--encoder', tiny_encoder, '--epochs', '3', '--batch-size', '4',
+            '--seed', '3', '--cache-dir', graph_cache, '--set', 'train.encoder_lr=0.01',
+            '--set', 'train.head_lr=0.01']
+    for split in ('train', 'dev', 'test'):  # the demo graphs are built once, here, not by one of the runs
+        load_dataset('demo', split, cache_dir=graph_cache)
+    full, killed = tmp_path / 'uninterrupted', tmp_path / 'killed'
+    reference, _ = start(tmp_path, [*argv, '--out', full])
+
+    # 1. SIGKILL in the middle of epoch 2 (before its third batch)
+    process, marker = start(tmp_path, [*argv, '--out', killed], pause='loss:9')
+    kill_when_paused(process, marker)
+    assert epochs_in(killed / 'last.pt') == 1 and not (killed / 'metrics.json').exists()
+    assert whole(killed)
+
+    # 2. --resume, SIGKILL halfway through writing last.pt after epoch 2
+    process, marker = start(tmp_path, [*argv, '--out', killed, '--resume'], pause='write:last.pt')
+    kill_when_paused(process, marker)
+    [partial] = [p for p in killed.iterdir() if p.name.startswith('.last.pt.')]
+    assert 0 < partial.stat().st_size
+    assert epochs_in(killed / 'last.pt') == 1  # the previous state, untouched
+
+    # 3. --resume to the end
+    log = finish(start(tmp_path, [*argv, '--out', killed, '--resume'])[0])
+    assert 'Removed 1 partial file(s) left by an interrupted write' in log
+    assert 'Resumed from' in log and 'after epoch 1' in log
+    finish(reference)
+
+    got, want = (json.loads((run / 'metrics.json').read_text()) for run in (killed, full))
+    assert got['dev'] == want['dev'] and got['test'] == want['test']
+    drop_timing = lambda history: [{k: v for k, v in h.items() if 'second' not in k} for h in history]
+    assert drop_timing(got['history']) == drop_timing(want['history'])
+    assert got['history'][-1]['loss'] < got['history'][0]['loss']
+    assert whole(killed) == whole(full)
+    # A finished run keeps its weights once: last.pt is a small record, best.pt the model.
+    assert (killed / 'last.pt').stat().st_size < 0.01 * (killed / 'best.pt').stat().st_size
