@@ -213,12 +213,15 @@ class GraphBuilder:
             unsafe = {i: problem for i, t in enumerate(tweets) if (problem := image_id_problem(t.image_id))}
             paths = [None if i in unsafe else image_path(self.image_root, t.image_id)
                      for i, t in enumerate(tweets)]
-        if all(p is None for p in paths):
+        elif all(p is None for p in paths):  # new tweets given without photos: no extractor to load
             report['image_problems'] = {'no image given': len(tweets)}
             return [None] * len(tweets), list(paths)
         extractor = FeatureExtractor(self.vision, self.detector, cache_dir=self.feature_cache,
                                      progress=self.progress)
-        features = extractor.extract(paths)
+        looked_up = [i for i in range(len(tweets)) if i not in unsafe]
+        features: list[ImageFeatures | None] = [None] * len(tweets)
+        for i, f in zip(looked_up, extractor.extract([paths[i] for i in looked_up])):
+            features[i] = f
         report['image_problems'] = dict(extractor.report.counts)
         report['extraction'] = extractor.report.summary()
         if unsafe:
