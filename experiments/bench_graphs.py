@@ -68,8 +68,7 @@ def bench_building(args, tweets, image_root) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)  # random weights, announced once above
             builder(tweets)  # fills the feature cache
-        extractor = FeatureExtractor(VisionConfig(weights=None), DetectorConfig(
-            weights=options.detector_weights, conf=options.detector_conf), cache_dir=cache, progress=False)
+        extractor = FeatureExtractor(builder.vision, builder.detector, cache_dir=cache, progress=False)
         features = extractor.extract([image_path(image_root, t.image_id) for t in tweets])
         assert extractor.report.computed == 0, 'the feature cache should have answered every image'
         pairs = [(tweets[i % len(tweets)], features[i % len(tweets)]) for i in range(args.graphs)]

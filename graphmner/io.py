@@ -10,6 +10,26 @@ from typing import IO, Any
 import torch
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, unreadable, truncated, or
+    written by another layout. The message names the file and what to do; the
+    command line shows it as one line (exit status 2)."""
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> Any:
+    """``torch.load(path, weights_only=True)`` with every way it can fail on a
+    user's file turned into a :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at '{path}'" + (' (it is a folder)' if path.is_dir() else ''))
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # truncated zip, pickle, foreign file: all mean "not usable"
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"'{path}' is not a readable checkpoint ({reason[:200]}): it may be "
+                              'truncated or not a graphmner file') from None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
     """Calls ``write`` on a temporary file beside ``path``, then renames it
     over ``path`` (:func:`os.replace` is atomic within one file system, hence

@@ -12,6 +12,7 @@ os.environ.setdefault('YOLO_OFFLINE', 'true')
 
 import pytest
 import torch
+from torch_geometric.data import Batch
 
 from graphmner.data.conll import Tweet
 from graphmner.features.types import ImageFeatures
@@ -86,6 +87,19 @@ def fake_features(num_objects: int = 2, dim: int = 8, names: tuple[str, ...] = (
         objects=torch.randn(num_objects, dim, generator=g), object_boxes=boxes(num_objects),
         object_classes=torch.arange(num_objects), object_scores=torch.rand(num_objects, generator=g),
         object_names=[names[i % len(names)] for i in range(num_objects)])
+
+
+def batch_for(model, graphs) -> Batch:
+    """The graphs as the data pipeline hands them to ``model``: its graph
+    transform applied (to copies), then batched."""
+    transform = model.graph_transform()
+    return Batch.from_data_list([transform(g.clone()) for g in graphs])
+
+
+@pytest.fixture
+def long_tweet() -> Tweet:
+    words = ['RT', 'Kevin', 'Durant', 'and', 'the', 'Warriors', 'celebrate', 'in', 'Oakland', 'tonight']
+    return Tweet('demo_2', words, ['O', 'B-PER', 'I-PER', 'O', 'O', 'B-ORG', 'O', 'O', 'B-LOC', 'O'])
 
 
 @pytest.fixture

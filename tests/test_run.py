@@ -60,3 +60,11 @@ def test_set_values_are_typed_by_the_config(run, tmp_path):
     assert settings['model']['heads'] == 2 and settings['model']['gate'] is False
     assert settings['data']['vision_weights'] is None
     assert settings['train']['epochs'] == 5  # --set wins over the flag
+
+
+def test_a_run_that_dies_marks_its_folder_failed(run, tiny_encoder, graph_cache, tmp_path):
+    with pytest.raises(ValueError, match="'max_length' must be at least 4"):
+        run.main(['--model', 'bert-crf', '--encoder', tiny_encoder, '--out', str(tmp_path / 'run'),
+                  '--cache-dir', str(graph_cache), '--set', 'model.max_length=2'])
+    assert (tmp_path / 'run' / 'FAILED').read_text().startswith("ValueError: 'max_length' must be at least 4")
+    assert not (tmp_path / 'run' / 'metrics.json').exists()

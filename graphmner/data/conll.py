@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -53,9 +54,18 @@ PathLike = str | os.PathLike[str]
 
 _IMGID = 'IMGID:'
 
-# On-disk spelling -> canonical label. Twitter-2015's OTHER is our MISC.
+# On-disk spelling -> canonical label. Twitter-2015's OTHER is our MISC; other
+# datasets may use any entity types (``B-DRUG``), spelled as they are.
 _CANONICAL = {label: label for label in BIO_LABELS}
 _CANONICAL.update({'B-OTHER': 'B-MISC', 'I-OTHER': 'I-MISC'})
+_ANY_LABEL = re.compile(r'[BI]-[A-Za-z][A-Za-z0-9_]*')
+
+
+def _canonical(label: str) -> str | None:
+    """The label as graphmner names it, or None if it is not an IOB2 label."""
+    if label in _CANONICAL:
+        return _CANONICAL[label]
+    return label if _ANY_LABEL.fullmatch(label) else None
 _MISC_SPELLING = {'B-MISC': 'MISC', 'I-MISC': 'MISC',
                   'B-OTHER': 'OTHER', 'I-OTHER': 'OTHER'}
 
@@ -318,12 +328,12 @@ def read_conll(path: PathLike) -> list[Tweet]:
                 f"({tabs} tabs)")
         if not word:
             raise ConllFormatError(path, line_number, f"empty token in {line!r}")
-        canonical = _CANONICAL.get(label)
+        canonical = _canonical(label)
         if canonical is None:
             raise ConllFormatError(
                 path, line_number,
-                f"unknown label {label!r}; expected one of {BIO_LABELS} "
-                f"(or B-OTHER/I-OTHER for MISC)")
+                f"unknown label {label!r}; expected 'O' or B-<TYPE>/I-<TYPE> (e.g. {BIO_LABELS[1:3]}; "
+                f"B-OTHER/I-OTHER are read as MISC)")
         spelling = _MISC_SPELLING.get(label)
         if spelling:
             misc_spellings[spelling] = None
@@ -385,6 +395,8 @@ def write_conll(tweets: Sequence[Tweet], path: PathLike, *,
     if not tweets:
         raise ValueError(f"No tweets to write to {os.fspath(path)}")
     on_disk = {label: label.replace('MISC', layout.misc_spelling) for label in BIO_LABELS}
+    on_disk.update({label: label for tweet in tweets for label in tweet.labels
+                    if label not in on_disk and _ANY_LABEL.fullmatch(label) and not label.endswith('-OTHER')})
 
     blocks = []
     for index, tweet in enumerate(tweets):
@@ -398,7 +410,7 @@ def write_conll(tweets: Sequence[Tweet], path: PathLike, *,
         except KeyError as err:
             raise ValueError(
                 f"Cannot write tweet {index} ({tweet.image_id!r}): unknown label "
-                f"{err.args[0]!r}; expected one of {BIO_LABELS}") from None
+                f"{err.args[0]!r}; expected 'O' or B-<TYPE>/I-<TYPE> (OTHER is written as MISC)") from None
         blocks.append(f"{_IMGID}{tweet.image_id}\n" + '\n'.join(lines))
 
     text = '\n\n'.join(blocks) + '\n' * layout.trailing_newlines

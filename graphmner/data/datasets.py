@@ -1,13 +1,19 @@
-"""The datasets graphmner knows by name, and where their CoNLL splits live.
+"""The datasets graphmner reads, and where their CoNLL splits live.
 
 ``demo`` ships inside the package; ``twitter2015`` and ``twitter2017`` are read
-from a local copy of the UMT release (``--data-root``). Graphs are built from
-these files by :func:`graphmner.graph.load_dataset`.
+from a local copy of the UMT release (``--data-root``); any other dataset is a
+folder holding ``train.txt``, ``valid.txt`` and ``test.txt`` in the same
+``IMGID:`` CoNLL format, with any entity types. Graphs are built from these
+files by :func:`graphmner.graph.load_dataset`.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
+
+from .conll import Tweet, read_conll
+from .labels import BIO_LABELS, split_label
 
 DATASETS = ('demo', 'twitter2015', 'twitter2017')
 SPLITS = ('train', 'dev', 'test')
@@ -15,18 +21,32 @@ SPLITS = ('train', 'dev', 'test')
 SPLIT_FILES = {'train': 'train.txt', 'dev': 'valid.txt', 'test': 'test.txt'}
 
 
-def split_path(name: str, split: str, data_root: str | os.PathLike | None = None) -> Path:
-    """The CoNLL file of one split of dataset ``name``.
+def is_folder_dataset(name: str | os.PathLike) -> bool:
+    """Whether ``name`` is a dataset folder (not one of :data:`DATASETS`)."""
+    return str(name) not in DATASETS
+
+
+def split_path(name: str | os.PathLike, split: str, data_root: str | os.PathLike | None = None) -> Path:
+    """The CoNLL file of one split of dataset ``name`` (a name of
+    :data:`DATASETS` or a folder holding the three split files).
 
     Raises:
-        ValueError: an unknown dataset or split, or no ``data_root`` for a
-            dataset that is read from a local copy.
-        FileNotFoundError: the file is not where ``data_root`` says.
+        ValueError: an unknown split, a name that is neither a known dataset nor
+            a folder, or no ``data_root`` for a dataset read from a local copy.
+        FileNotFoundError: the file is not where ``data_root`` / the folder says.
     """
-    if name not in DATASETS:
-        raise ValueError(f"Unknown dataset '{name}'; available: {', '.join(DATASETS)}")
     if split not in SPLITS:
         raise ValueError(f"Unknown split '{split}'; use one of {', '.join(SPLITS)}")
+    if is_folder_dataset(name):
+        folder = Path(name).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"Unknown dataset '{name}': neither one of {', '.join(DATASETS)} nor a folder "
+                             f"holding {', '.join(SPLIT_FILES.values())}")
+        path = folder / SPLIT_FILES[split]
+        if not path.is_file():
+            raise FileNotFoundError(f"The dataset folder '{folder}' has no {SPLIT_FILES[split]} "
+                                    f"(it needs {', '.join(SPLIT_FILES.values())})")
+        return path
     if name == 'demo':
         from .demo import DEMO_DIR
         return DEMO_DIR / SPLIT_FILES[split]
@@ -38,3 +58,21 @@ def split_path(name: str, split: str, data_root: str | os.PathLike | None = None
         raise FileNotFoundError(f"'{path}' does not exist (check --data-root: it must hold "
                                 f"{name}/{SPLIT_FILES[split]})")
     return path
+
+
+def labels_of(tweets: Iterable[Tweet]) -> tuple[str, ...]:
+    """The BIO label set of a dataset read from its (training) tweets: ``'O'``,
+    then ``B-``/``I-`` of each entity type in the order the types first appear.
+    Raises :class:`ValueError` on a label that is not BIO."""
+    types = dict.fromkeys(split_label(label)[1] for tweet in tweets for label in tweet.labels)
+    types.pop('', None)
+    return ('O', ) + tuple(f'{prefix}-{t}' for t in types for prefix in 'BI')
+
+
+def dataset_labels(name: str | os.PathLike, data_root: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """The label set a model trained on dataset ``name`` tags with: the fixed
+    :data:`~graphmner.data.labels.BIO_LABELS` for the named datasets (so their
+    checkpoints agree), the training split's own types for a folder."""
+    if not is_folder_dataset(name):
+        return BIO_LABELS
+    return labels_of(read_conll(split_path(name, 'train', data_root)))

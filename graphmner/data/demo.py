@@ -30,13 +30,17 @@ DEMO_CAPTIONS: Path = DEMO_DIR / 'captions.txt'
 SHARED_MODELS: Path = Path(__file__).resolve().parents[3] / 'shared' / 'models'
 
 #: Extractor settings the demo runs with when the caller sets none. No pretrained
-#: vision weights can be had offline, so the demo declares random ones (each
-#: extractor warns loudly); the detector's threshold is low enough for a random
-#: YOLO to return boxes, so that object nodes and tag words are exercised.
+#: vision weights can be had offline, and a random ResNet describes every photo with
+#: nearly the same vector, so the demo describes its photos with the weight-free
+#: classical descriptors (:mod:`graphmner.features.descriptors`) and runs no detector:
+#: its graphs have no object nodes (UMGF falls back to the whole-image node, ITA gets
+#: no tag words) rather than random boxes with made-up classes. Every graph records
+#: this in ``g.visual_backend``. With ImageNet ResNet and YOLO weights at hand, pass
+#: ``vision_arch='resnet50', vision_weights='imagenet', detector_weights='yolov8n.pt'``.
 DEMO_OPTIONS: dict = {
+    'vision_arch': 'descriptors',
     'vision_weights': None,
-    'detector_weights': 'yolov8n.yaml',
-    'detector_conf': 1e-5,
+    'detector_weights': None,
     'spacy_model': str(SHARED_MODELS / 'en_core_web_sm-3.8.0'),
 }
 

@@ -53,9 +53,11 @@ class DetectorConfig:
     Args:
         weights (str or os.PathLike, optional): A weights file (e.g. a local
             ``yolov8n.pt``; relative paths are resolved against the working
-            directory, never looked up online), or a model ``.yaml`` such as
-            ``'yolov8n.yaml'`` for random weights (tests only). A ``.pt``
-            file is a pickle: use only trusted files.
+            directory, never looked up online), a model ``.yaml`` such as
+            ``'yolov8n.yaml'`` for random weights (tests only), or
+            :obj:`None` for no detector: every image then has no object
+            (UMGF falls back to the whole image, ITA gets no tag words). A
+            ``.pt`` file is a pickle: use only trusted files.
             (default: :obj:`'yolov8n.pt'`)
         top_k (int, optional): Keep at most this many detections per image,
             the most confident first. (default: :obj:`4`)
@@ -70,7 +72,7 @@ class DetectorConfig:
             feature identity. (default: :obj:`'cpu'`)
     """
 
-    weights: str | os.PathLike = 'yolov8n.pt'
+    weights: str | os.PathLike | None = 'yolov8n.pt'
     top_k: int = 4
     conf: float = 0.25
     iou: float = 0.7
@@ -93,15 +95,31 @@ class DetectorConfig:
                              f"(got {self.imgsz})")
 
     @property
+    def enabled(self) -> bool:
+        """False for ``weights=None``: no detector, no objects."""
+        return self.weights is not None
+
+    @property
     def random_weights(self) -> bool:
-        return Path(self.weights).suffix.lower() in _CONFIG_SUFFIXES
+        return self.enabled and Path(self.weights).suffix.lower() in _CONFIG_SUFFIXES
+
+    def describe(self) -> str:
+        """A short name of the detector, for pictures and logs."""
+        if not self.enabled:
+            return 'no detector'
+        name = Path(self.weights).name
+        return f'{name} (RANDOM weights)' if self.random_weights else name
 
     def resolve_weights(self) -> Path:
         """The absolute path of the weights file.
 
         Raises:
+            ValueError: ``weights`` is :obj:`None` (no detector).
             FileNotFoundError: The file does not exist.
         """
+        if not self.enabled:
+            raise ValueError("DetectorConfig.weights (--detector-weights) is None: no detector, so "
+                             "no weights file")
         path = Path(self.weights).expanduser().resolve()
         if not path.is_file():
             raise FileNotFoundError(
@@ -116,8 +134,11 @@ class DetectorConfig:
     def fingerprint(self) -> dict:
         """What determines the detections: the settings, minus the device,
         with ``weights`` replaced by the file's SHA-256 (or the model config
-        and seed for random weights). Feeds the cache key.
+        and seed for random weights); only ``weights=None`` without a
+        detector. Feeds the cache key.
         """
+        if not self.enabled:
+            return {'weights': None}
         out = asdict(self)
         del out['device']
         if self.random_weights:
@@ -167,6 +188,7 @@ class ObjectDetector:
             (default: :obj:`DetectorConfig()`)
 
     Raises:
+        ValueError: ``config.weights`` is :obj:`None` (no detector).
         FileNotFoundError: The weights file does not exist.
         ImportError: ultralytics is not installed.
 
@@ -177,6 +199,9 @@ class ObjectDetector:
 
     def __init__(self, config: DetectorConfig = DetectorConfig()):
         self.config = config
+        if not config.enabled:
+            raise ValueError("DetectorConfig.weights (--detector-weights) is None, which means no "
+                             "detector: FeatureExtractor then gives every image no objects")
         if config.random_weights:
             source = str(config.weights)
             warnings.warn(

@@ -29,9 +29,10 @@ from tqdm.auto import tqdm
 
 from graphmner.data.images import DEFAULT_MAX_PIXELS, ImageLoad, decode_image, read_bytes
 from graphmner.features.cache import FeatureCache, bytes_sha256
+from graphmner.features.descriptors import DescriptorBackbone
 from graphmner.features.detector import Detections, DetectorConfig, ObjectDetector
 from graphmner.features.types import ImageFeatures
-from graphmner.features.vision import BackboneFeatures, VisionBackbone, VisionConfig
+from graphmner.features.vision import BackboneFeatures, VisionBackbone, VisionConfig, build_backbone
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,13 @@ class FeatureExtractor:
     r"""Cached, batched extraction of :class:`ImageFeatures`.
 
     The backbone and detector are built on first need, so a run whose
-    features are all cached never loads them.
+    features are all cached never loads them; a detector config with
+    ``weights=None`` builds none and gives every image no object.
 
     Args:
-        vision (VisionConfig or VisionBackbone, optional): Backbone
-            settings, or a built backbone to share between extractors.
+        vision (VisionConfig, VisionBackbone or DescriptorBackbone, optional):
+            Backbone settings (``arch='descriptors'`` for the weight-free
+            descriptors), or a built backbone to share between extractors.
             (default: :obj:`VisionConfig()`)
         detector (DetectorConfig or ObjectDetector, optional): Detector
             settings, or a built detector to share.
@@ -119,7 +122,7 @@ class FeatureExtractor:
 
     def __init__(
         self,
-        vision: VisionConfig | VisionBackbone = VisionConfig(),
+        vision: VisionConfig | VisionBackbone | DescriptorBackbone = VisionConfig(),
         detector: DetectorConfig | ObjectDetector = DetectorConfig(),
         cache_dir: str | os.PathLike | None = None,
         *,
@@ -131,10 +134,12 @@ class FeatureExtractor:
         if batch_size < 1:
             raise ValueError(f"'batch_size' must be positive "
                              f"(got {batch_size})")
-        self._backbone = vision if isinstance(vision, VisionBackbone) else None
+        self._backbone = (vision if isinstance(vision, (VisionBackbone, DescriptorBackbone))
+                          else None)
         self._detector = (detector if isinstance(detector, ObjectDetector)
                           else None)
-        self.vision_config: VisionConfig = getattr(vision, 'config', vision)
+        # A VisionConfig, or the DescriptorConfig of a given DescriptorBackbone.
+        self.vision_config = getattr(vision, 'config', vision)
         self.detector_config: DetectorConfig = getattr(detector, 'config',
                                                        detector)
         self.settings = {
@@ -150,9 +155,9 @@ class FeatureExtractor:
         self.report = ExtractionReport()
 
     @property
-    def backbone(self) -> VisionBackbone:
+    def backbone(self) -> VisionBackbone | DescriptorBackbone:
         if self._backbone is None:
-            self._backbone = VisionBackbone(self.vision_config)
+            self._backbone = build_backbone(self.vision_config)
         return self._backbone
 
     @property
@@ -256,7 +261,8 @@ class FeatureExtractor:
         with _timed(report, 'backbone'):
             visual = self.backbone.extract(images)
         with _timed(report, 'detector'):
-            detections = self.detector.detect(images)
+            detections = (self.detector.detect(images) if self.detector_config.enabled
+                          else [Detections.empty() for _ in images])
         with _timed(report, 'crops'):
             crops = [c for img, det in zip(images, detections, strict=True)
                      for c in det.crop(img)]

@@ -16,16 +16,17 @@ class ImageFeatures:
     """Frozen visual features of one usable image: what the feature cache
     stores and :func:`graphmner.graph.build_graph` turns into nodes.
 
-    ``C`` is the backbone's last-stage width (2048 for ResNet-50/152).
+    ``C`` is the backbone's feature width (``VisionConfig.feature_dim``:
+    2048 for ResNet-50/152, 42 for the default descriptors).
     """
 
     image: Tensor           # [C] global pooled feature
-    regions: Tensor         # [R, C] cells of the last stage (R = 49 for ResNet)
+    regions: Tensor         # [R, C] grid cells (R = 49 at 224 px)
     region_boxes: Tensor    # [R, 4] normalised xyxy
-    scales: Tensor          # [S, C] pyramid cells, channels zero-padded to C
-    scale_levels: Tensor    # [S] long: backbone stage 0..3
+    scales: Tensor          # [S, C] pyramid cells (ResNet: channels zero-padded to C)
+    scale_levels: Tensor    # [S] long: pyramid level 0..3 (ResNet: stage)
     scale_boxes: Tensor     # [S, 4] normalised xyxy
-    objects: Tensor         # [K, C] crop features, K <= top-k (may be 0)
+    objects: Tensor         # [K, C] crop features, K <= top-k (0 without a detector)
     object_boxes: Tensor    # [K, 4] normalised xyxy
     object_classes: Tensor  # [K] long: detector class ids
     object_scores: Tensor   # [K] detector confidences

@@ -1,5 +1,9 @@
 r"""Frozen ResNet backbone: global, grid-region and pyramid-scale features.
 
+(``VisionConfig(arch='descriptors')`` selects the weight-free
+:class:`~graphmner.features.descriptors.DescriptorBackbone` instead; see
+:func:`build_backbone`.)
+
 One forward pass over a batch of photos gives, per photo,
 
 * the global average-pooled vector (the ``image`` node),
@@ -33,7 +37,12 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
-ARCHS: Final[tuple[str, ...]] = ('resnet50', 'resnet152')
+RESNETS: Final[tuple[str, ...]] = ('resnet50', 'resnet152')
+#: ``'descriptors'``: classical colour, gradient and texture descriptors, no weights.
+ARCHS: Final[tuple[str, ...]] = (*RESNETS, 'descriptors')
+
+#: Width of ResNet-50/152's last stage: the ``x`` width of every visual node.
+RESNET_WIDTH: Final = 2048
 
 IMAGENET_MEAN: Final = (0.485, 0.456, 0.406)
 IMAGENET_STD: Final = (0.229, 0.224, 0.225)
@@ -48,13 +57,17 @@ class VisionConfig:
     r"""Settings of :class:`VisionBackbone`.
 
     Args:
-        arch (str, optional): ``'resnet50'`` or ``'resnet152'``.
-            (default: :obj:`'resnet50'`)
+        arch (str, optional): ``'resnet50'``, ``'resnet152'``, or
+            ``'descriptors'`` for the weight-free
+            :class:`~graphmner.features.descriptors.DescriptorBackbone` (which
+            reads ``image_size`` and ``scale_grid`` and ignores every other
+            setting). (default: :obj:`'resnet50'`)
         weights (str or os.PathLike, optional): ``'imagenet'`` (torchvision's
             ``IMAGENET1K_V1``, read from the torch hub cache, never
             downloaded), another torchvision weight name such as
             ``'IMAGENET1K_V2'``, the path of a local state dict, or
-            :obj:`None` for random weights (tests only).
+            :obj:`None` for random weights (tests only). Ignored by
+            ``'descriptors'``, which has no weights.
             (default: :obj:`'imagenet'`)
         image_size (int, optional): Side of the centre crop fed to the
             network. (default: :obj:`224`)
@@ -70,7 +83,7 @@ class VisionConfig:
             feature identity. (default: :obj:`'cpu'`)
     """
 
-    arch: Literal['resnet50', 'resnet152'] = 'resnet50'
+    arch: Literal['resnet50', 'resnet152', 'descriptors'] = 'resnet50'
     weights: str | os.PathLike | None = 'imagenet'
     image_size: int = 224
     resize_size: int | None = None
@@ -95,6 +108,34 @@ class VisionConfig:
                 f"VisionConfig.scale_grid must be between 1 and {last_stage}, "
                 f"the last stage's size at image_size={self.image_size} "
                 f"(got {self.scale_grid})")
+        if self.arch == 'descriptors':
+            self.descriptor_config()  # checks the pyramid of the descriptors
+
+    def descriptor_config(self):
+        """The :class:`~graphmner.features.descriptors.DescriptorConfig` of
+        ``arch='descriptors'``: this config's ``image_size`` and ``scale_grid``.
+        """
+        from graphmner.features.descriptors import DescriptorConfig
+        return DescriptorConfig(image_size=self.image_size, scale_grid=self.scale_grid)
+
+    @property
+    def feature_dim(self) -> int:
+        """The ``x`` width of every visual node this backbone makes."""
+        if self.arch == 'descriptors':
+            return self.descriptor_config().width
+        return RESNET_WIDTH
+
+    def describe(self) -> str:
+        """A short name of the backbone and its weights, for pictures and
+        logs; raises like :meth:`fingerprint` when a weights file is missing.
+        """
+        if self.arch == 'descriptors':
+            return self.descriptor_config().describe()
+        if self.weights is None:
+            return f'{self.arch} (RANDOM weights)'
+        if _torchvision_weights(self) is not None:
+            return f'{self.arch} ({self.weights})'
+        return f'{self.arch} ({Path(self.weights).name})'
 
     @property
     def resize(self) -> int:
@@ -106,8 +147,11 @@ class VisionConfig:
     def fingerprint(self) -> dict:
         """What determines the features: the settings, minus the device,
         with ``weights`` replaced by the identity of the weights (a
-        checkpoint name or a file's SHA-256). Feeds the cache key.
+        checkpoint name or a file's SHA-256); for ``'descriptors'``, the
+        descriptor's settings and version. Feeds the cache key.
         """
+        if self.arch == 'descriptors':
+            return self.descriptor_config().fingerprint()
         out = asdict(self)
         del out['device']
         out['resize_size'] = self.resize
@@ -121,15 +165,15 @@ class VisionConfig:
 class BackboneFeatures:
     """Per-image output of :meth:`VisionBackbone.extract`, on the CPU.
 
-    ``C`` is the last stage's width, ``R`` the number of last-stage cells and
-    ``S = 4 * scale_grid ** 2`` the number of pyramid cells (level-major,
-    then row-major).
+    ``C`` is the feature width (ResNet: the last stage's), ``R`` the number
+    of region cells and ``S = 4 * scale_grid ** 2`` the number of pyramid
+    cells (level-major, then row-major).
     """
 
     image: Tensor         # [C]
     regions: Tensor       # [R, C]
     region_boxes: Tensor  # [R, 4] normalised xyxy in the original photo
-    scales: Tensor        # [S, C] channels zero-padded to C
+    scales: Tensor        # [S, C] (ResNet: each stage's channels zero-padded to C)
     scale_levels: Tensor  # [S] long, stage 0..3
     scale_boxes: Tensor   # [S, 4] normalised xyxy in the original photo
 
@@ -158,6 +202,9 @@ class VisionBackbone(nn.Module):
 
     def __init__(self, config: VisionConfig = VisionConfig()):
         super().__init__()
+        if config.arch not in RESNETS:
+            raise ValueError(f"VisionBackbone builds one of {RESNETS} (got arch={config.arch!r}); "
+                             f"build_backbone(config) also builds the weight-free descriptors")
         self.config = config
         resnet = _build_resnet(config)
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu,
@@ -293,6 +340,17 @@ class VisionBackbone(nn.Module):
         return (f'{self.__class__.__name__}({self.config.arch}, '
                 f'weights={_weights_identity(self.config)!r}, '
                 f'image_size={self.config.image_size})')
+
+
+def build_backbone(config: VisionConfig):
+    """The backbone ``config.arch`` names: a :class:`VisionBackbone`, or a
+    :class:`~graphmner.features.descriptors.DescriptorBackbone` for
+    ``'descriptors'``.
+    """
+    if config.arch == 'descriptors':
+        from graphmner.features.descriptors import DescriptorBackbone
+        return DescriptorBackbone(config.descriptor_config())
+    return VisionBackbone(config)
 
 
 def _even_edges(n: int) -> Tensor:

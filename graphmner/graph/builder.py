@@ -9,7 +9,7 @@ node: no fake visual evidence.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -24,7 +24,7 @@ from .options import GraphOptions
 log = logging.getLogger('graphmner.data')
 
 #: Bumped whenever the builder's output changes, so cached graphs are rebuilt.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 
 #: Backbone width assumed for graphs without any image (ResNet-50/152).
 DEFAULT_FEATURE_DIM = 2048
@@ -53,7 +53,7 @@ def complete_bipartite(n_src: int, n_dst: int) -> Tensor:
 def build_graph(tweet: Tweet, features: ImageFeatures | None = None, *,
                 aux: Sequence[tuple[str, str]] = (), grounds: Tensor | None = None,
                 labels: Sequence[str] = BIO_LABELS,
-                feature_dim: int = DEFAULT_FEATURE_DIM) -> HeteroData:
+                feature_dim: int = DEFAULT_FEATURE_DIM, visual_backend: str = '') -> HeteroData:
     """One tweet graph.
 
     Args:
@@ -69,6 +69,9 @@ def build_graph(tweet: Tweet, features: ImageFeatures | None = None, *,
             (default: :obj:`BIO_LABELS`)
         feature_dim (int, optional): visual width used when ``features`` is
             :obj:`None`. (default: :obj:`2048`)
+        visual_backend (str, optional): what made the visual features (e.g.
+            ``'resnet50 (imagenet); yolov8n.pt'``), kept as ``g.visual_backend``
+            for pictures and exports. (default: :obj:`''`, not recorded)
     """
     n = len(tweet.words)
     if n == 0:
@@ -141,6 +144,7 @@ def build_graph(tweet: Tweet, features: ImageFeatures | None = None, *,
     g.aux_words = [word for word, _ in aux]
     g.object_names = [] if missing else list(f.object_names)
     g.image_id = tweet.image_id
+    g.visual_backend = visual_backend
     return g
 
 
@@ -154,45 +158,67 @@ class GraphBuilder:
         options (GraphOptions): extractor and aux settings.
         image_root (path, optional): folder of ``<image_id>.<ext>`` images;
             without it every tweet's image is missing.
-        captions (path, optional): BLIP-2 caption file.
+        captions (path or Mapping[str, str], optional): BLIP-2 caption file,
+            or image id -> caption.
         feature_cache (path, optional): root of the on-disk feature cache.
+        labels (Sequence[str], optional): the label set giving ``word.y`` ids.
+            (default: :obj:`BIO_LABELS`)
+        progress (bool, optional): progress bar over image extraction.
+            (default: :obj:`True`)
 
     Calling it returns ``(graphs, report)``; the report counts tweets without a
     usable image (and why), detected and grounded objects, and tweets with aux
-    words.
+    words. ``image_paths`` (one path or :obj:`None` per tweet) replaces the
+    lookup under ``image_root``, for tweets whose photos lie anywhere (new
+    tweets to tag).
     """
 
-    def __init__(self, options: GraphOptions, image_root=None, captions=None, feature_cache=None):
+    def __init__(self, options: GraphOptions, image_root=None, captions=None, feature_cache=None,
+                 labels: Sequence[str] = BIO_LABELS, progress: bool = True):
         self.options = options
         self.image_root = image_root
         self.captions = captions
         self.feature_cache = feature_cache
+        self.labels = tuple(labels)
+        self.progress = progress
 
-    def _features(self, tweets: Sequence[Tweet], report: dict) -> tuple[list[ImageFeatures | None], list]:
-        from ..data.paths import image_id_problem, image_path
-        from ..features.detector import DetectorConfig
-        from ..features.extract import FeatureExtractor
+    @property
+    def vision(self):
         from ..features.vision import VisionConfig
+        o = self.options
+        return VisionConfig(arch=o.vision_arch, weights=o.vision_weights, scale_grid=o.scale_grid)
 
-        if self.image_root is None:
+    @property
+    def detector(self):
+        from ..features.detector import DetectorConfig
+        o = self.options
+        return DetectorConfig(weights=o.detector_weights, top_k=o.top_k, conf=o.detector_conf)
+
+    def visual_backend(self) -> str:
+        """What makes the visual features, recorded on every graph as ``g.visual_backend``."""
+        return f'{self.vision.describe()}; {self.detector.describe()}'
+
+    def _features(self, tweets: Sequence[Tweet], report: dict, paths: Sequence | None
+                  ) -> tuple[list[ImageFeatures | None], list]:
+        from ..data.paths import image_id_problem, image_path
+        from ..features.extract import FeatureExtractor
+
+        if paths is None and self.image_root is None:
             report['image_problems'] = {'no image folder given (--image-root)': len(tweets)}
             return [None] * len(tweets), [None] * len(tweets)
-        # An id that is not a plain file name (../x, /abs, NUL, overlong) is never looked up:
-        # that tweet counts as having no image, and the id is reported.
-        unsafe = {i: problem for i, t in enumerate(tweets) if (problem := image_id_problem(t.image_id))}
-        looked_up = [i for i in range(len(tweets)) if i not in unsafe]
-        paths = [None] * len(tweets)
-        for i in looked_up:
-            paths[i] = image_path(self.image_root, tweets[i].image_id)
-        o = self.options
-        extractor = FeatureExtractor(VisionConfig(arch=o.vision_arch, weights=o.vision_weights,
-                                                  scale_grid=o.scale_grid),
-                                     DetectorConfig(weights=o.detector_weights, top_k=o.top_k,
-                                                    conf=o.detector_conf),
-                                     cache_dir=self.feature_cache)
-        features: list[ImageFeatures | None] = [None] * len(tweets)
-        for i, f in zip(looked_up, extractor.extract([paths[i] for i in looked_up])):
-            features[i] = f
+        unsafe: dict[int, str] = {}
+        if paths is None:
+            # An id that is not a plain file name (../x, /abs, NUL, overlong) is never looked up:
+            # that tweet counts as having no image, and the id is reported.
+            unsafe = {i: problem for i, t in enumerate(tweets) if (problem := image_id_problem(t.image_id))}
+            paths = [None if i in unsafe else image_path(self.image_root, t.image_id)
+                     for i, t in enumerate(tweets)]
+        if all(p is None for p in paths):
+            report['image_problems'] = {'no image given': len(tweets)}
+            return [None] * len(tweets), list(paths)
+        extractor = FeatureExtractor(self.vision, self.detector, cache_dir=self.feature_cache,
+                                     progress=self.progress)
+        features = extractor.extract(paths)
         report['image_problems'] = dict(extractor.report.counts)
         report['extraction'] = extractor.report.summary()
         if unsafe:
@@ -211,12 +237,16 @@ class GraphBuilder:
         images = [load_image(p).image for _, p in usable]
         return {image_id: text for (image_id, _), text in zip(usable, reader(images))}
 
-    def __call__(self, tweets: Sequence[Tweet]) -> tuple[list[HeteroData], dict]:
+    def __call__(self, tweets: Sequence[Tweet], image_paths: Sequence | None = None
+                 ) -> tuple[list[HeteroData], dict]:
         from ..features.image_text import aux_words, read_captions
         from ..features.phrases import PhraseExtractor, ground
 
+        if image_paths is not None and len(image_paths) != len(tweets):
+            raise ValueError(f"'image_paths' needs one entry (a path or None) per tweet: got "
+                             f'{len(image_paths)} for {len(tweets)} tweets')
         report: dict = {'tweets': len(tweets)}
-        features, paths = self._features(tweets, report)
+        features, paths = self._features(tweets, report, image_paths)
         with_objects = [i for i, f in enumerate(features) if f is not None and len(f.object_names)]
         grounds: list[Tensor | None] = [None] * len(tweets)
         if with_objects:
@@ -228,14 +258,19 @@ class GraphBuilder:
                 matched += int(grounding.matched.sum())
             report['objects'] = sum(len(features[i].object_names) for i in with_objects)
             report['objects_grounded_to_phrases'] = matched
-        captions = read_captions(self.captions) if self.captions is not None else None
+        captions = self.captions
+        if captions is not None and not isinstance(captions, Mapping):
+            captions = read_captions(captions)
         ocr = self._ocr(tweets, features, paths) if self.options.ocr else None
         graphs = []
+        feature_dim, backend = self.vision.feature_dim, self.visual_backend()
+        report['visual_backend'] = backend
         for tweet, f, edges in zip(tweets, features, grounds):
             aux = aux_words(tweet.image_id, captions=captions, ocr=ocr,
                             tags=f.object_names if f is not None else None,
                             order=self.options.aux_sources)
-            graphs.append(build_graph(tweet, f, aux=aux, grounds=edges))
+            graphs.append(build_graph(tweet, f, aux=aux, grounds=edges, labels=self.labels,
+                                      feature_dim=feature_dim, visual_backend=backend))
         report['images_missing'] = sum(f is None for f in features)
         report['tweets_with_aux'] = sum(len(g.aux_words) > 0 for g in graphs)
         return graphs, report

@@ -27,7 +27,7 @@ from filelock import FileLock
 from torch_geometric.data import HeteroData, InMemoryDataset
 
 from ..data.conll import Tweet, read_conll
-from ..data.datasets import split_path
+from ..data.datasets import dataset_labels, is_folder_dataset, split_path
 from ..io import atomic_save, atomic_write_text, remove_partial_writes
 from .builder import BUILDER_VERSION, GraphBuilder
 from .options import GraphOptions
@@ -127,7 +127,8 @@ class TweetGraphs(InMemoryDataset):
 
 def load_dataset(name: str, split: str, data_root: str | os.PathLike | None = None,
                  image_root: str | os.PathLike | None = None,
-                 captions: str | os.PathLike | None = None, **options: Any) -> TweetGraphs:
+                 captions: str | os.PathLike | None = None, images: bool = True,
+                 **options: Any) -> TweetGraphs:
     """Tweet graphs of one split (**fixed** signature).
 
     Args:
@@ -142,14 +143,23 @@ def load_dataset(name: str, split: str, data_root: str | os.PathLike | None = No
             giving ``aux`` caption words; the demo has its own.
         The demo's extractor defaults are :data:`~graphmner.data.demo.DEMO_OPTIONS`
         (random vision and detector weights, announced by warnings).
+        images (bool, optional): :obj:`False` reads no image at all (every
+            tweet's image missing), for models that read none: no extractor
+            runs. (default: :obj:`True`)
         **options: :class:`GraphOptions` fields, plus ``transform`` (applied on
             access), ``cache_dir`` and ``force_reload``.
+
+    ``name`` may also be a folder holding ``train.txt``, ``valid.txt`` and
+    ``test.txt``: its label set comes from its training split
+    (:func:`~graphmner.data.datasets.dataset_labels`).
     """
     if name == 'demo':
         from ..data.demo import DEMO_CAPTIONS, DEMO_OPTIONS, demo_image_root
         options = {**DEMO_OPTIONS, **options}
         image_root = demo_image_root() if image_root is None else image_root
         captions = DEMO_CAPTIONS if captions is None else captions
+    if not images:
+        image_root = None
     transform = options.pop('transform', None)
     cache_dir = Path(options.pop('cache_dir', DEFAULT_CACHE))
     force_reload = options.pop('force_reload', False)
@@ -159,17 +169,22 @@ def load_dataset(name: str, split: str, data_root: str | os.PathLike | None = No
         raise ValueError(f"Unknown dataset option(s) {unknown}; valid: {sorted(known)}")
     graph_options = GraphOptions(**options)
     conll = split_path(name, split, data_root)
+    labels = dataset_labels(name, data_root)
     builder = GraphBuilder(graph_options, image_root=image_root, captions=captions,
-                           feature_cache=cache_dir / 'features')
+                           feature_cache=cache_dir / 'features', labels=labels)
     # The captions by content: a caption file edited in place must rebuild, a moved one need not.
     if captions is not None and not Path(captions).is_file():
         raise FileNotFoundError(f"caption file '{captions}' does not exist (--captions)")
     images = None if image_root is None else Path(image_root).resolve()
     captions_digest = None if captions is None else file_sha256(captions)
-    settings = f'{graph_options.key()}:{images}:{captions_digest}'
+    settings = f'{graph_options.key()}:{images}:{captions_digest}:{labels}'
     key = hashlib.sha256(f'v{SCHEMA_VERSION}.{BUILDER_VERSION}:{settings}'.encode()).hexdigest()[:16]
-    dataset = TweetGraphs(conll, cache_dir / name, builder, key, transform=transform,
+    folder = name if not is_folder_dataset(name) else \
+        f'{Path(name).name}-{hashlib.sha256(str(Path(name).resolve()).encode()).hexdigest()[:8]}'
+    dataset = TweetGraphs(conll, cache_dir / folder, builder, key, transform=transform,
                           force_reload=force_reload)
+    dataset.labels = labels
+    dataset.options = graph_options
     missing = dataset.report.get('images_missing')
     if missing:
         log.info('%s/%s: %d of %d tweets have no usable image', name, split, missing, len(dataset))

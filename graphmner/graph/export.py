@@ -30,6 +30,7 @@ from .inspect import (
     image_missing,
     layout,
     node_labels,
+    visual_backend,
     word_labels,
 )
 
@@ -67,13 +68,14 @@ def to_networkx(g: HeteroData, edge_weights: Mapping[EdgeKey, Tensor] | None = N
     scale ``level``; object ``cls``, ``class_name``, ``score``; aux ``source``.
     Edges (key = edge type name): ``edge_type`` (``'object__grounds__word'``),
     ``relation`` and, for relations in ``edge_weights``, ``weight``.
-    Graph attributes: ``image_id``, ``schema_version``, ``text`` and
-    ``image_missing``. Feature vectors are not exported.
+    Graph attributes: ``image_id``, ``schema_version``, ``text``,
+    ``image_missing`` and ``visual_backend`` (what made the visual features).
+    Feature vectors are not exported.
     """
     G = nx.MultiDiGraph()
     image_id = getattr(g, 'image_id', None)
     G.graph.update(image_id=str(image_id or ''), schema_version=schema.SCHEMA_VERSION,
-                   image_missing=image_missing(g))
+                   image_missing=image_missing(g), visual_backend=visual_backend(g))
     pos = layout(g)
     labels = node_labels(g)
     tags = word_labels(g)
@@ -181,7 +183,7 @@ G.nodes.forEach(function(n){n.px=n.x*S;n.py=-n.y*S;byId[n.id]=n;});
 var rels={};G.links.forEach(function(e){rels[e.edge_type]=(rels[e.edge_type]||0)+1;});
 var types={};G.nodes.forEach(function(n){types[n.node_type]=(types[n.node_type]||0)+1;});
 function esc(s){return String(s).replace(/&/g,'&amp;').replace(/</g,'&lt;').replace(/>/g,'&gt;');}
-document.getElementById('info').innerHTML='<p>'+esc(G.graph.text||'')+'</p><p>image missing: '+G.graph.image_missing+'</p>';
+document.getElementById('info').innerHTML='<p>'+esc(G.graph.text||'')+'</p><p>image missing: '+G.graph.image_missing+'</p><p>visual features: '+esc(G.graph.visual_backend||'not recorded')+'</p>';
 var rh='';Object.keys(rels).forEach(function(r){shown[r]=HIDE.indexOf(r)<0;
  var c=(EC[r]||['#444'])[0];rh+='<label><input type="checkbox" data-r="'+r+'"'+(shown[r]?' checked':'')+
  '><span class="sw" style="background:'+c+'"></span>'+esc(r)+' ('+rels[r]+')</label>';});

@@ -112,6 +112,12 @@ def object_texts(g: HeteroData) -> list[str]:
     return out
 
 
+def visual_backend(g: HeteroData) -> str:
+    """What made the graph's visual features (``g.visual_backend``, set by the
+    builder), or ``'not recorded'``."""
+    return str(getattr(g, 'visual_backend', '') or 'not recorded')
+
+
 def image_missing(g: HeteroData) -> bool:
     missing = _attr(g, schema.IMAGE, 'missing')
     return bool(missing.any()) if missing is not None and missing.numel() else False
@@ -185,12 +191,13 @@ def _edge_name(edge_type: EdgeKey) -> str:
 
 
 def summary(g: HeteroData) -> str:
-    """Human-readable summary of one tweet graph: node and edge counts per
-    type, the words with labels, objects (class, score), aux words and the
-    missing-image flag."""
+    """Human-readable summary of one tweet graph: the missing-image flag and
+    the backend that made the visual features, node and edge counts per type,
+    the words with labels, objects (class, score) and aux words."""
     lines = []
     image_id = getattr(g, 'image_id', None)
     lines.append(f'Tweet graph {image_id!s}  (image missing: {image_missing(g)})')
+    lines.append(f'Visual features: {visual_backend(g)}')
     lines.append('Nodes:')
     for node_type in g.node_types:
         lines.append(f'  {node_type:<8} {_num(g, node_type)}')
@@ -257,6 +264,9 @@ def draw(g: HeteroData, ax=None, edge_weights: Mapping[EdgeKey, Tensor] | None =
         show (Sequence, optional): relations drawn even if listed in ``hide``.
         boxes (bool, optional): draw object boxes in the image panel.
         legend (bool, optional): add node-type and relation legends.
+
+    The title names the tweet's image and the backend that made its visual
+    features (``g.visual_backend``).
 
     Returns:
         matplotlib.axes.Axes
@@ -342,7 +352,8 @@ def draw(g: HeteroData, ax=None, edge_weights: Mapping[EdgeKey, Tensor] | None =
     ax.set_aspect('auto')
     ax.axis('off')
     image_id = getattr(g, 'image_id', None)
-    ax.set_title(f'tweet graph {image_id}' if image_id else 'tweet graph', fontsize=font_size + 2)
+    ax.set_title((f'tweet graph {image_id}' if image_id else 'tweet graph')
+                 + f'\nvisual features: {visual_backend(g)}', fontsize=font_size + 2)
     if legend:
         first = ax.legend(handles=node_handles, loc='upper left', fontsize=font_size - 1,
                           title='nodes', title_fontsize=font_size, bbox_to_anchor=(1.0, 1.0))

@@ -10,15 +10,20 @@ Node types:
 type       one node per                                 ``x``                       other attributes
 =========  ===========================================  ==========================  ====================================
 ``word``   tweet word (CoNLL token), reading order      none (encoder fills it)     ``y`` label id, ``position``
-``image``  graph (always exactly one)                   global backbone feature     ``missing`` (bool)
-``region`` cell of the last backbone stage (7x7 = 49)   cell feature                ``box`` (normalised xyxy)
-``scale``  cell of each pyramid level (stages 1-4)      level feature, zero-padded  ``level``, ``box``
-``object`` detected object (at most k)                  pooled crop feature         ``box``, ``cls``, ``score``
+``image``  graph (always exactly one)                   global photo feature        ``missing`` (bool)
+``region`` cell of a 7x7 grid (ResNet: last stage)      cell feature                ``box`` (normalised xyxy)
+``scale``  cell of each of 4 pyramid levels             level feature               ``level``, ``box``
+``object`` detected object (at most k, or none)         pooled crop feature         ``box``, ``cls``, ``score``
 ``aux``    word of caption / OCR / object-tag text      none (encoder reads it)     ``source`` (see :data:`AUX_SOURCES`)
 =========  ===========================================  ==========================  ====================================
 
 Graph-level attributes: ``words``, ``aux_words`` (lists of str), ``object_names``
-(list of str), ``image_id`` (str) and ``labels`` (list of str).
+(list of str), ``image_id`` (str), ``labels`` (list of str) and ``visual_backend``
+(str, what made the visual features).
+
+Every visual ``x`` has the width of the vision backend (``VisionConfig.feature_dim``):
+2048 for ResNet-50/152 (a ``scale`` row zero-padded from its stage's 256 / 512 / 1024
+channels), 42 for the weight-free ``'descriptors'`` (every level the same width).
 
 Edge types (see :data:`EDGE_TYPES`):
 

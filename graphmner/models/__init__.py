@@ -12,10 +12,14 @@ from typing import Any
 
 import torch
 
+from .. import __version__
 from ..data.labels import BIO_LABELS
-from .base import EncoderConfig, MNERModel, MNEROutput
+from ..io import CheckpointError, load_checkpoint
+from .base import CHECKPOINT_FORMAT, EncoderConfig, MNERModel, MNEROutput
 from .bert_crf import BertCRF, BertCRFConfig
+from .gmf import GMF
 from .ita import ITA, ITAConfig
+from .maf import MAF, MAFConfig
 from .umgf import UMGF, UMGFConfig
 
 _REGISTRY: dict[str, type[MNERModel]] = {}
@@ -31,6 +35,8 @@ def register(cls: type[MNERModel]) -> type[MNERModel]:
 register(BertCRF)
 register(UMGF)
 register(ITA)
+register(MAF)
+register(GMF)
 
 
 def available() -> list[str]:
@@ -57,16 +63,32 @@ def build(name: str, labels: Sequence[str] = BIO_LABELS, **config: Any) -> MNERM
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> MNERModel:
-    """Rebuilds a saved model from its checkpoint (class by registry name)."""
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(checkpoint, dict) or 'model' not in checkpoint:
-        raise ValueError(f"'{path}' is not a graphmner model checkpoint")
-    # Checkpoints written before the tag_scheme option all tagged in BIO.
-    config = {'tag_scheme': 'bio', **checkpoint['config']}
-    model = build(checkpoint['model'], checkpoint['labels'], **config)
+    """Rebuilds a saved model from its checkpoint (class by registry name).
+
+    Raises:
+        CheckpointError: a missing or unreadable file, a file that is not a
+            graphmner model checkpoint (a trainer's ``last.pt`` included), or
+            one written with another checkpoint format.
+    """
+    checkpoint = load_checkpoint(path, map_location)
+    if not isinstance(checkpoint, dict) or 'model' not in checkpoint or 'state_dict' not in checkpoint:
+        hint = " (a trainer state: use the run's best.pt)" if isinstance(checkpoint, dict) and \
+            'optimizer' in checkpoint else ''
+        raise CheckpointError(f"'{path}' is not a graphmner model checkpoint{hint}")
+    written = checkpoint.get('format', 1)
+    if written != CHECKPOINT_FORMAT:
+        version = checkpoint.get('graphmner_version', 'before 0.2')
+        raise CheckpointError(f"'{path}' was written by graphmner {version} (checkpoint format {written}); "
+                              f'this is graphmner {__version__} (format {CHECKPOINT_FORMAT}): retrain, or '
+                              'load it with that version')
+    if checkpoint['model'] not in _REGISTRY:
+        raise CheckpointError(f"'{path}' holds a '{checkpoint['model']}' model, which this graphmner does "
+                              f"not have (available: {', '.join(available())})")
+    model = build(checkpoint['model'], checkpoint['labels'], **checkpoint['config'])
     model.load_state_dict(checkpoint['state_dict'])
+    model.data_config = checkpoint.get('data', {})
     return model
 
 
-__all__ = ['BertCRF', 'BertCRFConfig', 'EncoderConfig', 'ITA', 'ITAConfig', 'MNERModel', 'MNEROutput', 'UMGF',
-           'UMGFConfig', 'available', 'build', 'load', 'model_class', 'register']
+__all__ = ['BertCRF', 'BertCRFConfig', 'EncoderConfig', 'ITA', 'ITAConfig', 'MAF', 'MAFConfig', 'MNERModel',
+           'MNEROutput', 'UMGF', 'UMGFConfig', 'available', 'build', 'load', 'model_class', 'register']

@@ -29,6 +29,7 @@ from torch_geometric.data import Batch, HeteroData
 from torch_geometric.transforms import BaseTransform, Compose
 from torch_geometric.utils import to_dense_batch
 
+from .. import __version__
 from ..data.labels import BIO_LABELS
 from ..graph import schema
 from ..graph.transforms import KeepRelations
@@ -40,6 +41,10 @@ from ..nn.standardize import FeatureStandardizer
 from ..nn.tagging import TagScheme
 
 EdgeType = tuple[str, str, str]
+
+#: Bumped whenever a checkpoint's layout changes; :func:`graphmner.models.load`
+#: refuses other formats with a message instead of failing half-way.
+CHECKPOINT_FORMAT = 2
 
 
 @dataclass
@@ -107,6 +112,10 @@ class MNERModel(nn.Module):
         self.crf = CRF(self.tagging.num_tags,
                        constraints=self.tagging.constraints() if config.constrained_decoding else None)
         self._view: str | None = None
+        #: How the training graphs were built (graph options, captions, tokenizer
+        #: style, versions): saved in the checkpoint, so that a new tweet gets the
+        #: same graph (see :class:`graphmner.predict.Tagger`).
+        self.data_config: dict[str, Any] = {}
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -129,6 +138,13 @@ class MNERModel(nn.Module):
         """Graph rules the method needs, applied by the data pipeline after
         :class:`KeepRelations` (none here)."""
         return []
+
+    @classmethod
+    def needs_image_features(cls, config: EncoderConfig) -> bool:
+        """Whether the model reads any node built from image features (regions,
+        pyramid cells, objects); a model that does not needs no extractor."""
+        kept = {*cls.node_types, *(t for src, _, dst in cls.relations for t in (src, dst))}
+        return bool(kept & {schema.REGION, schema.SCALE, schema.OBJECT})
 
     # -- shared plumbing ------------------------------------------------------------
     def graph_transform(self) -> Compose:
@@ -255,8 +271,9 @@ class MNERModel(nn.Module):
 
     # -- persistence -----------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
-        return {'model': self.name, 'config': dataclasses.asdict(self.config),
-                'labels': list(self.labels), 'state_dict': self.state_dict()}
+        return {'format': CHECKPOINT_FORMAT, 'graphmner_version': __version__, 'model': self.name,
+                'config': dataclasses.asdict(self.config), 'labels': list(self.labels),
+                'data': self.data_config, 'state_dict': self.state_dict()}
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the checkpoint atomically (temporary file, then rename)."""

@@ -96,6 +96,12 @@ class ITA(MNERModel):
         self.dropout = nn.Dropout(config.dropout)
         self.emission = nn.Linear(self.encoder.hidden_size, len(self.tags))
 
+    @classmethod
+    def needs_image_features(cls, config: ITAConfig) -> bool:
+        """Object tags (LA) come from the detector and OCR (OCA) from the
+        photo; captions (GA) are read from a file."""
+        return bool({'tag', 'ocr'} & set(config.aux_sources))
+
     @property
     def view(self) -> str:
         return self._view if self._view is not None else self.config.inference_view

@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,23 @@ def _prefix_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tens
     return out, weights
 
 
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Loading a checkpoint prints a progress bar and a "LOAD REPORT" of keys the
+    model does not use (the pooler of a checkpoint loaded without one): noise
+    on every model build, so it is off while loading."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+
+
 def _register_prefix_attention() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
@@ -149,10 +167,10 @@ class TextEncoder(nn.Module):
         path = resolve_encoder_path(name_or_path)
         offline = os.environ.get('HF_HUB_OFFLINE') == '1'
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline)
-            self.model, loading = AutoModel.from_pretrained(path, local_files_only=offline,
-                                                            add_pooling_layer=pooler,
-                                                            output_loading_info=True)
+            with _quiet_transformers():
+                self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline)
+                self.model, loading = AutoModel.from_pretrained(
+                    path, local_files_only=offline, add_pooling_layer=pooler, output_loading_info=True)
         except OSError as error:
             raise OSError(f"Cannot load the text encoder '{name_or_path}': give a local model folder "
                           f"with --encoder (e.g. ../shared/models/all-MiniLM-L6-v2). {error}") from error

@@ -28,7 +28,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-from ..io import atomic_save, atomic_write, atomic_write_text, remove_partial_writes
+from ..io import CheckpointError, atomic_save, atomic_write, atomic_write_text, remove_partial_writes
 from ..metrics import format_scores
 from ..models.base import MNERModel
 
@@ -36,13 +36,6 @@ log = logging.getLogger('graphmner.train')
 
 BEST = 'best.pt'    # model checkpoint of the best dev epoch
 LAST = 'last.pt'    # training state after the last finished epoch (for --resume)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint of the run folder that cannot be used: cut off (a crash or
-    a full disk while it was written elsewhere), not a checkpoint, written by
-    another model or with other training settings. The message names the file
-    and what to do; the file is left as it is."""
 
 
 @dataclass
@@ -57,6 +50,21 @@ class TrainConfig:
     max_grad_norm: float = 1.0     # 0 disables clipping
     seed: int = 1
     scheme: str = 'conlleval'      # span chunking for dev / test scores
+
+    def __post_init__(self):
+        for name in ('epochs', 'batch_size', 'eval_batch_size'):
+            if getattr(self, name) < 1:
+                raise ValueError(f"'train.{name}' must be at least 1, got {getattr(self, name)}")
+        for name in ('encoder_lr', 'head_lr'):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"'train.{name}' must be positive, got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ValueError(f"'train.weight_decay' and 'train.max_grad_norm' must not be negative, got "
+                             f'{self.weight_decay} and {self.max_grad_norm}')
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"'train.warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
+        if self.scheme not in ('conlleval', 'strict'):
+            raise ValueError(f"'train.scheme' must be 'conlleval' or 'strict', got {self.scheme!r}")
 
 
 def seed_everything(seed: int) -> None:

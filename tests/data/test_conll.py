@@ -160,7 +160,7 @@ def test_mixed_misc_spellings_warn(tmp_path):
 @pytest.mark.parametrize('data,line,reason', [
     (b"IMGID:1\nParis B-LOC\n", 2, "exactly one tab"),
     (b"IMGID:1\nParis\tB-LOC\tx\n", 2, "exactly one tab"),
-    (b"IMGID:1\nok\tO\nParis\tB-CITY\n", 3, "unknown label 'B-CITY'"),
+    (b"IMGID:1\nok\tO\nParis\tE-CITY\n", 3, "unknown label 'E-CITY'"),
     (b"IMGID:1\nParis\tb-loc\n", 2, "unknown label 'b-loc'"),
     (b"IMGID:1\n\tO\n", 2, "empty token"),
     (b"Paris\tB-LOC\nIMGID:1\nhi\tO\n", 1, "comes before any 'IMGID:<id>' line"),
@@ -253,6 +253,15 @@ def test_tweet_and_layout_validation():
         ConllLayout(trailing_newlines=-1)
 
 
+def test_any_entity_types_read_and_round_trip(tmp_path):
+    data = b"IMGID:1\nTake\tO\naspirin\tB-DRUG\nfor\tO\nback\tB-DISEASE\npain\tI-DISEASE\n"
+    (tmp_path / 'in.txt').write_bytes(data)
+    tweets = read_conll(tmp_path / 'in.txt')
+    assert tweets[0].labels == ['O', 'B-DRUG', 'O', 'B-DISEASE', 'I-DISEASE']
+    write_conll(tweets, tmp_path / 'out.txt')
+    assert (tmp_path / 'out.txt').read_bytes() == data
+
+
 # -- property-based: any text reads, or fails on a named line ---------------------------------
 
 from hypothesis import HealthCheck, event, given, settings  # noqa: E402
@@ -262,7 +271,7 @@ from graphmner.data.labels import BIO_LABELS  # noqa: E402
 from graphmner.data.paths import image_id_problem  # noqa: E402
 
 PROPERTIES = settings(max_examples=100, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
-SPELLED = list(BIO_LABELS) + ['B-OTHER', 'I-OTHER']
+SPELLED = list(BIO_LABELS) + ['B-OTHER', 'I-OTHER', 'B-DRUG', 'I-DRUG', 'B-x_1']  # any type reads
 
 image_ids = st.one_of(
     st.from_regex(r'[0-9A-Za-z_]{1,10}', fullmatch=True),
@@ -335,7 +344,7 @@ def test_any_writable_tweets_read_back_and_write_back_byte_for_byte(folder, twee
 any_text = st.text(st.characters(), max_size=4)  # lone surrogates included
 any_tweets = st.integers(0, 3).flatmap(lambda n: st.builds(
     Tweet, any_text, st.lists(any_text, min_size=n, max_size=n),
-    st.lists(st.sampled_from(SPELLED), min_size=n, max_size=n)))
+    st.lists(st.one_of(st.sampled_from(SPELLED), any_text), min_size=n, max_size=n)))
 
 
 @PROPERTIES

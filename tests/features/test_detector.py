@@ -117,6 +117,24 @@ def test_config_validation_and_fingerprint():
                                   imgsz=64).fingerprint()
 
 
+def test_no_detector_is_an_option_not_a_file():
+    none = DetectorConfig(weights=None)
+    assert not none.enabled and none.describe() == 'no detector'
+    assert none.fingerprint() == {'weights': None}  # thresholds of no detector change nothing
+    assert DetectorConfig(weights=None, conf=0.5).fingerprint() == none.fingerprint()
+    with pytest.raises(ValueError, match=r'DetectorConfig.weights \(--detector-weights\) is None'):
+        ObjectDetector(none)
+    with pytest.raises(ValueError, match='no detector'):
+        none.resolve_weights()
+    assert CONFIG.describe() == 'yolov8n.yaml (RANDOM weights)'
+    assert DetectorConfig(weights='/x/yolov8n.pt').describe() == 'yolov8n.pt'
+
+
+def test_missing_weights_file_names_the_option(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r'--detector-weights.*does not exist'):
+        ObjectDetector(DetectorConfig(weights=tmp_path / 'yolov8n.pt'))
+
+
 def test_pil_open_is_not_patched(detector, tmp_path):
     # ultralytics' Image.open patch would try to pip install pi-heif here.
     from graphmner.data.images import load_image

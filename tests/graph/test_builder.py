@@ -87,6 +87,27 @@ def test_targets_are_iob2_repaired_but_labels_are_kept():
     assert g.labels == ['O', 'I-PER'] and g['word'].y.tolist() == [0, BIO_LABELS.index('B-PER')]
 
 
+def test_builder_records_the_backend_and_its_width_on_every_graph(tmp_path, tweet):
+    """Descriptors without a detector: 42-d visual nodes, no objects; a tweet whose
+    image is missing gets the same width, so the two batch."""
+    from PIL import Image
+
+    from graphmner.graph.builder import GraphBuilder
+    from graphmner.graph.options import GraphOptions
+
+    Image.new('RGB', (64, 48), (200, 40, 40)).save(tmp_path / 'red.png')
+    options = GraphOptions(vision_arch='descriptors', vision_weights=None, detector_weights=None)
+    builder = GraphBuilder(options, image_root=tmp_path, feature_cache=tmp_path / 'cache')
+    tweets = [Tweet('red', tweet.words, tweet.labels), Tweet('gone', tweet.words, tweet.labels)]
+    graphs, report = builder(tweets)
+    backend = 'descriptors (42-d colour, gradient and LBP histograms; no weights); no detector'
+    assert [g.visual_backend for g in graphs] == [backend] * 2 and report['visual_backend'] == backend
+    assert graphs[0]['region'].x.shape == (49, 42) and graphs[0]['object'].x.shape == (0, 42)
+    assert graphs[1]['image'].missing.item() and graphs[1]['image'].x.shape == (1, 42)
+    batch = Batch.from_data_list(graphs)
+    assert batch['image'].x.shape == (2, 42) and batch.visual_backend == [backend] * 2
+
+
 def test_image_ids_that_leave_the_image_folder_are_never_followed(tmp_path, tweet, caplog):
     """Ids written in code (the CoNLL reader already refuses them) that point outside the
     folder: each such tweet gets no image and is reported; the photo outside is never read."""

@@ -43,7 +43,7 @@ def test_missing_data_root_is_explained(tmp_path):
         load_dataset('twitter2015', 'train')
     with pytest.raises(FileNotFoundError, match='--data-root'):
         load_dataset('twitter2015', 'train', data_root=tmp_path)
-    with pytest.raises(ValueError, match='available: demo'):
+    with pytest.raises(ValueError, match="Unknown dataset 'twitter2020': neither one of demo"):
         load_dataset('twitter2020', 'train')
     with pytest.raises(ValueError, match='Unknown dataset option'):
         load_dataset('demo', 'train', vision_wieghts=None)
@@ -51,7 +51,7 @@ def test_missing_data_root_is_explained(tmp_path):
 
 @pytest.mark.integration
 def test_every_demo_graph_is_complete(cache):
-    """Real photos through ResNet-50 and YOLO (random weights: no pretrained ones offline)."""
+    """Real photos through the demo's weight-free descriptors, without a detector (no objects)."""
     for split in ('train', 'dev', 'test'):
         graphs = load_dataset('demo', split, cache_dir=cache)
         tweets = read_conll(demo_split_path(split))
@@ -59,8 +59,9 @@ def test_every_demo_graph_is_complete(cache):
         for g, t in zip(graphs, tweets):
             assert g.validate()
             assert g.words == t.words
-            assert all(g[n].num_nodes > 0 for n in schema.NODE_TYPES)
-            assert g['region'].num_nodes == 49 and g['scale'].num_nodes == 16
+            assert all(g[n].num_nodes > 0 for n in schema.NODE_TYPES if n != schema.OBJECT)
+            assert g['object'].num_nodes == 0 and g.visual_backend.startswith('descriptors')
+            assert g['region'].x.shape == (49, 42) and g['scale'].x.shape == (16, 42)
             assert set(g.edge_types) == set(schema.EDGE_TYPES)
 
 

@@ -19,10 +19,13 @@ TWEET = Tweet('demo_1', ['Handsome', 'Rob', 'after', 'http://t.co/x', 'fish', 'd
               ['O', 'B-PER', 'O', 'O', 'O', 'O'])
 
 
+BACKEND = 'resnet50 (imagenet); yolov8n.pt'
+
+
 def graphs():
     return {
         'full': build_graph(TWEET, fake_features(2, 8), aux=[('a', 'caption'), ('dog', 'tag')],
-                            grounds=torch.tensor([[0, 1], [1, 4]])),
+                            grounds=torch.tensor([[0, 1], [1, 4]]), visual_backend=BACKEND),
         'missing': build_graph(TWEET, None, feature_dim=8),
     }
 
@@ -51,6 +54,16 @@ def test_to_networkx(g):
         assert 'type' not in data and data['edge_type'].count('__') == 2
         assert all(isinstance(v, (int, float, bool, str)) for v in data.values())
     assert G.nodes['image:0']['missing'] == (g['region'].num_nodes == 0)
+
+
+def test_visual_backend_is_a_graph_attribute(tmp_path):
+    g = graphs()['full']
+    assert to_networkx(g).graph['visual_backend'] == BACKEND
+    assert to_networkx(graphs()['missing']).graph['visual_backend'] == 'not recorded'
+    assert nx.read_graphml(export(g, tmp_path / 'g.graphml')).graph['visual_backend'] == BACKEND
+    text, data = _read_html(export(g, tmp_path / 'g.html'))
+    assert data['graph']['visual_backend'] == BACKEND
+    assert "visual features: '+esc(G.graph.visual_backend" in text  # shown in the side panel
 
 
 def test_object_attributes():

@@ -16,11 +16,14 @@ TWEET = Tweet('demo_1', ['Handsome', 'Rob', 'after', 'a', 'fish', 'dinner'],
               ['O', 'B-PER', 'O', 'O', 'O', 'O'])
 
 
+BACKEND = 'descriptors (42-d colour, gradient and LBP histograms; no weights); no detector'
+
+
 @pytest.fixture
 def full():
     return build_graph(TWEET, fake_features(3, 8, ('person', 'dog', 'fish')),
                        aux=[('a', 'caption'), ('man', 'caption'), ('person', 'tag')],
-                       grounds=torch.tensor([[0, 2], [1, 4]]))
+                       grounds=torch.tensor([[0, 2], [1, 4]]), visual_backend=BACKEND)
 
 
 @pytest.fixture
@@ -31,6 +34,7 @@ def missing():
 def test_summary_full(full):
     text = summary(full)
     assert 'image missing: False' in text
+    assert f'Visual features: {BACKEND}' in text
     assert 'Rob/B-PER' in text and 'dinner/O' in text
     assert 'person (cls 0, score' in text and 'fish' in text
     assert 'caption: a man' in text and 'tag: person' in text
@@ -41,6 +45,7 @@ def test_summary_full(full):
 def test_summary_missing(missing):
     text = summary(missing)
     assert 'image missing: True' in text
+    assert 'Visual features: not recorded' in text
     assert 'Objects: none' in text and 'Aux: none' in text
     assert 'word     6' in text
 
@@ -89,4 +94,12 @@ def test_draw_hides_dense_by_default(full):
     draw(full, ax=ax2, show=[('word', 'intra', 'word')], boxes=False)
     assert drawn_edges(ax2) == drawn_edges(ax) + edges['word__intra__word'] == drawn_edges(ax) + 30
     assert any('word__intra__word (30)' in t.get_text() for t in ax2.get_legend().get_texts())
+    plt.close('all')
+
+
+def test_draw_title_names_the_visual_backend(full, missing):
+    import matplotlib.pyplot as plt
+
+    assert draw(full).get_title() == f'tweet graph demo_1\nvisual features: {BACKEND}'
+    assert draw(missing).get_title().endswith('visual features: not recorded')
     plt.close('all')

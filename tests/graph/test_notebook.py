@@ -1,5 +1,5 @@
-"""graphs/inspect.ipynb runs headless (nbclient) from the repository root (about a
-minute on 2 cores: it extracts random-weight features of the 24 demo train images)."""
+"""graphs/inspect.ipynb runs headless (nbclient) from the repository root (it describes
+the 24 demo train photos with the weight-free descriptors)."""
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ def test_notebook_runs(tmp_path, monkeypatch):
                             resources={'metadata': {'path': str(ROOT)}}).execute()
     text = ''.join(o.get('text', '') for c in nb.cells if c.cell_type == 'code' for o in c.outputs)
     assert 'Tweet graph' in text and 'graph.html' in text
+    assert 'Visual features: descriptors' in text  # the summary names the demo's backend
     # the exports land under the cache folder, and nothing is left in the temporary folder
     # (no graphmner-graphs-* folders, no PyG *_propagate_*.py sources)
     assert (tmp_path / 'cache' / 'exports' / 'demo-train-0' / 'graph.html').is_file()

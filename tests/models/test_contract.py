@@ -3,8 +3,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import fake_features
-from torch_geometric.data import Batch
+from conftest import batch_for, fake_features
 
 from graphmner import models
 from graphmner.data.conll import read_conll
@@ -30,11 +29,6 @@ def model(request, tiny_encoder):
     name, tag_scheme = request.param
     torch.manual_seed(0)
     return models.build(name, encoder=tiny_encoder, tag_scheme=tag_scheme)
-
-
-def batch_for(model, graphs):
-    transform = model.graph_transform()
-    return Batch.from_data_list([transform(g.clone()) for g in graphs])
 
 
 def test_loss_is_finite_and_trains_every_head_parameter(model, graphs):

@@ -1,0 +1,82 @@
+"""Prediction throughput of ``Tagger.predict`` against a bare encoder forward, side by side.
+
+    python experiments/bench_predict.py --data-root ../shared/data --encoder ../shared/models/all-MiniLM-L6-v2
+
+1,000 Twitter-2017 tweets (the test split, then the dev split), given as words
+(the text path; the model reads no image, so no feature is computed). The
+tagger does everything a user's call does: graph building, batching, the
+forward pass, Viterbi decoding, CRF marginals for the confidences and the
+result objects. The bare side is what a person would write by hand: the same
+encoder (``AutoModel``), the same words tokenised outside the timed region, one
+forward pass per batch under ``no_grad``. Rounds alternate between the two so
+that load drifts hit both alike; the ratio is tweets/s over tweets/s (medians).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from graphmner import Tagger, models  # noqa: E402
+from graphmner.data import read_conll, split_path  # noqa: E402
+
+
+def bare_round(encoder, words: list[list[str]], batch_size: int) -> float:
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(encoder.name_or_path, add_pooling_layer=False).eval()
+    batches = [encoder.tokenize(words[i:i + batch_size]) for i in range(0, len(words), batch_size)]
+    start = time.perf_counter()
+    with torch.no_grad():
+        for enc in batches:
+            hidden = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
+            hidden.gather(1, enc.word_index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+    return len(words) / (time.perf_counter() - start)
+
+
+def tagger_round(tagger: Tagger, words: list[list[str]]) -> float:
+    start = time.perf_counter()
+    predictions = tagger.predict(words)
+    assert len(predictions) == len(words)
+    return len(words) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--data-root', default=str(ROOT.parent / 'shared' / 'data'))
+    p.add_argument('--encoder', default=str(ROOT.parent / 'shared' / 'models' / 'all-MiniLM-L6-v2'))
+    p.add_argument('--tweets', type=int, default=1000)
+    p.add_argument('--batch-size', type=int, default=32)
+    p.add_argument('--rounds', type=int, default=3)
+    args = p.parse_args()
+
+    tweets = [t for split in ('test', 'dev')
+              for t in read_conll(split_path('twitter2017', split, args.data_root))]
+    words = [t.words for t in tweets[:args.tweets]]
+    torch.manual_seed(1)
+    # The weights do not change the speed: an untrained bert-crf is a trained one's size.
+    tagger = Tagger(models.build('bert-crf', encoder=args.encoder), batch_size=args.batch_size)
+    rates: dict[str, list[float]] = {'bare encoder forward': [], 'Tagger.predict': []}
+    for r in range(args.rounds):
+        rates['bare encoder forward'].append(bare_round(tagger.model.encoder, words, args.batch_size))
+        rates['Tagger.predict'].append(tagger_round(tagger, words))
+        for name, values in rates.items():
+            print(f'round {r + 1}  {name:<22} {values[-1]:8.1f} tweets/s', flush=True)
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    print(f'\n{len(words)} tweets x {args.rounds} rounds, batch {args.batch_size}, '
+          f'{torch.get_num_threads()} threads')
+    for name, value in median.items():
+        print(f'{name:<24} {value:8.1f} tweets/s (median)')
+    print(f"ratio Tagger.predict / bare encoder forward: "
+          f"{median['Tagger.predict'] / median['bare encoder forward']:.2f}x")
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,402 @@
+"""Visual-dependence probe: does each visual model actually read the image?
+
+    python experiments/probe_visual.py                        # every registered model, MiniLM, descriptors
+    python experiments/probe_visual.py --models bert-crf umgf --epochs 10 --seed 1
+    python experiments/probe_visual.py --features-only        # cosine and linear probe, descriptors vs ResNet
+
+The probe dataset is built from scikit-image's photos (the demo's eleven),
+grouped into four families, one per entity type. Every tweet names one person
+from the same dozen made-up names under every type ("so proud of Talmira right
+now"), so the text says where the entity is but never which type it has; the
+type is decided ONLY by the family of the tweet's photo. Each tweet gets a
+fresh random crop of its photo (resized crop, flip, colour jitter), different
+in every split. A text-only model can find the spans but must guess their
+type; a model that reads the image can tell the type from the photo.
+
+For each model (the registry's, bert-crf included) the script trains through
+the normal :class:`~graphmner.train.Trainer` path with the same encoder, seed
+and training settings (the model's ``experiments/configs/<model>_demo.yaml``,
+then the flags), and prints test span F1, test F1 when every tweet is given
+another test tweet's image, and how much the emissions move when the images
+of each evaluation batch are shuffled among its tweets (mean absolute change
+over real words; the emissions' own mean absolute value for scale).
+
+It also prints, for the probe's ``image.x`` under the weight-free descriptors
+and under a random-weight ResNet-50, the mean pairwise cosine between crops of
+different photos and a linear classifier's test accuracy (multinomial logistic
+regression on training-standardised ``image.x``, trained on the train split).
+
+The data are written as an ``IMGID:`` CoNLL folder (``train.txt``,
+``valid.txt``, ``test.txt``) with ``images/`` under ``<cache-dir>/probe`` and
+built into graphs by :class:`~graphmner.graph.GraphBuilder` (no detector: UMGF
+uses the whole-image node). These numbers say whether a model reads its visual
+input, nothing about results with pretrained features or the papers' numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault('YOLO_OFFLINE', 'true')
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+import torch
+import torch.nn.functional as F
+from torch_geometric.data import HeteroData
+from torch_geometric.loader import DataLoader
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from graphmner import models  # noqa: E402
+from graphmner.data.conll import Tweet, read_conll, write_conll  # noqa: E402
+from graphmner.data.demo import demo_image_root  # noqa: E402
+from graphmner.data.images import load_image  # noqa: E402
+from graphmner.data.paths import image_path  # noqa: E402
+from graphmner.features.types import ImageFeatures  # noqa: E402
+from graphmner.graph import GraphBuilder, GraphOptions, build_graph, schema, visual_width  # noqa: E402
+from graphmner.train import TrainConfig, Trainer  # noqa: E402
+from graphmner.train.settings import apply_overrides, read_config  # noqa: E402
+
+CONFIGS = ROOT / 'experiments' / 'configs'
+MINILM = ROOT.parent / 'shared' / 'models' / 'all-MiniLM-L6-v2'
+DEFAULT_CACHE = Path(os.environ.get('GRAPHMNER_CACHE', ROOT / 'graphs' / 'cache'))
+
+#: Entity type -> the photos of its family (all bundled with scikit-image).
+FAMILIES: dict[str, tuple[str, ...]] = {
+    'PER': ('astronaut', 'camera'),                                # people
+    'LOC': ('brick', 'grass', 'gravel'),                           # ground textures
+    'ORG': ('rocket', 'hubble_deep_field'),                        # spaceflight
+    'MISC': ('chelsea', 'coffee', 'retina', 'clock_motion'),       # close-ups
+}
+PHOTO_TYPE = {photo: entity_type for entity_type, photos in FAMILIES.items() for photo in photos}
+
+#: Made-up names, every one used under every type.
+NAMES: tuple[str, ...] = ('Zorvek', 'Talmira', 'Quenbro', 'Ostrel', 'Vashti Dunmore', 'Kelvaro',
+                          'Brisna', 'Yuldan Pereth', 'Marquon', 'Fennick', 'Ilsabet', 'Drovan Kesh')
+
+TEMPLATES: tuple[str, ...] = (
+    '{name} posted this today', 'look what {name} sent us !', "can't stop thinking about {name} #weekend",
+    'so proud of {name} right now', '{name} again , as always', 'new photo from {name}',
+    'who else saw {name} yesterday ?', 'throwback to {name} last summer', 'big thanks to {name} for this',
+    '{name} said it would look like this')
+
+#: Tweets per split of the full probe.
+SIZES: dict[str, int] = {'train': 180, 'dev': 60, 'test': 60}
+SPLIT_FILES = {'train': 'train.txt', 'dev': 'valid.txt', 'test': 'test.txt'}
+CROP_SIZE = 224
+
+#: The probe's graph options: the weight-free descriptors and no detector.
+PROBE_OPTIONS: dict[str, Any] = {'vision_arch': 'descriptors', 'vision_weights': None,
+                                 'detector_weights': None}
+#: A random-weight ResNet-50 on the same photos, for the feature comparison.
+RANDOM_RESNET_OPTIONS: dict[str, Any] = {'vision_arch': 'resnet50', 'vision_weights': None,
+                                         'detector_weights': None}
+
+log = logging.getLogger('graphmner.probe')
+
+
+# -- the probe dataset --------------------------------------------------------------------------
+def probe_tweet(image_id: str, entity_type: str, rng: random.Random) -> Tweet:
+    """One tweet naming a random made-up person in a random template, typed ``entity_type``."""
+    name = rng.choice(NAMES).split()
+    words, labels = [], []
+    for token in rng.choice(TEMPLATES).split():
+        if token == '{name}':
+            words += name
+            labels += [f'B-{entity_type}'] + [f'I-{entity_type}'] * (len(name) - 1)
+        else:
+            words.append(token)
+            labels.append('O')
+    return Tweet(image_id, words, labels)
+
+
+def build_probe(folder: Path, sizes: dict[str, int] = SIZES, seed: int = 0, captions: bool = False) -> Path:
+    """Writes the probe (CoNLL splits, crops under ``images/``, and with
+    ``captions`` a caption file giving each crop its source photo's demo
+    caption) into ``folder``; reuses what is there when it was written with the
+    same settings. Returns ``folder``."""
+    from torchvision.transforms import v2 as T
+
+    settings = {'sizes': sizes, 'seed': seed, 'families': FAMILIES, 'names': NAMES, 'templates': TEMPLATES,
+                'crop': CROP_SIZE, 'captions': captions, 'version': 1}
+    stamp = folder / 'probe.json'
+    if stamp.exists() and json.loads(stamp.read_text()) == json.loads(json.dumps(settings)):
+        return folder
+    images = folder / 'images'
+    images.mkdir(parents=True, exist_ok=True)
+    root = demo_image_root()
+    photos = {p: load_image(image_path(root, p)).image for p in PHOTO_TYPE}
+    augment = T.Compose([T.RandomResizedCrop(CROP_SIZE, scale=(0.35, 1.0), antialias=True),
+                         T.RandomHorizontalFlip(), T.ColorJitter(0.2, 0.2, 0.2)])
+    demo_captions = {}
+    if captions:
+        from graphmner.data.demo import DEMO_CAPTIONS
+        from graphmner.features.image_text import read_captions
+        demo_captions = read_captions(DEMO_CAPTIONS)
+    caption_lines = []
+    for k, (split, n) in enumerate(sizes.items()):
+        rng = random.Random(seed * 100 + k)
+        types = [t for _ in range(-(-n // len(FAMILIES))) for t in FAMILIES][:n]
+        rng.shuffle(types)
+        tweets = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 100 + k)  # torchvision's random transforms draw from torch
+            for i, entity_type in enumerate(types):
+                photo = rng.choice(FAMILIES[entity_type])
+                image_id = f'{split}_{i:04d}_{photo}'
+                augment(photos[photo]).save(images / f'{image_id}.jpg', quality=90)
+                tweets.append(probe_tweet(image_id, entity_type, rng))
+                if captions:
+                    caption_lines.append(f'{image_id}.jpg :{demo_captions[photo]}')
+        write_conll(tweets, folder / SPLIT_FILES[split])
+    if captions:
+        (folder / 'captions.txt').write_text('\n'.join(caption_lines) + '\n')
+    stamp.write_text(json.dumps(settings, indent=1))
+    return folder
+
+
+def photo_of(g: HeteroData) -> str:
+    """The source photo of a probe tweet (its image id ends with it)."""
+    return g.image_id.split('_', 2)[2]
+
+
+def probe_graphs(folder: Path, options: dict[str, Any], cache: Path,
+                 splits: tuple[str, ...] = ('train', 'dev', 'test')) -> dict[str, list[HeteroData]]:
+    """The probe's graphs per split, built with ``options`` (features cached under ``cache``)."""
+    captions = folder / 'captions.txt'
+    builder = GraphBuilder(GraphOptions(**options), image_root=folder / 'images',
+                           captions=captions if captions.exists() else None, feature_cache=cache)
+    out = {}
+    for split in splits:
+        graphs, report = builder(read_conll(folder / SPLIT_FILES[split]))
+        if report['images_missing']:
+            raise RuntimeError(f'probe {split}: {report["images_missing"]} images unusable: {report}')
+        out[split] = graphs
+    return out
+
+
+# -- the image-feature measurements ----------------------------------------------------------------
+def mean_cosine_between_photos(graphs: list[HeteroData]) -> float:
+    """Mean cosine of ``image.x`` over pairs of tweets whose photos differ."""
+    x = F.normalize(torch.cat([g[schema.IMAGE].x for g in graphs]).double(), dim=1)
+    photos = [photo_of(g) for g in graphs]
+    different = torch.tensor([[a != b for b in photos] for a in photos])
+    return float((x @ x.T)[different].mean())
+
+
+def linear_probe(train: list[HeteroData], test: list[HeteroData], label=lambda g: PHOTO_TYPE[photo_of(g)],
+                 steps: int = 300, weight_decay: float = 1e-3) -> float:
+    """Test accuracy of multinomial logistic regression on ``image.x``,
+    standardised with training statistics and fitted on ``train`` (L-BFGS)."""
+    x_train = torch.cat([g[schema.IMAGE].x for g in train]).double()
+    x_test = torch.cat([g[schema.IMAGE].x for g in test]).double()
+    mean, std = x_train.mean(0), x_train.std(0).clamp(min=1e-8)
+    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    classes = sorted({label(g) for g in train})
+    y_train = torch.tensor([classes.index(label(g)) for g in train])
+    y_test = torch.tensor([classes.index(label(g)) if label(g) in classes else -1 for g in test])
+    weight = torch.zeros(x_train.shape[1], len(classes), dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(len(classes), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=steps, line_search_fn='strong_wolfe')
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(x_train @ weight + bias, y_train) + weight_decay * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        return float(((x_test @ weight + bias).argmax(1) == y_test).double().mean())
+
+
+def feature_report(graphs: dict[str, list[HeteroData]]) -> dict[str, float]:
+    return {'dim': int(graphs['train'][0][schema.IMAGE].x.shape[-1]),
+            'norm': float(torch.cat([g[schema.IMAGE].x for g in graphs['test']]).norm(dim=1).mean()),
+            'cosine': mean_cosine_between_photos(graphs['test']),
+            'type_accuracy': linear_probe(graphs['train'], graphs['test']),
+            'photo_accuracy': linear_probe(graphs['train'], graphs['test'], label=photo_of)}
+
+
+# -- images of other tweets --------------------------------------------------------------------------
+def features_of(g: HeteroData) -> ImageFeatures | None:
+    """The frozen visual features a built graph holds (None for a missing image)."""
+    if g[schema.IMAGE].missing.item():
+        return None
+    region, scale, obj = g[schema.REGION], g[schema.SCALE], g[schema.OBJECT]
+    return ImageFeatures(image=g[schema.IMAGE].x[0], regions=region.x, region_boxes=region.box,
+                         scales=scale.x, scale_levels=scale.level, scale_boxes=scale.box,
+                         objects=obj.x, object_boxes=obj.box, object_classes=obj.cls,
+                         object_scores=obj.score, object_names=list(g.object_names))
+
+
+def with_image_of(g: HeteroData, donor: HeteroData) -> HeteroData:
+    """``g``'s tweet with ``donor``'s image: its visual nodes and its image-text
+    (aux) words; the donor's objects are linked to every word."""
+    aux = list(zip(donor.aux_words, (schema.AUX_SOURCES[s] for s in donor[schema.AUX].source.tolist())))
+    return build_graph(Tweet(g.image_id, list(g.words), list(g.labels)), features_of(donor), aux=aux,
+                       feature_dim=int(g[schema.IMAGE].x.shape[-1]), visual_backend=g.visual_backend)
+
+
+def shuffled_images(graphs: list[HeteroData], batch_size: int) -> list[HeteroData]:
+    """Each tweet with the image of the next tweet of its batch (of ``batch_size``
+    consecutive tweets), the last with the first's."""
+    out = []
+    for start in range(0, len(graphs), batch_size):
+        chunk = graphs[start:start + batch_size]
+        out += [with_image_of(g, chunk[(i + 1) % len(chunk)]) for i, g in enumerate(chunk)]
+    return out
+
+
+@torch.no_grad()
+def emission_shift(model: models.MNERModel, graphs: list[HeteroData], shuffled: list[HeteroData],
+                   batch_size: int) -> dict[str, float]:
+    """Mean absolute change of the emissions over real words between the two
+    graph lists (tweet by tweet), and the emissions' mean absolute value."""
+    model.eval()
+    device = next(model.parameters()).device
+    change = scale = count = 0.0
+    for a, b in zip(DataLoader(graphs, batch_size=batch_size), DataLoader(shuffled, batch_size=batch_size)):
+        out_a, out_b = model(a.to(device)), model(b.to(device))
+        mask = out_a.mask.unsqueeze(-1)
+        change += float(((out_a.emissions - out_b.emissions).abs() * mask).sum())
+        scale += float((out_a.emissions.abs() * mask).sum())
+        count += float(mask.sum()) * out_a.emissions.shape[-1]
+    return {'emission_change': change / count, 'emission_scale': scale / count}
+
+
+# -- training --------------------------------------------------------------------------------------------
+def model_settings(name: str, encoder: str, overrides: list[str]) -> tuple[dict, dict]:
+    """The model and train sections of ``configs/<name>_demo.yaml`` (the small-data
+    settings of each method), with ``overrides`` (``--set``) applied."""
+    classes = {'model': models.model_class(name).config_class, 'train': TrainConfig, 'data': GraphOptions}
+    path = CONFIGS / f'{name}_demo.yaml'
+    settings = read_config(path, classes) if path.exists() else {s: {} for s in classes}
+    settings['model']['encoder'] = encoder
+    apply_overrides(settings, overrides, classes)
+    return settings['model'], settings['train']
+
+
+def run_model(name: str, graphs: dict[str, list[HeteroData]], encoder: str, out: Path, *, epochs: int,
+              seed: int, overrides: list[str] = (), device: str = 'cpu') -> dict[str, Any]:
+    """Trains ``name`` on the probe through the Trainer and scores it, also with
+    the test tweets' images shuffled."""
+    model_config, train_config = model_settings(name, encoder, [f'train.epochs={epochs}',
+                                                                f'train.seed={seed}', *overrides])
+    fields = {f.name for f in dataclasses.fields(models.model_class(name).config_class)}
+    if 'visual_dim' in fields:
+        model_config['visual_dim'] = visual_width(graphs['train'])
+    train_config = TrainConfig(**train_config)
+    torch.manual_seed(train_config.seed)
+    model = models.build(name, **model_config).to(device)
+    transform = model.graph_transform()
+    # Transforms edit graphs in place: every model gets its own copies.
+    split = {s: [transform(g.clone()) for g in gs] for s, gs in graphs.items()}
+    trainer = Trainer(model, split['train'], split['dev'], train_config, out / name, device=device)
+    trainer.fit()
+    test = trainer.test(split['test'])
+    batch = train_config.eval_batch_size
+    in_batch = [transform(g) for g in shuffled_images(graphs['test'], batch)]
+    # Every tweet with an image of another test tweet: the F1 a model keeps without the right photo.
+    rolled = graphs['test'][7:] + graphs['test'][:7]
+    elsewhere = [transform(with_image_of(g, donor)) for g, donor in zip(graphs['test'], rolled)]
+    shuffled_f1 = model.evaluate(trainer.eval_loader(elsewhere), train_config.scheme)['f1']
+    return {'model': name, 'test_f1': test['f1'],
+            'per_type': {t: s['f1'] for t, s in test['per_type'].items()},
+            'test_f1_other_images': shuffled_f1, **emission_shift(model, split['test'], in_batch, batch),
+            'train_seconds': round(trainer.train_seconds, 1),
+            'settings': {'model': model_config, 'train': dataclasses.asdict(train_config)}}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    header = ['model', 'test F1', 'F1, other images', 'emission change', 'emission scale', 'change / scale',
+              'train s']
+    lines = [[r['model'], f"{100 * r['test_f1']:.1f}", f"{100 * r['test_f1_other_images']:.1f}",
+              f"{r['emission_change']:.4g}", f"{r['emission_scale']:.3g}",
+              f"{r['emission_change'] / r['emission_scale']:.3g}", f"{r['train_seconds']:.0f}"] for r in rows]
+    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
+    render = lambda row: '  '.join(c.ljust(w) if i == 0 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(row, widths)))
+    return '\n'.join(render(row) for row in [header, *lines])
+
+
+def feature_table(reports: dict[str, dict[str, float]]) -> str:
+    lines = [f"{'image.x of':<22} {'width':>6} {'mean norm':>10} {'cosine between photos':>22} "
+             f"{'linear probe: type':>19} {'photo':>6}"]
+    for name, r in reports.items():
+        lines.append(f"{name:<22} {r['dim']:>6} {r['norm']:>10.3g} {r['cosine']:>22.3f} "
+                     f"{100 * r['type_accuracy']:>18.1f}% {100 * r['photo_accuracy']:>5.1f}%")
+    return '\n'.join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument('--models', nargs='+', default=None,
+                   help=f'models to train (default: every registered one: {" ".join(models.available())})')
+    p.add_argument('--encoder', default=str(MINILM), help='text encoder, the same for every model')
+    p.add_argument('--epochs', type=int, default=10)
+    p.add_argument('--seed', type=int, default=1)
+    p.add_argument('--data-seed', type=int, default=0, help='seed of the probe dataset (crops, names)')
+    p.add_argument('--train', type=int, default=SIZES['train'], help='training tweets')
+    p.add_argument('--dev', type=int, default=SIZES['dev'], help='dev tweets')
+    p.add_argument('--test', type=int, default=SIZES['test'], help='test tweets')
+    p.add_argument('--captions', action='store_true',
+                   help="give each crop its source photo's demo caption as aux words (ITA reads them)")
+    p.add_argument('--features-only', action='store_true', help='only the image.x measurements')
+    p.add_argument('--no-resnet', action='store_true', help='skip the random ResNet-50 comparison')
+    p.add_argument('--set', action='append', default=[], metavar='SECTION.KEY=VALUE',
+                   help='override a model or train setting of every model, e.g. --set train.head_lr=1e-3')
+    p.add_argument('--cache-dir', type=Path, default=DEFAULT_CACHE, help='probe data and feature cache')
+    p.add_argument('--out', type=Path, default=ROOT / 'runs' / 'probe', help='run folders, results.json')
+    p.add_argument('--device', default='cpu')
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s %(message)s', datefmt='%H:%M:%S')
+    sizes = {'train': args.train, 'dev': args.dev, 'test': args.test}
+    name = f'seed{args.data_seed}' + ('-captions' if args.captions else '')
+    folder = build_probe(args.cache_dir / 'probe' / name, sizes, args.data_seed, captions=args.captions)
+    features = args.cache_dir / 'features'
+    graphs = probe_graphs(folder, PROBE_OPTIONS, features)
+    reports = {'descriptors': feature_report(graphs)}
+    if not args.no_resnet:
+        reports['random ResNet-50'] = feature_report(probe_graphs(folder, RANDOM_RESNET_OPTIONS, features))
+    results: dict[str, Any] = {'probe': str(folder), 'sizes': sizes, 'features': reports,
+                               'visual_backend': graphs['train'][0].visual_backend}
+    print(f'\nprobe: {folder} ({sizes}); visual features: {results["visual_backend"]}')
+    print(feature_table(reports))
+    if not args.features_only:
+        rows = []
+        for name in args.models or models.available():
+            start = time.perf_counter()
+            rows.append(run_model(name, graphs, args.encoder, args.out, epochs=args.epochs, seed=args.seed,
+                                  overrides=args.set, device=args.device))
+            log.info('%s: %.0f s', name, time.perf_counter() - start)
+            print(table(rows[-1:]))
+        results['models'] = rows
+        print(f'\nencoder {args.encoder}, {args.epochs} epochs, seed {args.seed}')
+        print(table(rows))
+        baseline = next((r['test_f1'] for r in rows if r['model'] == 'bert-crf'), None)
+        if baseline is not None:
+            for r in rows:
+                if r['model'] != 'bert-crf':
+                    print(f"{r['model']}: {100 * (r['test_f1'] - baseline):+.1f} F1 over bert-crf")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / 'results.json').write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,312 @@
+"""Runs a grid of trainings (models x datasets x seeds, plus named ablations) and writes its table.
+
+Every run goes through ``graphmner train``'s own code (graphmner/cli/train.py) into
+<runs>/<name>/<method>-<dataset>-seed<seed>/; a run whose folder holds metrics.json is skipped, one with
+last.pt resumes, so a killed grid is restarted with the same command. The results are written to
+results/<name>.md, results/<name>.json and results/<name>.png: mean +- std over seeds of test P / R / F1
+and per-type F1, dev F1, tweets/s and training time; a paired bootstrap of each method against bert-crf
+on the same dataset and seed (saved test predictions); the papers' numbers from experiments/papers.yaml.
+
+    # here (CPU, MiniLM, 3 epochs, seeds 1-3)
+    python experiments/reproduce.py --name twitter2017-minilm --datasets twitter2017 --seeds 1 2 3 \\
+        --epochs 3 --data-root ../shared/data --encoder ../shared/models/all-MiniLM-L6-v2
+    # an ablation: a name, the model, then its --set values
+    python experiments/reproduce.py --name umgf-ablations --models umgf --ablation umgf-no-gate umgf \\
+        model.gate=false --datasets twitter2017 --data-root ../shared/data --seeds 1 2 3
+    # add --dry-run to print the grid and every run's settings without training
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from graphmner.cli import MODEL_NAMES, REPOSITORY, offline_environment
+from graphmner.cli import train as train_command
+
+PAPERS = REPOSITORY / 'experiments' / 'papers.yaml'
+BASELINE = 'bert-crf'
+TYPES = ('PER', 'LOC', 'ORG', 'MISC')
+LEVEL = 0.05
+COLUMNS = ('method', 'dataset', 'encoder', 'epochs', 'seeds', 'test F1', 'P', 'R', *TYPES, 'dev F1',
+           'tweets/s', 'train s', 'vs bert-crf', 'paper F1')
+
+
+@dataclass
+class Run:
+    method: str            # the row's name: a model, or an ablation's name
+    model: str
+    dataset: str
+    seed: int
+    sets: list[str] = field(default_factory=list)  # the ablation's --set values
+    out: Path = Path()
+
+    def argv(self, options: argparse.Namespace) -> list[str]:
+        """The ``graphmner train`` command line of this run."""
+        argv = ['--model', self.model, '--dataset', self.dataset, '--seed', str(self.seed),
+                '--out', str(self.out)]
+        for flag in ('data_root', 'encoder', 'epochs', 'batch_size', 'cache_dir', 'device', 'vision_weights',
+                     'detector_weights'):
+            value = getattr(options, flag)
+            if value is not None:
+                argv += ['--' + flag.replace('_', '-'), str(value)]
+        for flag in ('image_root', 'captions'):  # per-dataset paths: '{dataset}' is filled in
+            value = getattr(options, flag)
+            if value is not None:
+                argv += ['--' + flag.replace('_', '-'), value.format(dataset=self.dataset)]
+        for value in [*options.set, *self.sets]:  # the ablation's last, so it wins
+            argv += ['--set', value]
+        return argv
+
+    @property
+    def done(self) -> bool:
+        return (self.out / 'metrics.json').exists()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--name', required=True, help='the grid\'s name: results/<name>.md, runs/<name>/')
+    p.add_argument('--models', nargs='*', default=list(MODEL_NAMES), choices=MODEL_NAMES,
+                   help='models to run (default: all)')
+    p.add_argument('--ablation', nargs='+', action='append', default=[], metavar='NAME MODEL SET',
+                   help='a named variant: its name, its model, then section.key=value settings '
+                   '(repeatable; e.g. --ablation umgf-no-gate umgf model.gate=false)')
+    p.add_argument('--datasets', nargs='+', default=['demo'], help='datasets (default: demo)')
+    p.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3], help='seeds (default: 1 2 3)')
+    p.add_argument('--runs-dir', type=Path, default=REPOSITORY / 'runs', help='parent of runs/<name>/')
+    p.add_argument('--results-dir', type=Path, default=REPOSITORY / 'results', help='where the tables go')
+    p.add_argument('--resamples', type=int, default=1000, help='bootstrap resamples (default: 1000)')
+    p.add_argument('--dry-run', action='store_true',
+                   help="print the grid and each run's settings; train nothing")
+    p.add_argument('--data-root')
+    p.add_argument('--encoder')
+    p.add_argument('--epochs', type=int)
+    p.add_argument('--batch-size', type=int)
+    p.add_argument('--cache-dir')
+    p.add_argument('--device')
+    p.add_argument('--vision-weights')
+    p.add_argument('--detector-weights')
+    p.add_argument('--image-root', help="image folder; '{dataset}' is replaced (e.g. data/{dataset}_images)")
+    p.add_argument('--captions', help="caption file; '{dataset}' is replaced "
+                   '(e.g. ../shared/data/captions/blip2_{dataset}.txt)')
+    p.add_argument('--set', action='append', default=[], metavar='SECTION.KEY=VALUE',
+                   help='a setting for every run of the grid')
+    args = p.parse_args(argv)
+    for ablation in args.ablation:
+        if len(ablation) < 2 or ablation[1] not in MODEL_NAMES:
+            p.error(f"--ablation takes a name, a model ({', '.join(MODEL_NAMES)}) and settings, "
+                    f'got {ablation}')
+    return args
+
+
+def grid(args: argparse.Namespace) -> list[Run]:
+    rows = [(model, model, []) for model in args.models]
+    rows += [(name, model, list(sets)) for name, model, *sets in args.ablation]
+    folder = args.runs_dir / args.name
+    return [Run(method, model, dataset, seed, sets, folder / f'{method}-{Path(dataset).name}-seed{seed}')
+            for dataset in args.datasets for method, model, sets in rows for seed in args.seeds]
+
+
+def dry_run(runs: list[Run], args: argparse.Namespace) -> None:
+    for run in runs:
+        argv = run.argv(args)
+        settings = train_command.load_settings(train_command.parse_args(argv))
+        print(f"{'done' if run.done else 'to run'}  {run.out}")
+        print('  graphmner train ' + ' '.join(argv))
+        print('  settings: ' + json.dumps(settings, default=str, sort_keys=True))
+
+
+def train_missing(runs: list[Run], args: argparse.Namespace) -> None:
+    for run in runs:
+        if run.done:
+            print(f'skip (metrics.json exists): {run.out}')
+            continue
+        argv = run.argv(args) + (['--resume'] if (run.out / 'last.pt').exists() else [])
+        print(f"train: graphmner train {' '.join(argv)}", flush=True)
+        train_command.train(train_command.parse_args(argv))
+
+
+# -- the table -------------------------------------------------------------------------
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    return {'mean': statistics.fmean(values), 'std': statistics.stdev(values) if len(values) > 1 else 0.0,
+            'values': values}
+
+
+def read_papers(path: Path = PAPERS) -> list[dict[str, Any]]:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def predictions(run: Run) -> list[list[str]] | None:
+    from graphmner.data.conll import read_conll
+
+    path = run.out / 'test_predictions.txt'
+    return [tweet.labels for tweet in read_conll(path)] if path.exists() else None
+
+
+def gold_test(dataset: str, data_root: str | None) -> list[Any]:
+    from graphmner.data import split_path
+    from graphmner.data.conll import read_conll
+
+    return read_conll(split_path(dataset, 'test', data_root))
+
+
+def significance(runs: list[Run], args: argparse.Namespace) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Per (method, dataset): one paired bootstrap against bert-crf per seed where both saved predictions."""
+    from graphmner.significance import paired_bootstrap
+
+    baseline = {(r.dataset, r.seed): r for r in runs if r.method == BASELINE and r.done}
+    tests: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    gold_of: dict[str, list[list[str]]] = {}
+    for run in runs:
+        reference = baseline.get((run.dataset, run.seed))
+        if run.method == BASELINE or not run.done or reference is None:
+            continue
+        pred, pred_reference = predictions(run), predictions(reference)
+        if pred is None or pred_reference is None:
+            continue
+        if run.dataset not in gold_of:
+            gold_of[run.dataset] = [t.labels for t in gold_test(run.dataset, args.data_root)]
+        result = paired_bootstrap(gold_of[run.dataset], pred, pred_reference, resamples=args.resamples,
+                                  seed=run.seed)
+        tests.setdefault((run.method, run.dataset), []).append(
+            {'seed': run.seed, 'difference': result.difference, 'p_value': result.p_value})
+    return tests
+
+
+def summarise(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
+    tests = significance(runs, args)
+    papers = read_papers()
+    rows = []
+    keys = dict.fromkeys((r.method, r.model, r.dataset) for r in runs)
+    for method, model, dataset in keys:
+        done = [r for r in runs if (r.method, r.dataset) == (method, dataset) and r.done]
+        if not done:
+            continue
+        metrics = [json.loads((r.out / 'metrics.json').read_text()) for r in done]
+        row = {'method': method, 'model': model, 'dataset': dataset, 'seeds': [m['seed'] for m in metrics],
+               'runs': [str(r.out) for r in done], 'sets': done[0].sets}
+        for key in ('precision', 'recall', 'f1'):
+            row[key] = spread([100 * m['test'][key] for m in metrics])
+        row['per_type_f1'] = {t: spread([100 * m['test']['per_type'][t]['f1'] for m in metrics])
+                              for t in TYPES if all(t in m['test']['per_type'] for m in metrics)}
+        row['dev_f1'] = spread([100 * m['dev']['f1'] for m in metrics])
+        row['tweets_per_second'] = spread([m['tweets_per_second'] for m in metrics])
+        row['train_seconds'] = spread([m['train_seconds'] for m in metrics])
+        row['settings'] = {'encoder': metrics[0]['encoder'], 'epochs': metrics[0]['epochs']}
+        row['vs_bert_crf'] = tests.get((method, dataset), [])
+        row['papers'] = [p for p in papers if p['method'] == method and p['dataset'] == dataset]
+        rows.append(row)
+    return rows
+
+
+def mark(tests: list[dict[str, Any]]) -> str:
+    """'+2/3': significantly better than bert-crf at 2 of 3 seeds; '-1/3': worse at 1."""
+    if not tests:
+        return ''
+    better = sum(t['p_value'] < LEVEL and t['difference'] > 0 for t in tests)
+    worse = sum(t['p_value'] < LEVEL and t['difference'] < 0 for t in tests)
+    parts = [f'+{better}/{len(tests)}'] if better else []
+    parts += [f'-{worse}/{len(tests)}'] if worse else []
+    return ' '.join(parts) or f'0/{len(tests)}'
+
+
+def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    def cell(s: dict[str, Any], digits: int = 2) -> str:
+        return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+    lines = [f'# {args.name}', '',
+             'Generated by `experiments/reproduce.py` from the run folders listed in '
+             f'`results/{args.name}.json`; do not edit by hand.', '',
+             'Test scores of the best dev epoch, mean ± sample std over seeds (percent, conlleval span F1). '
+             f'"vs bert-crf": seeds at which a paired bootstrap ({args.resamples} resamples over test '
+             'tweets) '
+             f'finds the difference to bert-crf at p < {LEVEL} (+ better, - worse). '
+             '"paper F1": experiments/papers.yaml (other encoders and epochs: see its sources below).', '',
+             '| ' + ' | '.join(COLUMNS) + ' |', '|' + '---|' * len(COLUMNS)]
+    sources = []
+    for row in rows:
+        per_type = [cell(row['per_type_f1'][t]) if t in row['per_type_f1'] else '' for t in TYPES]
+        paper = []
+        for p in row['papers']:
+            sources.append(p)
+            paper.append(f"{p['f1']:.2f} [{len(sources)}]")
+        lines.append('| ' + ' | '.join([
+            row['method'], row['dataset'], Path(str(row['settings']['encoder'])).name,
+            str(row['settings']['epochs']), ' '.join(map(str, row['seeds'])), cell(row['f1']),
+            cell(row['precision']), cell(row['recall']), *per_type, cell(row['dev_f1']),
+            cell(row['tweets_per_second'], 1), cell(row['train_seconds'], 0), mark(row['vs_bert_crf']),
+            ', '.join(paper)]) + ' |')
+    if sources:
+        lines += ['', 'Paper numbers:', '']
+        lines += [f"{i}. {p['source']}; encoder {p['encoder']}" + (f"; {p['note']}" if p.get('note') else '')
+                  for i, p in enumerate(sources, 1)]
+    ablations = [row for row in rows if row['sets']]
+    if ablations:
+        lines += ['', 'Ablations:', '']
+        lines += [f"- {row['method']}: {row['model']} with {' '.join(row['sets'])}" for row in ablations]
+    return '\n'.join(lines) + '\n'
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Test F1 per method: one dot per seed, the mean with its std, the papers' F1 as crosses."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(row['dataset'] for row in rows))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.6), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        chosen = [row for row in rows if row['dataset'] == dataset]
+        for x, row in enumerate(chosen):
+            ax.scatter([x] * len(row['f1']['values']), row['f1']['values'], color='tab:blue', s=12, alpha=0.6)
+            ax.errorbar(x, row['f1']['mean'], yerr=row['f1']['std'], fmt='o', color='tab:blue', capsize=4)
+            for p in row['papers']:
+                ax.scatter(x, p['f1'], marker='x', color='tab:red', s=40)
+        ax.scatter([], [], marker='x', color='tab:red', label='paper')
+        ax.set_xticks(range(len(chosen)), [row['method'] for row in chosen], rotation=30, ha='right')
+        ax.set(title=dataset, ylabel='test F1 (%)')
+        ax.grid(alpha=0.3)
+        ax.legend(loc='lower right', fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_results(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = summarise(runs, args)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    base = args.results_dir / args.name
+    grid_settings = {key: getattr(args, key) for key in ('models', 'datasets', 'seeds', 'encoder', 'epochs',
+                                                          'data_root', 'set', 'ablation', 'resamples')}
+    base.with_suffix('.json').write_text(json.dumps({'name': args.name, 'grid': grid_settings, 'rows': rows},
+                                                    indent=2, default=str))
+    base.with_suffix('.md').write_text(markdown(rows, args))
+    if rows:
+        plot(rows, base.with_suffix('.png'))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    offline_environment()
+    args = parse_args(argv)
+    runs = grid(args)
+    if args.dry_run:
+        dry_run(runs, args)
+        return []
+    train_missing(runs, args)
+    rows = write_results(runs, args)
+    print(f"wrote {args.results_dir / args.name}.md, .json, .png ({len(rows)} rows)")
+    return rows
+
+
+if __name__ == '__main__':
+    main()

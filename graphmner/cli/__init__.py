@@ -1,0 +1,86 @@
+"""The ``graphmner`` command: ``train``, ``predict``, ``export``, ``inspect``.
+
+    graphmner train --model umgf                              # as experiments/run.py
+    graphmner predict runs/umgf-demo-seed1/best.pt --text "Barack Obama visits Paris"
+    graphmner export --dataset demo --count 2 --out /tmp/graphs
+    graphmner inspect --dataset demo --split train --index 0
+
+Every user mistake (a bad flag, file, checkpoint or value) is one line on
+stderr and exit status 2. Heavy libraries are imported only after the
+arguments are parsed, so ``--help`` is instant.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+#: The registered model names (kept here so that --help needs no torch import;
+#: a test checks them against graphmner.models.available()).
+MODEL_NAMES = ('bert-crf', 'gmf', 'ita', 'maf', 'umgf')
+
+#: The repository this package sits in when run from a checkout (configs live in experiments/).
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+class UsageError(ValueError):
+    """A user mistake the command reports as one line, exit status 2."""
+
+
+def fail(command: str, message: str) -> None:
+    """Prints ``graphmner <command>: error: <message>`` as one line and exits with 2."""
+    print(f"{command}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def run_guarded(command: str, body: Callable[[], object]) -> object:
+    """Runs ``body``; the errors that mean a user mistake become one line and exit 2."""
+    from ..io import CheckpointError
+    from ..train.settings import SettingsError
+
+    try:
+        return body()
+    except (UsageError, SettingsError, CheckpointError) as error:
+        fail(command, str(error))
+    except ImportError as error:
+        fail(command, f'a needed package is missing: {error}')
+    return None
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (no usage block), exit 2."""
+
+    def error(self, message: str) -> None:
+        fail(self.prog, message)
+
+
+def offline_environment() -> None:
+    """Nothing downloads at run time: the offline switches of the hub and YOLO
+    are on unless the user set them."""
+    os.environ.setdefault('YOLO_OFFLINE', 'true')
+
+
+def quiet_third_parties() -> None:
+    """Silences the warnings other libraries print on every run (torch_geometric's
+    use of the deprecated ``torch.jit.script``); ``--verbose`` keeps them."""
+    import warnings
+
+    warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
+
+
+def main(argv: list[str] | None = None) -> object:
+    from . import export, inspect, predict, train
+
+    parser = Parser(prog='graphmner', description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    for name, module in (('train', train), ('predict', predict), ('export', export), ('inspect', inspect)):
+        sub = commands.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    args = parser.parse_args(argv)
+    offline_environment()
+    return args.run(args)

@@ -1,0 +1,277 @@
+r"""GMF: He et al., "Visual Clue Guidance and Consistency Matching Framework for
+Multimodal Named Entity Recognition" (Appl. Sci. 2024, 14(6), 2333), over the
+tweet graph. No official code was published; its closest public relative is
+HVPNeT (Chen et al., NAACL-Findings 2022), whose visual prefix VCG follows.
+
+Read top to bottom against the paper:
+
+1. Visual input (§3.3.2, Fig. 5): the ``scale`` nodes of the tweet graph, one
+   ``g x g`` grid of cells per backbone stage (``scale.level`` 0..3, cells
+   row-major; ``g`` is the data's ``scale_grid``). ``scale.x`` is zero-padded
+   to the widest stage; each level keeps only its own channels (``scale_dims``,
+   e.g. 256 / 512 / 1024 / 2048 for ResNet-50), standardised with training-set
+   statistics (one :class:`FeatureStandardizer` per level) before the first
+   projection. The paper also builds a pyramid for every detected object (Eq.
+   10); here each object is ONE token, its ``object`` node feature (the crop's
+   pooled last stage), standardised and projected by its own 1x1 map. Per-object
+   pyramids would multiply the cached object features by ``4 g^2`` (6.4 MB
+   instead of 32 KB per tweet for 4 ResNet objects at ``g = 7``) and the
+   object part of the prefix by ``g^2``; see the README for the measured cost.
+   Object nodes may be absent (no detector): the prefix is then the image's.
+2. Cross-scale attention, CSA (Eqs. 1-4, :class:`CrossScaleAttention`) on each
+   level's ``g x g`` map. The paper applies it to the full-resolution stage
+   maps and pools afterwards; the graph caches pooled cells, so the order here
+   is pool (at graph building) -> CSA -> 1x1 convolution.
+3. Structured mapping (Eqs. 5-6): a 1x1 convolution per level to the encoder
+   width. Eq. 6's Pool (every level to the last stage's size) is the pooling of
+   every stage to the same ``g x g`` grid, done when the graph was built.
+4. Dynamic gate and visual clue guidance (Eqs. 7-13,
+   :class:`VisualCluePrefix`): per encoder layer, a softmax gate over the
+   levels mixes them; the mixed cells, then the object tokens, are projected
+   to that layer's prefix keys and values and prepended to its self-attention
+   (``layer_prefix``), masked by ``prefix_mask`` for padded object slots and for
+   tweets whose image is missing: those get exactly the prefix-free word states.
+5. Emissions ``w_MNER . h_i`` (Eq. 20) -> the shared CRF (Eqs. 17-21).
+6. Consistency matching, CM (Eqs. 14-16, in :meth:`GMF.auxiliary_losses`): the
+   text vector ``C_g = tanh(FC(c_0))`` is the encoder's pooler output from a
+   prefix-free pass over the tweets that have an image. The paper defines
+   ``C_g`` on BERT's encoding of the sentence (§3.3.1), before any visual clue;
+   taken from the guided pass it could satisfy the loss by copying the image
+   through the prefix instead of aligning two independent encodings. The pass
+   costs one more encoder forward / backward over those tweets, in training
+   only. The image vector is the standardised ``image`` node (the global pool
+   of the last stage, ``V_g``). Two MLPs map both to the encoder width; cosine
+   similarity / tau; ``L_CM = mean(lambda L(P->C) + (1 - lambda) L(C->P))``
+   with the graph's in-batch negatives. Tweets without an image take no part.
+7. Objective (Eq. 22): ``(1 - alpha) L_CM + alpha L_ner`` (:meth:`loss_weights`).
+
+Ablations of the paper's Table 4: ``vcg=False`` (no prefix: the emissions are
+the text encoder's; CM still trains it), ``csa=False`` (levels go to the 1x1
+maps unrefined), ``cm=False`` (no CM loss; the objective is ``L_ner``).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch, HeteroData
+from torch_geometric.utils import degree, to_dense_batch
+
+from ..data.labels import BIO_LABELS
+from ..graph import schema
+from ..nn.contrastive import symmetric_info_nce
+from ..nn.cross_scale_attention import CrossScaleAttention
+from ..nn.standardize import FeatureStandardizer
+from ..nn.visual_clue_prefix import VisualCluePrefix
+from .base import EncoderConfig, MNERModel, MNEROutput
+
+#: Backbone stages 1-4, the pyramid levels of the ``scale`` nodes.
+PYRAMID_LEVELS = 4
+
+
+@dataclass
+class GMFConfig(EncoderConfig):
+    """GMF settings (paper §4.2; what the paper leaves out is marked)."""
+
+    visual_dim: int = 2048                # width of image / object / (padded) scale features; run.py fills it
+    scale_dims: list[int] | None = None   # channels of each level in scale.x (ResNet-50: 256, 512, 1024,
+    #                                       2048); None: every level uses all visual_dim channels
+    reduction: int = 16                   # r of CSA (not in the paper: BAM's)
+    dilation: int = 4                     # of CSA's two 3x3 convolutions (not in the paper: BAM's)
+    temperature: float = 0.21             # tau of CM (paper: Twitter-2015 0.21, Twitter-2017 0.174)
+    cm_lambda: float = 0.7                # lambda of Eq. 16, on image -> text (paper: 0.7)
+    alpha: float = 0.5                    # Eq. 22's weight of L_ner (not in the paper: chosen on a dev set)
+    vcg: bool = True                      # visual clue guidance (False: "w/o VCG")
+    csa: bool = True                      # cross-scale attention (False: "w/o CSA")
+    cm: bool = True                       # consistency matching (False: "w/o CM")
+
+    def __post_init__(self):
+        if self.scale_dims is not None:
+            if len(self.scale_dims) != PYRAMID_LEVELS or not all(0 < c <= self.visual_dim
+                                                                 for c in self.scale_dims):
+                raise ValueError(f'GMFConfig.scale_dims must give {PYRAMID_LEVELS} level widths between 1 '
+                                 f'and visual_dim={self.visual_dim}, got {self.scale_dims}')
+        if not 0 < self.alpha <= 1:
+            raise ValueError(f'GMFConfig.alpha must be in (0, 1], got {self.alpha}')
+        if not 0 <= self.cm_lambda <= 1:
+            raise ValueError(f'GMFConfig.cm_lambda must be in [0, 1], got {self.cm_lambda}')
+        if self.temperature <= 0:
+            raise ValueError(f'GMFConfig.temperature must be positive, got {self.temperature}')
+
+    @property
+    def level_dims(self) -> list[int]:
+        return list(self.scale_dims) if self.scale_dims is not None else [self.visual_dim] * PYRAMID_LEVELS
+
+
+def _mlp(in_channels: int, channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_channels, channels), nn.ReLU(), nn.Linear(channels, channels))
+
+
+class GMF(MNERModel):
+    r"""GMF: visual clue guidance from pyramid scales, cross-scale attention and
+    consistency matching (He et al., Appl. Sci. 2024).
+
+    Args:
+        config (GMFConfig): encoder, level widths, CSA, CM and ablation settings.
+        labels (Sequence[str], optional): BIO labels in id order. (default: :obj:`BIO_LABELS`)
+
+    Shapes:
+        - **input:** a :class:`~torch_geometric.data.Batch` of B tweet graphs with
+          ``words``, ``image.x``, ``image.missing``, ``scale.x``, ``scale.level`` and
+          (optionally) ``object.x``
+        - **output:** emissions :math:`(B, T, C)` over the T words of the longest tweet
+    """
+
+    name = 'gmf'
+    config_class = GMFConfig
+    # The prefix realises ('scale', 'guides', 'word') densely (every cell -> every word, as
+    # attention), so the relation's edge list is not read and is dropped before batching.
+    node_types = (schema.SCALE, schema.OBJECT)
+
+    def __init__(self, config: GMFConfig, labels: Sequence[str] = BIO_LABELS):
+        super().__init__(config, labels, pooler=config.cm)
+        c, H = config, self.encoder.hidden_size
+        dims = c.level_dims
+        # First, as in bert-crf: under one seed both start from the same emission weights.
+        self.dropout = nn.Dropout(c.dropout)
+        self.emission = nn.Linear(H, len(self.tags))    # w_MNER (Eq. 20)
+        if c.vcg:
+            # Raw features -> per-dimension z-scores with training-set statistics.
+            self.scale_standardizers = nn.ModuleList(FeatureStandardizer(dim, (schema.SCALE, ))
+                                                     for dim in dims)
+            self.object_standardizer = FeatureStandardizer(c.visual_dim, (schema.OBJECT, ))
+            self.csa = nn.ModuleList(CrossScaleAttention(dim, c.reduction, c.dilation)
+                                     for dim in dims) if c.csa else None
+            self.level_maps = nn.ModuleList(nn.Conv2d(dim, H, 1) for dim in dims)  # Eqs. 5-6
+            self.object_map = nn.Linear(c.visual_dim, H)
+            self.prefix = VisualCluePrefix(H, len(dims), self.encoder.num_layers)   # Eqs. 7-12
+        if c.cm:
+            self.image_standardizer = FeatureStandardizer(c.visual_dim, (schema.IMAGE, ))
+            self.text_mlp = _mlp(H, H)                  # C_g -> C_n
+            self.image_mlp = _mlp(c.visual_dim, H)      # P_g -> P_n
+
+    # -- visual input ------------------------------------------------------------------
+    @staticmethod
+    def image_missing(batch: Batch) -> Tensor:
+        """``[B]`` bool: the tweet has no usable image."""
+        image = batch[schema.IMAGE]
+        if 'missing' not in image:
+            return torch.zeros(batch.num_graphs, dtype=torch.bool, device=image.x.device)
+        return image.missing.view(-1).bool()
+
+    def pyramid(self, batch: Batch) -> tuple[Tensor, Tensor] | None:
+        """Each level's standardised ``g x g`` map, refined by CSA and mapped to
+        the encoder width: ``[N, D, S, H]`` for the N graphs that have scale
+        nodes, and their graph ids ``[N]``; :obj:`None` when no graph has any."""
+        if schema.SCALE not in batch.node_types or batch[schema.SCALE].num_nodes == 0:
+            return None
+        store = batch[schema.SCALE]
+        x, level = store.x, store.level
+        counts = degree(store.batch, batch.num_graphs).long()
+        graphs = counts.nonzero().view(-1)
+        N, D, dims = graphs.numel(), len(self.config.level_dims), self.config.level_dims
+        cells = int(counts[graphs[0]]) // D
+        grid = round(cells ** 0.5)
+        if grid * grid * D != int(counts[graphs[0]]) or (counts[graphs] != cells * D).any():
+            raise ValueError(f'GMF expects {D} levels of g x g scale cells per image, got '
+                             f'{sorted(set(counts[graphs].tolist()))} scale nodes per graph')
+        if x.shape[-1] != self.config.visual_dim:
+            raise ValueError(f'GMF was built for visual_dim={self.config.visual_dim}, got scale features '
+                             f'of width {x.shape[-1]}')
+        levels = []
+        for i, dim in enumerate(dims):
+            rows = x[level == i, :dim]                       # drops level i's zero padding
+            if rows.shape[0] != N * cells:
+                raise ValueError(f'GMF expects {cells} scale cells of level {i} per image, got '
+                                 f'{rows.shape[0]} for {N} images')
+            f = self.scale_standardizers[i](rows)            # [N * S, C_i]
+            f = f.view(N, grid, grid, dim).permute(0, 3, 1, 2)  # F_i: [N, C_i, g, g]
+            if self.csa is not None:
+                f = self.csa[i](f)                           # F_i' = F_i + F_i * M(F_i)   (Eqs. 1-4)
+            v = self.level_maps[i](f)                        # V_i = Conv1x1(F_i')         (Eqs. 5-6)
+            levels.append(v.flatten(2).transpose(1, 2))      # [N, S, H]
+        return torch.stack(levels, dim=1), graphs            # [N, D, S, H]
+
+    def visual_clues(self, batch: Batch) -> tuple[list[tuple[Tensor, Tensor]], Tensor] | None:
+        """The layer prefixes (one (key, value) pair ``[B, P, H]`` per encoder
+        layer) and ``prefix_mask`` ``[B, P]``, or :obj:`None` when no tweet of
+        the batch has a pyramid. ``P = S + K``: the image's cells, then up to K
+        object tokens."""
+        found = self.pyramid(batch)
+        if found is None:
+            return None
+        levels, graphs = found
+        B = batch.num_graphs
+        dense = levels.new_zeros(B, *levels.shape[1:])       # [B, D, S, H], zero for tweets without
+        dense[graphs] = levels
+        has_pyramid = torch.zeros(B, dtype=torch.bool, device=levels.device)
+        has_pyramid[graphs] = True
+        objects = None
+        object_mask = has_pyramid.new_zeros(B, 0)
+        store = batch[schema.OBJECT] if schema.OBJECT in batch.node_types else None
+        if store is not None and 'x' in store and store.x.shape[0] > 0:
+            tokens = self.object_map(self.object_standardizer(store.x))       # [N_o, H]
+            objects, object_mask = to_dense_batch(tokens, store.batch, batch_size=B)  # [B, K, H]
+            object_mask = object_mask & has_pyramid[:, None]
+        layer_prefix = self.prefix(dense, objects)           # Eqs. 7-12: L x ([B, S + K, H],) * 2
+        S = levels.shape[2]
+        prefix_mask = torch.cat([has_pyramid[:, None].expand(B, S), object_mask], dim=1)  # [B, S + K]
+        return layer_prefix, prefix_mask
+
+    # -- forward -----------------------------------------------------------------------
+    def forward(self, batch: Batch) -> MNEROutput:
+        words = self.words_of(batch)
+        clues = self.visual_clues(batch) if self.config.vcg else None
+        layer_prefix, prefix_mask = clues if clues is not None else (None, None)
+        text = self.encoder(words, layer_prefix=layer_prefix, prefix_mask=prefix_mask)  # Eq. 13: H
+        emissions = self.emission(self.dropout(text.words))             # Eq. 20: [B, T, C]
+        return MNEROutput(emissions, text.word_mask)
+
+    # -- consistency matching and the objective ----------------------------------------
+    def auxiliary_losses(self, batch: Batch, output: MNEROutput) -> dict[str, Tensor]:
+        if not self.config.cm:
+            return {}
+        with_image = (~self.image_missing(batch)).nonzero().view(-1)
+        if with_image.numel() < 2:  # no pair to contrast: skip the extra encoder pass
+            return {'cm': output.emissions.new_zeros(())}
+        words = self.words_of(batch)
+        text = self.encoder([words[i] for i in with_image.tolist()])    # prefix-free pass
+        c = self.text_mlp(text.pooler_output)                           # C_n from C_g = tanh(FC(c_0))
+        image = batch[schema.IMAGE].x[with_image]
+        p = self.image_mlp(self.image_standardizer(image))              # P_n from P_g
+        # Eqs. 14-16: lambda * L(P -> C) + (1 - lambda) * L(C -> P)
+        cm = symmetric_info_nce(p, c, self.config.temperature, weight=self.config.cm_lambda)
+        return {'cm': cm}
+
+    def loss_weights(self) -> dict[str, float]:
+        if not self.config.cm:
+            return {'nll': 1.0}
+        return {'nll': self.config.alpha, 'cm': 1.0 - self.config.alpha}  # Eq. 22
+
+    # -- feature statistics --------------------------------------------------------------
+    @torch.no_grad()
+    def fit_feature_statistics(self, graphs: Iterable[HeteroData]) -> None:
+        """Fits the standardizers on the training graphs that have an image.
+        Each level's statistics come from its own channels only: ``scale.x`` is
+        zero-padded to the widest level, so a padded dimension mixes levels."""
+        dims = self.config.level_dims
+        scales: list[list[Tensor]] = [[] for _ in dims]
+        objects, images = [], []
+        for g in graphs:
+            if 'missing' in g[schema.IMAGE] and bool(g[schema.IMAGE].missing.any()):
+                continue
+            images.append(g[schema.IMAGE].x)
+            if schema.OBJECT in g.node_types and 'x' in g[schema.OBJECT]:
+                objects.append(g[schema.OBJECT].x)
+            if schema.SCALE in g.node_types and 'x' in g[schema.SCALE]:
+                for i, dim in enumerate(dims):
+                    scales[i].append(g[schema.SCALE].x[g[schema.SCALE].level == i, :dim])
+        fits = []
+        if self.config.vcg:
+            fits += [(self.object_standardizer, objects), *zip(self.scale_standardizers, scales)]
+        if self.config.cm:
+            fits.append((self.image_standardizer, images))
+        for standardizer, rows in fits:
+            standardizer.fit(rows)  # no rows: it stays the identity

@@ -1,0 +1,223 @@
+r"""MAF: Xu et al., "MAF: A General Matching and Alignment Framework for
+Multimodal Named Entity Recognition" (WSDM 2022), as layers over the tweet graph.
+
+Read top to bottom against the paper (equations of its method section; what
+the official code ``xubodhu/MAF`` does where the two differ):
+
+1. Input representations. Text: the fine-tuned encoder's word states
+   :math:`T` (first subword, dropout) and its pooler output
+   :math:`T_s = \tanh(W t_{[CLS]})`. Image: the 7x7 ``region`` cells of the
+   frozen backbone's last stage :math:`V = (v_1, \dots, v_{49})` and the
+   ``image`` node (their mean, the official ``img_mean``), each standardised
+   with training-set statistics, regions projected to the text width
+   (the official ``vismap2text``).
+2. Cross-modal alignment (CA): :math:`t = W_2 \mathrm{ReLU}(W_1 T_s)`,
+   :math:`v = W_4 \mathrm{ReLU}(W_3\, \mathrm{image})`, and the symmetric
+   InfoNCE over the batch with cosine similarity / :math:`\tau`,
+   :math:`\mathcal{L}_{ca} = \frac{1}{N}\sum_i \lambda_c \mathcal{L}^{T \to V}_i
+   + (1 - \lambda_c) \mathcal{L}^{V \to T}_i`. The weight :math:`\lambda_c`
+   sits on text -> image as in the official code (``temp_lamb``); the
+   paper's slide puts it on image -> text.
+3. Cross-modal interaction: words query the regions over
+   ``('region', 'informs', 'word')`` (softmax over each word's incoming
+   edges), :math:`V' = \mathrm{LN}(T + CV)`,
+   :math:`C = \mathrm{LN}(V' + \mathrm{FFN}(V'))`
+   (:class:`~graphmner.nn.cross_modal_interaction.CrossModalInteraction`).
+4. Cross-modal matching (CM): in training, :math:`2k` tweets swap their
+   :math:`C` as negatives; a matched / mismatched classifier over
+   :math:`[T; C]` gives :math:`\hat{y}_m` and :math:`M = \hat{y}_m \odot C`
+   (:class:`~graphmner.nn.cross_modal_matching.CrossModalMatching`, which
+   also says why its classifier reads the mean over words and what happens in
+   batches of :math:`2k` or fewer image tweets: no negatives).
+5. Cross-modal fusion: :math:`g = \sigma(W_{gt} T + W_{gm} M)`,
+   :math:`R = g \odot M` (UMGF's element-wise gate,
+   :class:`~graphmner.nn.cross_modal_gate.CrossModalGate`, over one edge from
+   each word's own visual state to the word), :math:`H = [T; R]` -> emissions
+   -> the CRF.
+6. Objective, as the official code: :math:`\lambda \mathcal{L}_{crf} +
+   (1 - \lambda)(\mathcal{L}_{cm} + \mathcal{L}_{ca})` with
+   :math:`\lambda = 0.62` (:meth:`MAF.loss_weights`). The paper writes
+   :math:`\alpha \mathcal{L}_{ca} + \beta \mathcal{L}_{cm} + (1-\alpha-\beta)
+   \mathcal{L}_{mner}` with :math:`\alpha = \beta = 0.19`, which weighs the
+   two auxiliary losses half as much as the code does.
+
+A tweet without a usable image (``image.missing``, hence no regions) has no
+visual evidence: :math:`C = 0`, so :math:`M = R = 0` and its emissions are
+exactly those of the text path :math:`[T; 0]`; it takes no part in
+:math:`\mathcal{L}_{ca}` or :math:`\mathcal{L}_{cm}` and is never swapped.
+The official code instead fed such tweets a stock photo
+(``17_06_4705.jpg``) as if it were theirs.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+
+from ..data.labels import BIO_LABELS
+from ..graph import schema
+from ..nn.contrastive import symmetric_info_nce
+from ..nn.cross_modal_gate import CrossModalGate
+from ..nn.cross_modal_interaction import CrossModalInteraction
+from ..nn.cross_modal_matching import CrossModalMatching
+from ..nn.standardize import FeatureStandardizer
+from .base import EncoderConfig, MNERModel, MNEROutput
+
+
+@dataclass
+class MAFConfig(EncoderConfig):
+    """MAF settings (official code's defaults, ``run_gate_cl.py``)."""
+
+    visual_dim: int = 2048            # region / image feature width (ResNet-152)
+    heads: int | None = None          # cross-attention heads; None: the encoder's (official: BERT's 12)
+    ffn: int | None = None            # FFN width; None: the encoder's intermediate size (official 3072)
+    attention_dropout: float = 0.1    # on the word <- region attention weights (BERT's)
+    alignment: bool = True            # CA on (False: "w/o CA")
+    temperature: float = 0.179        # tau of the CA InfoNCE (temp)
+    alignment_weight: float = 0.7     # lambda_c, on text -> image (temp_lamb)
+    matching: bool = True             # CM on (False: "w/o CM": M = C, no swap, no L_cm)
+    negatives: int = 16               # 2k: tweets swapped per training batch (negative_rate)
+    gate: bool = True                 # False: R = M ("w/o gate")
+    nll_weight: float = 0.62          # lambda: lambda * L_crf + (1 - lambda) * (L_cm + L_ca) (lamb)
+
+    def __post_init__(self):
+        if self.heads is not None and self.heads <= 0:
+            raise ValueError(f'MAFConfig.heads must be positive or None, got {self.heads}')
+        if self.negatives < 0 or self.negatives % 2:
+            raise ValueError(f'MAFConfig.negatives (2k) must be even and >= 0, got {self.negatives}')
+        if not 0.0 < self.nll_weight <= 1.0:
+            raise ValueError(f'MAFConfig.nll_weight (lambda) must be in (0, 1], got {self.nll_weight}')
+
+
+class MAF(MNERModel):
+    r"""MAF: cross-modal alignment, region attention, text-image matching and a
+    gate over the tweet graph (Xu et al., WSDM 2022).
+
+    Args:
+        config (MAFConfig): encoder, attention sizes, CA / CM settings and ablation switches.
+        labels (Sequence[str], optional): BIO labels in id order. (default: :obj:`BIO_LABELS`)
+
+    Shapes:
+        - **input:** a :class:`~torch_geometric.data.Batch` of B tweet graphs with
+          ``words``, ``region.x``, ``image.x``, ``image.missing`` and
+          ``('region', 'informs', 'word')``
+        - **output:** emissions :math:`(B, T, C)` over the T words of the longest
+          tweet; ``extras`` hold what :meth:`auxiliary_losses` reads
+    """
+
+    name = 'maf'
+    config_class = MAFConfig
+    relations = (schema.INFORMS, )
+    node_types = (schema.REGION, schema.IMAGE)
+
+    def __init__(self, config: MAFConfig, labels: Sequence[str] = BIO_LABELS):
+        super().__init__(config, labels, pooler=True)
+        c, hidden = config, self.encoder.hidden_size
+        heads = c.heads or self.encoder.num_heads
+        ffn = c.ffn or getattr(self.encoder.model.config, 'intermediate_size', 4 * hidden)
+        if hidden % heads:
+            raise ValueError(f'MAFConfig.heads must divide the encoder width {hidden}, got {heads}')
+        self.dropout = nn.Dropout(c.dropout)
+        # 1. Image encoder side: standardised regions, projected to the text width.
+        self.region_standardizer = FeatureStandardizer(c.visual_dim, (schema.REGION, ))
+        self.region_projection = nn.Linear(c.visual_dim, hidden)
+        # 2. CA projection heads (768 -> 768 -> 768 and 2048 -> 768 -> 768 in the official code).
+        if c.alignment:
+            self.image_standardizer = FeatureStandardizer(c.visual_dim, (schema.IMAGE, ))
+            self.text_head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+            self.image_head = nn.Sequential(nn.Linear(c.visual_dim, hidden), nn.ReLU(),
+                                            nn.Linear(hidden, hidden))
+        # 3. Cross-modal interaction; 4. matching; 5. gate and emissions over [T ; R].
+        self.interaction = CrossModalInteraction(hidden, heads, ffn, c.dropout, c.attention_dropout)
+        if c.matching:
+            self.matching = CrossModalMatching(hidden, c.negatives)
+        self.fusion_gate = CrossModalGate(hidden, gated=c.gate)
+        self.emission = nn.Linear(2 * hidden, len(self.tags))
+
+    # -- the graph it reads -------------------------------------------------------------
+    def usable_images(self, batch: Batch) -> Tensor:
+        """``[B]`` bool: the tweet has an image (``image.missing`` False) with regions."""
+        image = batch[schema.IMAGE]
+        if 'missing' not in image:
+            raise ValueError("MAF reads 'image.missing' (which tweets have no usable image); the "
+                             'batch has none: build the graphs with graphmner.graph.build_graph')
+        regions = batch[schema.REGION]
+        for name, x in (('region', regions.x), ('image', image.x)):
+            if x.shape[-1] != self.config.visual_dim:
+                raise ValueError(f'MAF was built for visual_dim={self.config.visual_dim}, got {name} '
+                                 f'features of width {x.shape[-1]}')
+        has_regions = torch.bincount(regions.batch, minlength=batch.num_graphs) > 0
+        return ~image.missing.view(-1).bool() & has_regions
+
+    # -- forward -----------------------------------------------------------------------
+    def forward(self, batch: Batch) -> MNEROutput:
+        text = self.encoder(self.words_of(batch))
+        mask = text.word_mask                                     # [B, T]
+        word_batch = batch[schema.WORD].batch
+        if int(mask.sum()) != word_batch.numel():
+            raise ValueError(f"The batch has {word_batch.numel()} word nodes but its 'words' lists "
+                             f'{int(mask.sum())} words')
+        has_image = self.usable_images(batch)                     # [B]
+        t = self.dropout(text.words)                              # T [B, T, H]
+        t_nodes = t[mask]                                         # [N_w, H]
+        extras: dict[str, Tensor] = {'has_image': has_image}
+        counts: dict[str, int] = {}
+
+        # 2. CA vectors (the loss is in auxiliary_losses).
+        if self.config.alignment:
+            extras['text_vector'] = self.text_head(text.pooler_output)              # t [B, H]
+            image_x = self.image_standardizer(batch[schema.IMAGE].x)
+            extras['image_vector'] = self.image_head(image_x)                       # v [B, H]
+
+        # 3. Cross-modal interaction: words <- regions over 'informs'.
+        regions = self.region_projection(self.region_standardizer(batch[schema.REGION].x))  # [N_r, H]
+        c_nodes = self.interaction((regions, t_nodes), batch[schema.INFORMS].edge_index)  # [N_w, H]
+        c = t.new_zeros(t.shape)
+        c[mask] = c_nodes                                         # C [B, T, H], 0 without an image
+
+        # 4. Cross-modal matching: M = P(matched) * C, swapped C for 2k negatives in training.
+        if self.config.matching:
+            matched = self.matching(t, c, mask, has_image)
+            m = matched.visual
+            extras['match_logits'], extras['match_target'] = matched.logits, matched.target
+            counts['negatives'] = int((matched.target == 0).sum())  # swapped tweets, summed per epoch
+        else:
+            m = c
+
+        # 5. Gated fusion, one edge from each word's visual state M_i to the word:
+        # R_i = sigmoid(W_gt T_i + W_gm M_i) * M_i; words without an image get no edge, R = 0.
+        fused = has_image[word_batch].nonzero().view(-1)
+        r_nodes = self.fusion_gate((m[mask], t_nodes), torch.stack([fused, fused]))  # [N_w, H]
+        r = t.new_zeros(t.shape)
+        r[mask] = r_nodes                                         # R [B, T, H]
+        emissions = self.emission(torch.cat([t, r], dim=-1))      # H = [T ; R] -> [B, T, C]
+        return MNEROutput(emissions, mask, extras, counts)
+
+    # -- 6. objective --------------------------------------------------------------------
+    def auxiliary_losses(self, batch: Batch, output: MNEROutput) -> dict[str, Tensor]:
+        """``'ca'`` and ``'cm'``, over the tweets with a usable image only."""
+        extras = output.extras
+        has_image = extras['has_image']
+        losses = {}
+        if self.config.alignment:
+            losses['ca'] = symmetric_info_nce(extras['text_vector'], extras['image_vector'],
+                                              self.config.temperature, weight=self.config.alignment_weight,
+                                              mask=has_image)
+        if self.config.matching:
+            logits, target = extras['match_logits'][has_image], extras['match_target'][has_image]
+            # No image in the batch: nothing to match (a mean over no row would be NaN).
+            losses['cm'] = F.cross_entropy(logits, target) if target.numel() else logits.sum()
+        return losses
+
+    def loss_weights(self) -> dict[str, float]:
+        aux = 1.0 - self.config.nll_weight
+        weights = {'nll': self.config.nll_weight}
+        if self.config.alignment:
+            weights['ca'] = aux
+        if self.config.matching:
+            weights['cm'] = aux
+        return weights

@@ -1,0 +1,133 @@
+r"""MAF's cross-modal matching (CM) module (Xu et al., WSDM 2022, "MAF: A
+General Matching and Alignment Framework for Multimodal Named Entity
+Recognition", § Cross-Modal Matching Module): swapped text-image pairs as
+negatives, a matched / mismatched classifier, and its matched probability
+scaling the visual part of every word (:math:`M = \hat{y}_m \odot C`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+def swap_order(candidates: Tensor, num_negatives: int) -> Tensor:
+    r"""The row each tweet takes its visual states from when ``num_negatives``
+    (:math:`2k`) of the ``candidates`` are swapped as negatives.
+
+    The last :math:`2k` candidates (in batch order; the training batches are
+    shuffled, so this is a random choice, as the official code's "last 16 of the
+    batch") are split into two halves, and row :math:`i` of the first half swaps
+    with row :math:`i` of the second. With :math:`2k` or fewer candidates
+    nothing is swapped (the official code swaps only when the batch is larger
+    than :math:`2k`, so that positives remain).
+
+    Args:
+        candidates (Tensor): bool :math:`(B)`, the rows that may be swapped
+            (tweets with a usable image).
+        num_negatives (int): :math:`2k`, even and :math:`\geq 0`.
+
+    Returns:
+        Tensor: long :math:`(B)`; ``order[i] == i`` where nothing is swapped.
+    """
+    if num_negatives < 0 or num_negatives % 2:
+        raise ValueError(f"'num_negatives' (2k) must be even and >= 0, got {num_negatives}")
+    order = torch.arange(candidates.numel(), device=candidates.device)
+    rows = candidates.nonzero().view(-1)
+    if num_negatives == 0 or rows.numel() <= num_negatives:
+        return order
+    k = num_negatives // 2
+    first, second = rows[-num_negatives:-k], rows[-k:]
+    order[first], order[second] = second, first
+    return order
+
+
+@dataclass
+class MatchingOutput:
+    """What :class:`CrossModalMatching` returns."""
+
+    visual: Tensor   # [B, T, d] M = P(matched) * C (C swapped for negatives)
+    logits: Tensor   # [B, 2] mismatched / matched scores
+    target: Tensor   # [B] long: 1 matched, 0 swapped (the CM label y_m)
+
+
+class CrossModalMatching(nn.Module):
+    r"""The cross-modal matching module of MAF (Xu et al., WSDM 2022).
+
+    In training, :math:`2k` tweets of the batch swap their interaction outputs
+    :math:`C` pairwise (:func:`swap_order`) and become mismatched examples;
+    the swapped :math:`C` is also what their words carry on to the fusion, as
+    in the official code. A classifier over :math:`[T; C]` gives the matched
+    probability :math:`\hat{y}_m` and the module returns
+
+    .. math::
+        \mathbf{F}_i = \frac{1}{n_i} \sum_{w=1}^{n_i} [\mathbf{t}_w ; \mathbf{c}_w],
+        \qquad
+        \hat{y}_{m,i} = \mathrm{softmax}(\mathbf{W}_f \mathbf{F}_i + \mathbf{b}_f)_{\text{matched}},
+        \qquad
+        \mathbf{M}_i = \hat{y}_{m,i} \, \mathbf{C}_i
+
+    with the cross-entropy against the labels :math:`y_m` left to the caller
+    (:attr:`MatchingOutput.logits`, :attr:`MatchingOutput.target`). Nothing is
+    swapped in evaluation mode, so decoding is deterministic.
+
+    The paper flattens :math:`[T; C]` over the official code's 128 padded
+    subword positions (``Linear(768 * 2 * 128, 2)``). Over the word graph the
+    same linear classifier is applied to the mean over each tweet's words
+    instead: word slots are not subword slots (no ``[CLS]``, ``[SEP]`` or
+    ``##`` pieces), a mean needs no cap on the number of words, shares its
+    weights across positions rather than learning late positions from the
+    few long tweets, and has :math:`1/128` of the parameters. Both forms are
+    linear in :math:`[T; C]`, so a pair's score is a text term plus a visual
+    term: the two swapped pairs :math:`(T_i, C_j), (T_j, C_i)` score in sum
+    exactly as the two matched ones, and the classifier cannot tell a swap
+    from a match beyond what a length difference leaves in the cut or
+    zero-padded :math:`C`; in training it mostly learns the share of
+    negatives. This is the paper's form, kept as it is.
+
+    Args:
+        channels (int): width :math:`d` of the text and visual word states.
+        num_negatives (int, optional): :math:`2k`, the tweets swapped per
+            training batch when more than :math:`2k` candidates are present
+            (the official ``negative_rate``). (default: :obj:`16`)
+
+    Shapes:
+        - **input:** text :math:`(B, T, d)`, visual :math:`(B, T, d)`, mask
+          :math:`(B, T)` bool, candidates :math:`(B)` bool
+        - **output:** :class:`MatchingOutput` with visual :math:`(B, T, d)`,
+          logits :math:`(B, 2)`, target :math:`(B)`
+    """
+
+    def __init__(self, channels: int, num_negatives: int = 16):
+        super().__init__()
+        if channels <= 0:
+            raise ValueError(f"'channels' must be positive, got {channels}")
+        if num_negatives < 0 or num_negatives % 2:
+            raise ValueError(f"'num_negatives' (2k) must be even and >= 0, got {num_negatives}")
+        self.channels = channels
+        self.num_negatives = num_negatives
+        self.classifier = nn.Linear(2 * channels, 2)  # W_f over [T ; C]
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        self.classifier.reset_parameters()
+
+    def forward(self, text: Tensor, visual: Tensor, mask: Tensor, candidates: Tensor) -> MatchingOutput:
+        if text.dim() != 3 or text.shape[-1] != self.channels or visual.shape != text.shape:
+            raise ValueError(f'{type(self).__name__} expects text and visual states of shape '
+                             f'[B, T, {self.channels}], got {tuple(text.shape)} and {tuple(visual.shape)}')
+        if mask.shape != text.shape[:2] or candidates.shape != text.shape[:1]:
+            raise ValueError(f"'mask' must be [B, T] and 'candidates' [B] for states of shape "
+                             f'{tuple(text.shape)}, got {tuple(mask.shape)} and {tuple(candidates.shape)}')
+        keep = mask.unsqueeze(-1).to(text.dtype)                            # [B, T, 1]
+        order = swap_order(candidates, self.num_negatives if self.training else 0)
+        target = (order == torch.arange(order.numel(), device=order.device)).long()
+        visual = visual[order] * keep  # a swapped-in C is cut or zero-padded to this tweet's words
+        pooled = (torch.cat([text, visual], dim=-1) * keep).sum(1) / keep.sum(1).clamp(min=1)  # [B, 2d]
+        logits = self.classifier(pooled)                                    # [B, 2]
+        matched = logits.softmax(-1)[:, 1]                                  # y_m hat
+        return MatchingOutput(matched.view(-1, 1, 1) * visual, logits, target)
+
+    def extra_repr(self) -> str:
+        return f'{self.channels}, num_negatives={self.num_negatives}'

@@ -1,0 +1,222 @@
+r"""Tagging new tweets with a trained model (after flair's ``SequenceTagger.predict``).
+
+    >>> from graphmner import Tagger
+    >>> tagger = Tagger.load('runs/umgf-demo-seed1/best.pt')
+    >>> tagger.predict('Barack Obama visits Paris with the Lakers', image='photo.jpg').entities
+
+A checkpoint records how its training graphs were built (graph options,
+caption file, tokenizer style, versions: :attr:`MNERModel.data_config`), and
+:class:`Tagger` builds the graph of a new tweet the same way, through the same
+extractors and feature cache. An extractor the model needs that cannot be
+loaded here (vision weights it was trained with, say) is a
+:class:`PredictionError`, never a silent fallback. A tweet without an image, or
+with one that cannot be read, is tagged by the text path and flagged.
+
+Each entity's confidence is the smallest posterior marginal (CRF
+forward-backward) of the tags decoded over its words: a span is only as sure as
+its least sure word, and it is 1.0 only when each of those marginals is.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch_geometric.data import Batch, HeteroData
+from tqdm.auto import tqdm
+
+from .data.conll import Tweet
+from .data.tokenize import tokenize_tweet
+from .graph import schema
+from .graph.builder import GraphBuilder
+from .graph.datasets import DEFAULT_CACHE
+from .graph.options import GraphOptions
+from .metrics import get_spans
+from .models import MNERModel, load
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """The forward-backward recursion is ~2T small ops on [B, C, C] tensors: with
+    several intra-op threads each op pays a thread wake-up that dwarfs its work
+    (measured on 2 busy cores, B=32, T=40, C=9: 266 ms with 2 threads, 15 ms with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class PredictionError(ValueError):
+    """A model cannot tag here (an extractor it needs is unavailable) or the
+    input is unusable; the message is one line for the command line."""
+
+
+@dataclass
+class Entity:
+    text: str          # the entity's words joined by spaces
+    type: str          # entity type (PER, LOC, ...)
+    start: int         # first word, 0-based
+    end: int           # one past the last word
+    confidence: float  # smallest marginal of the span's decoded tags, in (0, 1]
+
+
+@dataclass
+class Prediction:
+    words: list[str]
+    labels: list[str]                  # one BIO label per word
+    entities: list[Entity]
+    image: str | None = None           # the image given, if any
+    image_used: bool = False           # whether visual evidence reached the model
+    notes: list[str] = field(default_factory=list)  # why the image was not used, which view
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        tagged = ' '.join(w if label == 'O' else f'{w}/{label}' for w, label in zip(self.words, self.labels))
+        lines = [tagged] + [f'  {e.type:<5} {e.text!r} [{e.start}:{e.end}] {e.confidence:.3f}'
+                            for e in self.entities]
+        return '\n'.join(lines + [f'  ({note})' for note in self.notes])
+
+
+class Tagger:
+    r"""A trained model ready to tag new tweets.
+
+    Args:
+        model (MNERModel): a trained model; its ``data_config`` says how its
+            graphs were built.
+        cache_dir (path, optional): graph / feature cache (the training
+            default: ``graphs/cache``).
+        device (str, optional): where the model runs. (default: :obj:`'cpu'`)
+        batch_size (int, optional): tweets per forward pass. (default: :obj:`32`)
+        captions (path, optional): a caption file (``<image_id>.jpg :<caption>``)
+            for ITA's caption words; default: the one it was trained with.
+    """
+
+    def __init__(self, model: MNERModel, *, cache_dir: str | os.PathLike | None = None,
+                 device: str | torch.device = 'cpu', batch_size: int = 32,
+                 captions: str | os.PathLike | None = None):
+        if batch_size < 1:
+            raise ValueError(f"'batch_size' must be positive, got {batch_size}")
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        data = model.data_config or {}
+        self.options = GraphOptions(**{k: tuple(v) if k == 'aux_sources' else v
+                                       for k, v in data.get('options', {}).items()})
+        self.tokenizer_style = data.get('tokenizer', 'twitter2015')
+        self.reads_images = model.needs_image_features(model.config)
+        caption_file = captions if captions is not None else data.get('captions')
+        if caption_file is not None and not Path(caption_file).is_file():
+            raise PredictionError(f"the caption file '{caption_file}' does not exist")
+        self.captions = caption_file
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
+        self.transform = model.graph_transform()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, **kwargs: Any) -> Tagger:
+        """A tagger for the checkpoint at ``path`` (a run's ``best.pt``)."""
+        return cls(load(path), **kwargs)
+
+    # -- building graphs ----------------------------------------------------------------
+    def graphs(self, words: Sequence[Sequence[str]], images: Sequence[str | os.PathLike | None]
+               ) -> list[HeteroData]:
+        """The tweet graphs of pre-split tweets, built as in training."""
+        tweets = [Tweet(Path(image).stem if image is not None else f'tweet{i}', list(w), ['O'] * len(w))
+                  for i, (w, image) in enumerate(zip(words, images))]
+        if any(len(t.words) == 0 for t in tweets):
+            raise PredictionError('a tweet has no words: nothing to tag')
+        use = [str(image) if image is not None and self.reads_images else None for image in images]
+        builder = GraphBuilder(self.options, captions=self.captions, labels=self.model.labels,
+                               feature_cache=self.cache_dir / 'features', progress=False)
+        try:
+            graphs, _ = builder(tweets, image_paths=use)
+        except (FileNotFoundError, OSError, RuntimeError) as error:
+            o = self.options
+            raise PredictionError(f'the model needs the image extractors it was trained with '
+                                  f'({o.vision_arch}, vision weights {o.vision_weights!r}, '
+                                  f'detector {o.detector_weights!r}), and they cannot be loaded here: '
+                                  f'{str(error).splitlines()[0]}') from None
+        return graphs
+
+    # -- tagging ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def tag_graphs(self, graphs: Sequence[HeteroData]) -> list[tuple[list[str], list[float]]]:
+        """BIO labels and the marginal of each decoded tag, per graph."""
+        out = []
+        for start in range(0, len(graphs), self.batch_size):
+            batch = Batch.from_data_list([self.transform(g.clone())
+                                          for g in graphs[start:start + self.batch_size]]).to(self.device)
+            result = self.model(batch)
+            paths = self.model.crf.decode(result.emissions, result.mask)            # [B, T]
+            with _one_thread():
+                marginals = self.model.crf.marginals(result.emissions, result.mask)  # [B, T, C]
+            chosen = marginals.gather(-1, paths.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [B, T]
+            lengths = result.mask.sum(1).tolist()
+            labels = self.model.tagging.to_labels(paths, lengths)
+            out.extend((row, chosen[b, :n].double().tolist())
+                       for b, (row, n) in enumerate(zip(labels, lengths)))
+        return out
+
+    def predict(self, tweets: str | Sequence[str] | Sequence[Sequence[str]],
+                image: str | os.PathLike | None = None,
+                images: Sequence[str | os.PathLike | None] | None = None,
+                progress: bool = False) -> Prediction | list[Prediction]:
+        """Tags one tweet or many.
+
+        Args:
+            tweets: one raw text (split into words as the training data was:
+                hashtags, mentions, URLs, punctuation), or a list of tweets,
+                each a raw text or a list of words (pre-split).
+            image: the photo of a single raw-text tweet.
+            images: one photo (or :obj:`None`) per tweet of a list.
+            progress: show a progress bar.
+
+        Returns:
+            A :class:`Prediction` for one raw text, a list for a list.
+        """
+        if isinstance(tweets, str):
+            if images is not None:
+                raise ValueError("one tweet takes 'image', not 'images'")
+            return self.predict([tweets], images=[image])[0]
+        if image is not None:
+            raise ValueError("a list of tweets takes 'images' (one per tweet), not 'image'")
+        images = list(images) if images is not None else [None] * len(tweets)
+        if len(images) != len(tweets):
+            raise ValueError(f"'images' needs one entry per tweet: got {len(images)} for "
+                             f'{len(tweets)} tweets')
+        words = [tokenize_tweet(t, self.tokenizer_style) if isinstance(t, str) else list(t) for t in tweets]
+        predictions = []
+        chunk = self.batch_size * 8  # graphs are built in chunks: memory stays flat on long files
+        with tqdm(total=len(words), unit='tweet', desc='tagging', disable=not progress) as bar:
+            for start in range(0, len(words), chunk):
+                part = images[start:start + chunk]
+                graphs = self.graphs(words[start:start + chunk], part)
+                for g, img, (labels, probs) in zip(graphs, part, self.tag_graphs(graphs)):
+                    predictions.append(self._prediction(g, img, labels, probs))
+                bar.update(len(graphs))
+        return predictions
+
+    def _prediction(self, g: HeteroData, image, labels: list[str], probs: list[float]) -> Prediction:
+        words = list(g.words)
+        entities = [Entity(' '.join(words[s:e]), t, s, e, min(probs[s:e]))
+                    for t, s, e in get_spans(labels, 'strict')]
+        notes = []
+        missing = bool(g[schema.IMAGE].missing.any())
+        if image is not None and not self.reads_images:
+            notes.append(f"'{self.model.name}' reads no image: tagged from the text")
+        elif image is not None and missing:
+            why = 'not found' if not Path(image).exists() else 'unreadable'
+            notes.append(f'image {why}: tagged from the text')
+        elif image is None and self.reads_images:
+            notes.append('no image: tagged from the text')
+        if len(self.model.views) > 1 and not getattr(g, 'aux_words', None):
+            notes.append('no image text (caption/tags) for this tweet: text-only view')
+        return Prediction(words, labels, entities, None if image is None else str(image),
+                          self.reads_images and image is not None and not missing, notes)

@@ -1,0 +1,145 @@
+"""The graphmner command: train, predict, export, inspect; every mistake one line, exit 2."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from graphmner import models
+from graphmner.cli import MODEL_NAMES, main
+from graphmner.data.conll import read_conll
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tiny_encoder, graph_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp('bert-crf-run')
+    main(['train', '--model', 'bert-crf', '--encoder', tiny_encoder, '--epochs', '1', '--out', str(out),
+          '--cache-dir', str(graph_cache)])
+    return out / 'best.pt'
+
+
+def error_of(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1, err  # one line, no traceback
+    return err
+
+
+def test_model_names_are_the_registry():
+    assert tuple(sorted(MODEL_NAMES)) == tuple(models.available())
+
+
+def test_predict_one_tweet(checkpoint, graph_cache, capsys):
+    prediction = main(['predict', str(checkpoint), '--text', 'Barack Obama visits Paris', '--cache-dir',
+                       str(graph_cache)])
+    out = capsys.readouterr().out
+    assert prediction.words == ['Barack', 'Obama', 'visits', 'Paris'] and out.startswith('Barack')
+
+
+@pytest.mark.parametrize('in_fmt, out_fmt', [('jsonl', 'jsonl'), ('text', 'conll'), ('conll', 'jsonl')])
+def test_predict_a_file(checkpoint, graph_cache, tmp_path, in_fmt, out_fmt):
+    tweets = ['Barack Obama visits Paris', 'RT @nba : Kawhi Leonard wins #NBAAwards']
+    source = tmp_path / f'in.{in_fmt}'
+    if in_fmt == 'jsonl':
+        lines = [json.dumps({'text': tweets[0]}), json.dumps({'words': tweets[1].split()})]
+        source.write_text('\n'.join(lines) + '\n')
+    elif in_fmt == 'text':
+        source.write_text('\n'.join(tweets) + '\n')
+    else:
+        source.write_text(''.join(f'IMGID:{i}\n' + ''.join(f'{w}\tO\n' for w in t.split()) + '\n'
+                                  for i, t in enumerate(tweets)))
+    target = tmp_path / f'out.{out_fmt}'
+    main(['predict', str(checkpoint), '--input', str(source), '--input-format', in_fmt, '--output',
+          str(target), '--output-format', out_fmt, '--cache-dir', str(graph_cache)])
+    if out_fmt == 'jsonl':
+        rows = [json.loads(line) for line in target.read_text().splitlines()]
+        assert len(rows) == 2 and rows[0]['words'] == ['Barack', 'Obama', 'visits', 'Paris']
+        for row in rows:
+            assert len(row['labels']) == len(row['words'])
+            assert all({'text', 'type', 'start', 'end', 'confidence'} <= set(e) for e in row['entities'])
+    else:
+        tagged = read_conll(target)
+        assert [t.words for t in tagged][0] == ['Barack', 'Obama', 'visits', 'Paris'] and len(tagged) == 2
+
+
+def test_bad_input_is_one_line_and_writes_nothing(checkpoint, tmp_path, capsys):
+    target = tmp_path / 'out.jsonl'
+    assert 'no checkpoint at' in error_of(['predict', str(tmp_path / 'none.pt'), '--text', 'x'], capsys)
+    junk = tmp_path / 'junk.pt'
+    junk.write_bytes(b'not a checkpoint at all')
+    assert 'is not a readable checkpoint' in error_of(['predict', str(junk), '--text', 'x'], capsys)
+    old = torch.load(checkpoint, weights_only=True)
+    old.update(format=1, graphmner_version='0.1.0')
+    torch.save(old, tmp_path / 'old.pt')
+    assert 'written by graphmner 0.1.0 (checkpoint format 1)' in error_of(
+        ['predict', str(tmp_path / 'old.pt'), '--text', 'x'], capsys)
+    assert "--input '" in error_of(['predict', str(checkpoint), '--input', str(tmp_path / 'none.txt'),
+                                    '--output', str(target)], capsys)
+    bad = tmp_path / 'bad.jsonl'
+    bad.write_text('{"text": "fine"}\n{not json\n')
+    assert 'line 2 is not JSON' in error_of(['predict', str(checkpoint), '--input', str(bad), '--output',
+                                             str(target)], capsys)
+    assert "invalid choice: 'xml'" in error_of(['predict', str(checkpoint), '--input', str(bad),
+                                                '--input-format', 'xml', '--output', str(target)], capsys)
+    assert not target.exists()
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--dataset', 'twitter2017'], "set data_root (--data-root)"),
+    (['--dataset', 'no/such/folder'], "Unknown dataset 'no/such/folder'"),
+    (['--encoder', '/missing/folder'], "--encoder '/missing/folder': the folder does not exist"),
+    (['--batch-size', '0'], "'train.batch_size' must be at least 1, got 0"),
+    (['--epochs', '0'], "'train.epochs' must be at least 1, got 0"),
+    (['--epochs', '-1'], "'train.epochs' must be at least 1, got -1"),
+    (['--set', 'train.nonsense=3'], "unknown setting 'train.nonsense'"),
+    (['--set', 'train.head_lr=abc'], "'train.head_lr' must be a number, got 'abc'"),
+])
+def test_train_mistakes(argv, message, tmp_path, capsys):
+    err = error_of(['train', '--model', 'bert-crf', '--out', str(tmp_path / 'run'), *argv], capsys)
+    assert message in err
+    assert not (tmp_path / 'run').exists()
+
+
+def test_trains_on_any_conll_folder(tiny_encoder, graph_cache, tmp_path):
+    folder = tmp_path / 'drugs'
+    folder.mkdir()
+    block = ('IMGID:{i}\nTake\tO\naspirin\tB-DRUG\nfor\tO\nyour\tO\nmigraine\tB-DISEASE\n\n'
+             'IMGID:{j}\nIbuprofen\tB-DRUG\neases\tO\nback\tB-DISEASE\npain\tI-DISEASE\n\n')
+    for name in ('train.txt', 'valid.txt', 'test.txt'):
+        (folder / name).write_text(''.join(block.format(i=2 * k, j=2 * k + 1) for k in range(4)))
+    metrics = main(['train', '--model', 'bert-crf', '--dataset', str(folder), '--encoder', tiny_encoder,
+                    '--epochs', '2', '--out', str(tmp_path / 'run'), '--cache-dir', str(graph_cache),
+                    '--set', 'train.head_lr=5e-2'])
+    assert metrics['labels'] == ['O', 'B-DRUG', 'I-DRUG', 'B-DISEASE', 'I-DISEASE']
+    assert set(metrics['test']['per_type']) <= {'DRUG', 'DISEASE'}
+    model = models.load(tmp_path / 'run' / 'best.pt')
+    assert model.labels == ('O', 'B-DRUG', 'I-DRUG', 'B-DISEASE', 'I-DISEASE')
+
+
+def test_help_is_instant_and_explains_every_flag():
+    env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}
+    code = ('import sys, time; t = time.time(); from graphmner.cli import main\n'
+            'try:\n    main(["predict", "--help"])\nexcept SystemExit:\n    pass\n'
+            'print("torch" in sys.modules, file=sys.stderr)')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.stderr.strip() == 'False'  # no torch import for --help
+    for flag in ('--text', '--image', '--input', '--input-format', '--image-root', '--output',
+                 '--output-format'):
+        assert flag in result.stdout
+    assert 'e.g.' in result.stdout
+
+
+def test_inspect_and_export(graph_cache, tmp_path, capsys):
+    text = main(['inspect', '--dataset', 'demo', '--split', 'dev', '--index', '1', '--cache-dir',
+                 str(graph_cache), '--draw', str(tmp_path / 'g.png')])
+    assert 'word' in text and (tmp_path / 'g.png').stat().st_size > 0
+    written = main(['export', '--dataset', 'demo', '--count', '1', '--format', 'graphml,html', '--out',
+                    str(tmp_path), '--cache-dir', str(graph_cache)])
+    assert sorted(p.suffix for p in written) == ['.graphml', '.html']
+    capsys.readouterr()
+    err = error_of(['inspect', '--index', '999', '--cache-dir', str(graph_cache)], capsys)
+    assert '--index must be in [0, ' in err

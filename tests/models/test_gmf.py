@@ -1,0 +1,280 @@
+"""GMF on the tiny random encoder: the pyramid it reads (levels sliced from
+their padding), the prefix it injects and its masks, consistency matching,
+the objective, the ablation switches and persistence."""
+import dataclasses
+import math
+
+import pytest
+import torch
+from conftest import batch_for, fake_features
+
+from graphmner import models
+from graphmner.data.conll import Tweet
+from graphmner.graph import schema
+from graphmner.graph.builder import build_graph
+from graphmner.models.gmf import GMF, GMFConfig
+
+DIM = 8              # visual feature width (the widest level)
+DIMS = [2, 4, 6, 8]  # each level's own channels; scale.x is zero-padded to DIM
+GRID = 3             # scale cells per side
+SMALL = {'visual_dim': DIM, 'scale_dims': DIMS, 'reduction': 2, 'dilation': 2}
+
+
+def pyramid_features(num_objects=2, seed=0, grid=GRID, dims=DIMS):
+    """Fake image features whose pyramid levels are narrower than DIM, zero-padded
+    as the vision backbone pads them."""
+    g = torch.Generator().manual_seed(seed + 100)
+    S = grid * grid
+    scales = torch.zeros(len(dims) * S, DIM)
+    for level, width in enumerate(dims):
+        scales[level * S:(level + 1) * S, :width] = torch.randn(S, width, generator=g) * (level + 1) + level
+    return dataclasses.replace(fake_features(num_objects, DIM, seed=seed), scales=scales,
+                               scale_levels=torch.arange(len(dims)).repeat_interleave(S),
+                               scale_boxes=torch.rand(len(dims) * S, 4, generator=g))
+
+
+def make(tiny_encoder, seed=0, **overrides):
+    torch.manual_seed(seed)
+    return GMF(GMFConfig(encoder=tiny_encoder, **{**SMALL, **overrides})).eval()
+
+
+
+
+@pytest.fixture
+def graphs(tweet, long_tweet):
+    """Image with 1 object, image with 3 objects, no image, image without objects."""
+    return [build_graph(tweet, pyramid_features(1, seed=0)),
+            build_graph(long_tweet, pyramid_features(3, seed=1)),
+            build_graph(Tweet('demo_3', ['Snow', 'in', 'Boston'], ['O', 'O', 'B-LOC']), None,
+                        feature_dim=DIM),
+            build_graph(tweet, pyramid_features(0, seed=2))]
+
+
+def fitted(tiny_encoder, graphs, **overrides):
+    model = make(tiny_encoder, **overrides)
+    model.fit_feature_statistics(graphs)
+    return model
+
+
+def test_shapes_and_a_tweet_does_not_see_another(tiny_encoder, graphs):
+    model = fitted(tiny_encoder, graphs)
+    out = model(batch_for(model, graphs))
+    assert out.emissions.shape == (4, 10, len(model.tags))
+    assert out.mask.sum(1).tolist() == [6, 10, 3, 6]
+    assert model.prefix._gates.shape == (4, model.encoder.num_layers, 4)
+    torch.testing.assert_close(model.prefix._gates.sum(-1), torch.ones(4, model.encoder.num_layers))
+    # Alone, the first tweet has 1 object slot; beside the second it gets 2 padded ones.
+    alone = model(batch_for(model, graphs[:1])).emissions
+    torch.testing.assert_close(out.emissions[0, :6], alone[0], atol=1e-5, rtol=1e-4)
+
+
+def test_prefix_mask_covers_cells_and_real_objects_only(tiny_encoder, graphs):
+    model = fitted(tiny_encoder, graphs)
+    layer_prefix, prefix_mask = model.visual_clues(batch_for(model, graphs))
+    S = GRID * GRID
+    assert len(layer_prefix) == model.encoder.num_layers
+    assert all(k.shape == v.shape == (4, S + 3, model.encoder.hidden_size) for k, v in layer_prefix)
+    assert prefix_mask.tolist() == [[True] * S + [True, False, False], [True] * (S + 3),
+                                    [False] * (S + 3), [True] * S + [False] * 3]
+
+
+def test_prefix_attention_is_a_softmax_over_prefix_and_word_keys(tiny_encoder, graphs):
+    """Eq. 13 in the first encoder layer, by hand: softmax(Q [phi_k ; K]^T / sqrt(d)) [phi_v ; V]."""
+    model = fitted(tiny_encoder, graphs)
+    batch = batch_for(model, graphs)
+    layer_prefix, prefix_mask = model.visual_clues(batch)
+    encoder = model.encoder
+    layer = encoder.model.encoder.layer[0]
+    captured = {}
+    handle = layer.register_forward_hook(
+        lambda m, a, o: captured.setdefault('out', o[0] if isinstance(o, tuple) else o))
+    model(batch)
+    handle.remove()
+    enc = encoder.tokenize(batch.words)
+    B, H = 4, encoder.hidden_size
+    with torch.no_grad():
+        x = encoder.model.embeddings(input_ids=enc.input_ids, token_type_ids=enc.token_type_ids)
+        att = layer.attention.self
+        heads, d = encoder.num_heads, H // encoder.num_heads
+        split = lambda t: t.view(B, -1, heads, d).transpose(1, 2)          # [B, h, *, d]
+        q = split(att.query(x))
+        k = torch.cat([split(layer_prefix[0][0]), split(att.key(x))], dim=2)
+        v = torch.cat([split(layer_prefix[0][1]), split(att.value(x))], dim=2)
+        keep = torch.cat([prefix_mask, enc.attention_mask.bool()], dim=1)  # [B, P + L]
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(d)
+        weights = scores.masked_fill(~keep[:, None, None, :], float('-inf')).softmax(-1)
+        context = (weights @ v).transpose(1, 2).reshape(B, -1, H)
+        attended = layer.attention.output(context, x)
+        expected = layer.output(layer.intermediate(attended), attended)
+    real = enc.attention_mask.bool()
+    torch.testing.assert_close(captured['out'][real], expected[real], atol=1e-5, rtol=1e-4)
+    # the padded object slots got no weight: changing their keys changes nothing
+    assert weights[0, :, :, GRID * GRID + 1:GRID * GRID + 3].abs().sum() == 0
+
+
+def test_a_missing_image_gives_exactly_the_prefix_free_word_states(tiny_encoder, graphs):
+    model = fitted(tiny_encoder, graphs)
+    batch = batch_for(model, graphs)
+    guided = model(batch).emissions
+    plain = model.emission(model.encoder(batch.words).words)  # the same batch, no prefix at all
+    assert torch.equal(guided[2], plain[2])
+    assert not torch.allclose(guided[0], plain[0])
+    # a batch without any image passes no prefix
+    no_image = batch_for(model, [graphs[2], graphs[2]])
+    assert model.visual_clues(no_image) is None
+    assert torch.equal(model(no_image).emissions, model.emission(model.encoder(no_image.words).words))
+
+
+def test_level_padding_is_never_read(tiny_encoder, graphs):
+    model = fitted(tiny_encoder, graphs)
+    noisy = graphs[0].clone()
+    x, level = noisy[schema.SCALE].x, noisy[schema.SCALE].level
+    for i, width in enumerate(DIMS):
+        x[level == i, width:] = 1e3 * torch.randn(int((level == i).sum()), DIM - width)
+    torch.testing.assert_close(model(batch_for(model, [noisy])).emissions,
+                               model(batch_for(model, [graphs[0]])).emissions)
+
+
+def test_levels_become_row_major_grids_of_their_own_channels(tiny_encoder, graphs):
+    """CSA of level i receives [N, C_i, g, g] with cell (r, c) = scale node r * g + c of that level."""
+    model = fitted(tiny_encoder, graphs)
+    seen = {}
+    handles = [csa.register_forward_pre_hook(lambda m, args, i=i: seen.setdefault(i, args[0]))
+               for i, csa in enumerate(model.csa)]
+    model(batch_for(model, graphs))
+    for handle in handles:
+        handle.remove()
+    with_image = [graphs[0], graphs[1], graphs[3]]
+    for i, width in enumerate(DIMS):
+        assert seen[i].shape == (3, width, GRID, GRID)
+        for n, g in enumerate(with_image):
+            cells = model.scale_standardizers[i](g[schema.SCALE].x[g[schema.SCALE].level == i, :width])
+            for r in range(GRID):
+                for c in range(GRID):
+                    torch.testing.assert_close(seen[i][n, :, r, c], cells[r * GRID + c])
+
+
+def test_feature_statistics_per_level_on_its_own_channels(tiny_encoder, graphs):
+    model = fitted(tiny_encoder, graphs)
+    with_image = [graphs[0], graphs[1], graphs[3]]
+    for i, width in enumerate(DIMS):
+        rows = torch.cat([g[schema.SCALE].x[g[schema.SCALE].level == i, :width] for g in with_image])
+        standardizer = model.scale_standardizers[i]
+        torch.testing.assert_close(standardizer.mean, rows.mean(0))
+        torch.testing.assert_close(standardizer.std, rows.std(0, unbiased=False))
+    images = torch.cat([g[schema.IMAGE].x for g in with_image])  # the missing image's zeros stay out
+    torch.testing.assert_close(model.image_standardizer.mean, images.mean(0))
+    objects = torch.cat([g[schema.OBJECT].x for g in with_image])
+    torch.testing.assert_close(model.object_standardizer.mean, objects.mean(0))
+
+
+def test_consistency_matching_equals_a_loop(tiny_encoder, graphs):
+    """Eqs. 14-16 written out; the tweet without an image takes no part."""
+    model = fitted(tiny_encoder, graphs, temperature=0.3, cm_lambda=0.7)
+    batch = batch_for(model, graphs)
+    cm = model.auxiliary_losses(batch, model(batch))['cm']
+    idx = [0, 1, 3]
+    with torch.no_grad():
+        text = model.encoder([batch.words[i] for i in idx])  # prefix-free
+        C = model.text_mlp(text.pooler_output)
+        P = model.image_mlp(model.image_standardizer(batch[schema.IMAGE].x[idx]))
+    cos = lambda a, b: float(a @ b / (a.norm() * b.norm()))
+    tau, lam, N = 0.3, 0.7, len(idx)
+    total = 0.0
+    for i in range(N):
+        p_to_c = -math.log(math.exp(cos(P[i], C[i]) / tau)
+                           / sum(math.exp(cos(P[i], C[k]) / tau) for k in range(N)))  # Eq. 14
+        c_to_p = -math.log(math.exp(cos(C[i], P[i]) / tau)
+                           / sum(math.exp(cos(C[i], P[k]) / tau) for k in range(N)))  # Eq. 15
+        total += lam * p_to_c + (1 - lam) * c_to_p
+    assert float(cm) == pytest.approx(total / N, rel=1e-4)                             # Eq. 16
+
+
+def test_cm_needs_two_images_and_skips_the_extra_pass(tiny_encoder, graphs):
+    model = fitted(tiny_encoder, graphs)
+    batch = batch_for(model, [graphs[0], graphs[2]])
+    out = model(batch)
+    calls = []
+    handle = model.encoder.register_forward_hook(lambda *args: calls.append(1))
+    assert float(model.auxiliary_losses(batch, out)['cm']) == 0.0
+    handle.remove()
+    assert calls == []
+
+
+def test_objective_is_eq_22(tiny_encoder, graphs):
+    model = fitted(tiny_encoder, graphs, alpha=0.3)
+    loss, logs = model.loss(batch_for(model, graphs))
+    assert model.loss_weights() == {'nll': 0.3, 'cm': pytest.approx(0.7)}
+    assert logs['cm'] > 0 and float(loss) == pytest.approx(0.3 * logs['nll'] + 0.7 * logs['cm'], rel=1e-5)
+    loss.backward()
+    assert model.prefix.gate.weight.grad.abs().sum() > 0
+    assert all(any(p.grad.abs().sum() > 0 for p in csa.parameters()) for csa in model.csa)
+    assert model.image_mlp[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('switch', ['vcg', 'csa'])
+def test_vcg_and_csa_ablations_change_the_output(tiny_encoder, graphs, switch):
+    full = fitted(tiny_encoder, graphs)
+    ablated = make(tiny_encoder, **{switch: False})
+    missing, _ = ablated.load_state_dict(full.state_dict(), strict=False)
+    assert missing == []  # same weights where both have them: only the switch differs
+    batch = batch_for(full, graphs)
+    assert not torch.allclose(full(batch).emissions, ablated(batch).emissions)
+    if switch == 'vcg':  # no prefix: the text encoder's emissions
+        torch.testing.assert_close(ablated(batch).emissions,
+                                   full.emission(full.encoder(batch.words).words))
+
+
+def test_cm_ablation_changes_the_objective(tiny_encoder, graphs):
+    full = fitted(tiny_encoder, graphs)
+    ablated = make(tiny_encoder, cm=False)
+    missing, _ = ablated.load_state_dict(full.state_dict(), strict=False)
+    assert missing == []
+    batch = batch_for(full, graphs)
+    torch.testing.assert_close(ablated(batch).emissions, full(batch).emissions)
+    assert ablated.loss_weights() == {'nll': 1.0} and ablated.auxiliary_losses(batch, ablated(batch)) == {}
+    (full_loss, full_logs), (ablated_loss, ablated_logs) = full.loss(batch), ablated.loss(batch)
+    assert 'cm' not in ablated_logs and float(ablated_loss) == pytest.approx(full_logs['nll'], rel=1e-5)
+    assert float(full_loss) != pytest.approx(float(ablated_loss))
+
+
+def test_training_step_with_a_single_image_and_without_objects(tiny_encoder, graphs):
+    model = fitted(tiny_encoder, graphs).train()
+    loss, logs = model.loss(batch_for(model, [graphs[3], graphs[2]]))  # one image (batch norm), no object
+    loss.backward()
+    assert torch.isfinite(loss) and logs['cm'] == 0.0
+
+
+def test_save_load_round_trip(tiny_encoder, graphs, tmp_path):
+    models.register(GMF)
+    model = fitted(tiny_encoder, graphs)
+    model.train()
+    model.loss(batch_for(model, graphs))[0].backward()  # batch-norm running statistics move
+    model.eval()
+    batch = batch_for(model, graphs)
+    model.save(tmp_path / 'gmf.pt')
+    loaded = models.load(tmp_path / 'gmf.pt').eval()
+    assert type(loaded) is GMF and loaded.config == model.config
+    assert bool(loaded.scale_standardizers[2].fitted)
+    torch.testing.assert_close(loaded(batch).emissions, model(batch).emissions)
+    assert loaded.decode(batch) == model.decode(batch)
+
+
+def test_config_and_data_errors(tiny_encoder, graphs, tweet):
+    with pytest.raises(ValueError, match=r'scale_dims must give 4 level widths .* got \[2, 4\]'):
+        GMFConfig(visual_dim=8, scale_dims=[2, 4])
+    with pytest.raises(ValueError, match=r'alpha must be in \(0, 1\], got 0'):
+        GMFConfig(alpha=0)
+    model = make(tiny_encoder, visual_dim=16, scale_dims=None)
+    with pytest.raises(ValueError, match='visual_dim=16, got scale features of width 8'):
+        model(batch_for(model, graphs[:1]))
+    model = make(tiny_encoder)
+    uneven = build_graph(tweet, pyramid_features(0, grid=2))
+    with pytest.raises(ValueError, match=r'4 levels of g x g scale cells per image, got \[16, 36\]'):
+        model(batch_for(model, [graphs[0], uneven]))
+
+
+def test_demo_defaults_follow_the_paper():
+    config = GMFConfig()
+    assert (config.cm_lambda, config.reduction, config.dilation) == (0.7, 16, 4)
+    assert config.level_dims == [2048] * 4 and GMF.node_types == (schema.SCALE, schema.OBJECT)

@@ -1,0 +1,94 @@
+"""Tagger: new tweets tagged with a trained model, as `decode` tags the same graphs."""
+import math
+
+import pytest
+import torch
+from conftest import load_experiment
+from PIL import Image
+from torch_geometric.data import Batch
+
+from graphmner import Tagger
+from graphmner.data.demo import demo_image_root
+from graphmner.graph import load_dataset
+from graphmner.predict import PredictionError
+
+
+@pytest.fixture(scope='module')
+def trained(tiny_encoder, graph_cache, tmp_path_factory):
+    """A UMGF trained for 2 epochs on the demo (the weight-free image path)."""
+    out = tmp_path_factory.mktemp('umgf-run')
+    load_experiment('run').main(['--model', 'umgf', '--encoder', tiny_encoder, '--epochs', '2', '--seed', '1',
+                                 '--out', str(out), '--cache-dir', str(graph_cache)])
+    return out / 'best.pt'
+
+
+@pytest.fixture(scope='module')
+def tagger(trained, graph_cache):
+    return Tagger.load(trained, cache_dir=graph_cache)
+
+
+def test_predict_equals_decode_on_the_same_graphs(tagger, graph_cache):
+    graphs = list(load_dataset('demo', 'test', cache_dir=graph_cache))
+    transform = tagger.model.graph_transform()
+    expected = tagger.model.decode(Batch.from_data_list([transform(g.clone()) for g in graphs]))
+    assert [labels for labels, _ in tagger.tag_graphs(graphs)] == expected
+    # and building the graphs again from words and image paths gives the same tags
+    root = demo_image_root()
+    images = [next(root.glob(f'{g.image_id}.*')) for g in graphs]
+    predictions = tagger.predict([list(g.words) for g in graphs], images=images)
+    assert [p.labels for p in predictions] == expected
+    assert all(p.image_used for p in predictions)
+
+
+def test_entities_and_confidences(tagger):
+    p = tagger.predict('Barack Obama visits Paris with the Lakers')
+    assert p.words == ['Barack', 'Obama', 'visits', 'Paris', 'with', 'the', 'Lakers']
+    assert len(p.labels) == 7
+    for e in p.entities:
+        assert 0 < e.confidence <= 1
+        assert e.text == ' '.join(p.words[e.start:e.end]) and p.labels[e.start] == f'B-{e.type}'
+    _, probs = tagger.tag_graphs(tagger.graphs([p.words], [None]))[0]
+    for e in p.entities:
+        assert e.confidence == min(probs[e.start:e.end])
+        assert (e.confidence == 1.0) == all(q == 1.0 for q in probs[e.start:e.end])
+    assert all(0 < q <= 1 and math.isfinite(q) for q in probs)
+
+
+def test_missing_and_broken_images_are_flagged_not_raised(tagger, tmp_path):
+    broken = tmp_path / 'broken.jpg'
+    broken.write_bytes(b'<html>not a photo</html>')
+    good = next(demo_image_root().glob('astronaut.*'))
+    text, gone, bad, fine = tagger.predict(['Rob after a fish dinner'] * 4,
+                                           images=[None, tmp_path / 'gone.jpg', broken, good])
+    assert not text.image_used and 'no image' in text.notes[0]
+    assert not gone.image_used and 'image not found' in gone.notes[0]
+    assert not bad.image_used and 'image unreadable' in bad.notes[0]
+    assert fine.image_used and fine.notes == []
+    assert text.labels == gone.labels == bad.labels  # all three went the text path
+
+
+def test_a_text_model_reads_no_image(tiny_encoder, graph_cache, tmp_path):
+    load_experiment('run').main(['--model', 'bert-crf', '--encoder', tiny_encoder, '--epochs', '1',
+                                 '--out', str(tmp_path), '--cache-dir', str(graph_cache)])
+    tagger = Tagger.load(tmp_path / 'best.pt', cache_dir=graph_cache)
+    image = tmp_path / 'photo.png'
+    Image.new('RGB', (64, 64), 'red').save(image)
+    p = tagger.predict('Rob after a fish dinner', image=image)
+    assert not p.image_used and "'bert-crf' reads no image" in p.notes[0]
+
+
+def test_an_extractor_that_cannot_load_is_refused(trained, graph_cache, tmp_path):
+    tagger = Tagger.load(trained, cache_dir=tmp_path)  # an empty cache: features must be computed
+    tagger.options.vision_arch, tagger.options.vision_weights = 'resnet50', str(tmp_path / 'gone.pth')
+    with pytest.raises(PredictionError, match="vision weights '.*gone.pth'.*cannot be loaded here"):
+        tagger.predict('Rob after a fish dinner', image=next(demo_image_root().glob('coffee.*')))
+
+
+def test_argument_errors(tagger):
+    with pytest.raises(ValueError, match="one entry per tweet: got 1 for 2"):
+        tagger.predict(['a b', 'c d'], images=[None])
+    with pytest.raises(ValueError, match="takes 'images'"):
+        tagger.predict(['a b'], image='x.jpg')
+    with pytest.raises(PredictionError, match='no words'):
+        tagger.predict('   ')
+    assert torch.is_grad_enabled()

@@ -1,0 +1,144 @@
+"""experiments/reproduce.py: the grid, its resume, its table; experiments/papers.yaml."""
+import json
+import shlex
+
+import pytest
+import yaml
+from conftest import ROOT, load_experiment
+
+from graphmner.cli import MODEL_NAMES
+from graphmner.data.conll import Tweet, read_conll, write_conll
+from graphmner.data.demo import DEMO_DIR
+from graphmner.metrics import span_scores
+
+
+@pytest.fixture(scope='module')
+def reproduce():
+    return load_experiment('reproduce')
+
+
+def test_papers_file_parses_and_every_entry_names_its_source_table():
+    entries = yaml.safe_load((ROOT / 'experiments' / 'papers.yaml').read_text())
+    assert len(entries) >= 10
+    for e in entries:
+        assert e['method'] in MODEL_NAMES and e['dataset'] in ('twitter2015', 'twitter2017'), e
+        assert 'Table' in e['source'] or 'table' in e['source'], e
+        assert e['encoder'] and 50 < e['f1'] < 100, e
+        if e['precision'] is not None:  # a typo in P, R or F1 breaks F1 = 2PR / (P + R)
+            p, r = e['precision'], e['recall']
+            assert 2 * p * r / (p + r) == pytest.approx(e['f1'], abs=0.05), e
+    assert {e['method'] for e in entries} == set(MODEL_NAMES)
+
+
+def test_dry_run_prints_every_run_and_its_typed_settings(reproduce, tmp_path, capsys):
+    reproduce.main(['--name', 'g', '--models', 'bert-crf', 'umgf', '--seeds', '1', '2', '--runs-dir',
+                    str(tmp_path), '--ablation', 'umgf-no-gate', 'umgf', 'model.gate=false', '--epochs', '2',
+                    '--dry-run'])
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith('to run')]
+    assert [line.split('/')[-1] for line in lines] == [
+        'bert-crf-demo-seed1', 'bert-crf-demo-seed2', 'umgf-demo-seed1', 'umgf-demo-seed2',
+        'umgf-no-gate-demo-seed1', 'umgf-no-gate-demo-seed2']
+    settings = [json.loads(line.split('settings: ')[1]) for line in out.splitlines() if 'settings: ' in line]
+    assert [s['train']['seed'] for s in settings] == [1, 2, 1, 2, 1, 2]
+    assert all(s['train']['epochs'] == 2 for s in settings)
+    assert [s['model'].get('gate') for s in settings[2:]] == [None, None, False, False]
+    assert not (tmp_path / 'g').exists()  # nothing trained, nothing written
+
+
+def test_readme_gpu_command_dry_runs(reproduce, tmp_path, capsys):
+    """The papers' setting documented in the README (bert-base, paper epochs, images) is a valid grid."""
+    lines = (ROOT / 'README.md').read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if '--name papers-gpu' in line)
+    end = next(i for i in range(start, len(lines)) if not lines[i].endswith('\\'))
+    argv = shlex.split(' '.join(line.rstrip('\\') for line in lines[start:end + 1]))[2:]
+    reproduce.main(argv + ['--runs-dir', str(tmp_path), '--dry-run'])
+    out = capsys.readouterr().out
+    settings = [json.loads(line.split('settings: ')[1]) for line in out.splitlines() if 'settings: ' in line]
+    assert len(settings) == 5 * 2 * 3
+    # each config's own encoder and epochs: the papers'
+    assert {s['model']['encoder'] for s in settings} == {'bert-base-cased', 'bert-base-uncased'}
+    assert {s['train']['epochs'] for s in settings} == {22, 23, 24, 30, 50}
+    assert all(s['data']['vision_weights'] == 'imagenet' for s in settings)
+    assert '--device cuda' in out and '--image-root data/twitter2017_images' in out
+    assert '--captions ../shared/data/captions/blip2_twitter2015.txt' in out
+
+
+def _metrics(seed, f1, dev_f1=0.5, encoder='tiny', epochs=1):
+    per_type = {t: {'precision': f1, 'recall': f1, 'f1': f1 / (1 + i), 'support': 1, 'predicted': 1}
+                for i, t in enumerate(('PER', 'LOC', 'ORG', 'MISC'))}
+    return {'seed': seed, 'encoder': encoder, 'epochs': epochs, 'tweets_per_second': 10.0 * seed,
+            'train_seconds': 100.0 * seed, 'dev': {'f1': dev_f1},
+            'test': {'precision': f1, 'recall': f1, 'f1': f1, 'per_type': per_type}}
+
+
+def test_a_half_finished_grid_trains_only_the_missing_run(reproduce, tiny_encoder, graph_cache, tmp_path,
+                                                          monkeypatch):
+    done = tmp_path / 'runs' / 'half' / 'bert-crf-demo-seed1'
+    done.mkdir(parents=True)
+    (done / 'metrics.json').write_text(json.dumps(_metrics(1, 0.25)))
+    trained = []
+    real_train = reproduce.train_command.train
+
+    def spy(args):
+        trained.append(args.out)
+        return real_train(args)
+
+    monkeypatch.setattr(reproduce.train_command, 'train', spy)
+    rows = reproduce.main(['--name', 'half', '--models', 'bert-crf', '--seeds', '1', '2', '--epochs', '1',
+                           '--encoder', tiny_encoder, '--cache-dir', str(graph_cache),
+                           '--runs-dir', str(tmp_path / 'runs'), '--results-dir', str(tmp_path / 'results')])
+    fresh = tmp_path / 'runs' / 'half' / 'bert-crf-demo-seed2'
+    assert trained == [str(fresh)]
+    metrics = json.loads((fresh / 'metrics.json').read_text())
+    # the saved predictions are the test scores' own labels, in the demo's test order
+    gold = read_conll(DEMO_DIR / 'test.txt')
+    saved = read_conll(fresh / 'test_predictions.txt')
+    assert [t.words for t in saved] == [t.words for t in gold]
+    assert span_scores([t.labels for t in gold], [t.labels for t in saved])['f1'] == metrics['test']['f1']
+    assert rows[0]['seeds'] == [1, 2]
+    assert rows[0]['f1']['values'] == [25.0, 100 * metrics['test']['f1']]
+    assert (tmp_path / 'results' / 'half.md').exists()
+
+
+def test_table_from_hand_made_run_folders(reproduce, shared_data, tmp_path, monkeypatch):
+    gold = read_conll(shared_data / 'twitter2017' / 'test.txt')
+    worse = [Tweet(t.image_id, t.words, ['O'] * len(t.words) if i % 2 else t.labels)
+             for i, t in enumerate(gold)]
+    runs = tmp_path / 'runs' / 'hand'
+    for method, f1s, predictions in (('bert-crf', (0.70, 0.72), worse), ('umgf', (0.80, 0.82), gold)):
+        for seed, f1 in zip((1, 2), f1s):
+            folder = runs / f'{method}-twitter2017-seed{seed}'
+            folder.mkdir(parents=True)
+            metrics = _metrics(seed, f1, encoder='enc/MiniLM', epochs=3)
+            (folder / 'metrics.json').write_text(json.dumps(metrics))
+            write_conll(predictions, folder / 'test_predictions.txt')
+
+    def no_training(args):
+        raise AssertionError('a finished grid trains nothing')
+
+    monkeypatch.setattr(reproduce.train_command, 'train', no_training)
+    reproduce.main(['--name', 'hand', '--models', 'bert-crf', 'umgf', '--datasets', 'twitter2017',
+                    '--seeds', '1', '2', '--data-root', str(shared_data),
+                    '--runs-dir', str(tmp_path / 'runs'), '--results-dir', str(tmp_path / 'results'),
+                    '--resamples', '200'])
+    table = (tmp_path / 'results' / 'hand.md').read_text()
+    rows = {line.split(' | ')[0][2:]: line.split(' | ') for line in table.splitlines()
+            if line.startswith(('| bert-crf', '| umgf'))}
+    header = [h.strip() for h in table.splitlines()[6].strip('|').split('|')]
+    assert table.splitlines()[7] == '|' + '---|' * len(header)  # a table markdown renders
+    umgf = dict(zip(header, (c.strip(' |') for c in rows['umgf'])))
+    bert = dict(zip(header, (c.strip(' |') for c in rows['bert-crf'])))
+    assert umgf['test F1'] == '81.00 ± 1.41' and bert['test F1'] == '71.00 ± 1.41'
+    assert umgf['PER'] == '81.00 ± 1.41' and umgf['MISC'] == '20.25 ± 0.35'
+    assert umgf['dev F1'] == '50.00 ± 0.00'
+    assert umgf['tweets/s'] == '15.0 ± 7.1' and umgf['train s'] == '150 ± 71'
+    assert umgf['encoder'] == 'MiniLM' and umgf['epochs'] == '3' and umgf['seeds'] == '1 2'
+    assert umgf['vs bert-crf'] == '+2/2' and bert['vs bert-crf'] == ''
+    assert umgf['paper F1'].startswith('85.51 [') and 'UMGF paper (umgf_003) Table 2' in table
+    saved = json.loads((tmp_path / 'results' / 'hand.json').read_text())
+    tests = saved['rows'][1]['vs_bert_crf']
+    plain = span_scores([t.labels for t in gold], [t.labels for t in gold])['f1'] - span_scores(
+        [t.labels for t in gold], [t.labels for t in worse])['f1']
+    assert [t['seed'] for t in tests] == [1, 2] and tests[0]['difference'] == pytest.approx(plain)
+    assert (tmp_path / 'results' / 'hand.png').stat().st_size > 1000
