@@ -24,9 +24,15 @@ def test_demo_run_writes_metrics_checkpoint_and_plot(run, tiny_encoder, graph_ca
     assert {'precision', 'recall', 'f1', 'per_type'} <= set(saved['test'])
     for name in ('best.pt', 'last.pt', 'log.txt', 'training.png'):
         assert (tmp_path / name).exists()
-    # --resume after a finished run retrains nothing and reports the same scores.
+    # --resume after a finished run retrains nothing and reports the same scores (the same
+    # seed would give them again: what shows that nothing trained is the untouched best.pt,
+    # the restored training time and the log).
+    best = (tmp_path / 'best.pt').stat()
     again = run.main(argv + ['--resume'])
-    assert again['test'] == metrics['test'] and len(again['history']) == 2
+    assert again['test'] == metrics['test'] and again['history'] == metrics['history']
+    assert again['train_seconds'] == metrics['train_seconds']
+    assert (tmp_path / 'best.pt').stat().st_mtime_ns == best.st_mtime_ns
+    assert 'Resumed from' in (tmp_path / 'log.txt').read_text()
 
 
 @pytest.mark.parametrize('argv, message', [

@@ -203,6 +203,8 @@ def _words_problem(words: Sequence[str]) -> str | None:
         if not word or '\t' in word or '\n' in word or word.startswith(_IMGID):
             return (f"word {word!r} is empty, contains a tab or newline, or starts "
                     f"with {_IMGID!r}")
+        if not word.isascii() and any('\ud800' <= c <= '\udfff' for c in word):
+            return f"word {word!r} is not valid Unicode (a lone surrogate), so not UTF-8"
     return None
 
 

@@ -25,7 +25,8 @@ def image_id_problem(image_id: str) -> str | None:
 
     Rejected: an empty id, a path separator (``../x``, ``/etc/x``, ``a\\b``),
     ``.`` and ``..``, a colon (a Windows drive or stream), NUL and other control
-    characters, and ids longer than :data:`MAX_IMAGE_ID_BYTES` bytes in UTF-8.
+    characters, lone surrogates (not UTF-8), and ids longer than
+    :data:`MAX_IMAGE_ID_BYTES` bytes in UTF-8.
     """
     if not image_id:
         return 'the image id is empty'
@@ -35,7 +36,9 @@ def image_id_problem(image_id: str) -> str | None:
         return f'image id {image_id!r} names a folder'
     if any(ord(c) < 32 or ord(c) == 127 for c in image_id):
         return f'image id {image_id!r} contains a control character'
-    if len(image_id.encode('utf-8', 'surrogatepass')) > MAX_IMAGE_ID_BYTES:
+    if any('\ud800' <= c <= '\udfff' for c in image_id):
+        return f'image id {image_id!r} is not valid Unicode (a lone surrogate)'
+    if len(image_id.encode('utf-8')) > MAX_IMAGE_ID_BYTES:
         return f'image id {image_id[:20]!r}... is longer than {MAX_IMAGE_ID_BYTES} bytes'
     return None
 

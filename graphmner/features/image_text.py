@@ -11,6 +11,7 @@ compute them from local models only.
 """
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from typing import Final
 
 from PIL import Image
 
+from graphmner.data.conll import ConllFormatError
 from graphmner.features.types import AUX_SOURCES
 
 #: ``<image_id>.<ext> :<caption>``; the caption may itself contain colons.
@@ -34,7 +36,8 @@ def read_captions(path: str | os.PathLike) -> dict[str, str]:
     with PGIM. The image id is the file name's stem (``'17_06_4705'``).
     Captions are stripped; an empty caption is kept as ``''`` (the image was
     captioned, with nothing); blank lines are skipped; a repeated id with the
-    same caption is accepted.
+    same caption is accepted. Lines end at ``\n`` (a ``\r`` before it is
+    dropped); a UTF-8 byte-order mark is skipped.
 
     Args:
         path (str or os.PathLike): The caption file (UTF-8).
@@ -43,30 +46,36 @@ def read_captions(path: str | os.PathLike) -> dict[str, str]:
         dict[str, str]: Image id -> caption, in file order.
 
     Raises:
-        ValueError: A line is malformed, or an id has two different captions
-            (the message gives the file and line numbers).
+        ConllFormatError: The file is not UTF-8, a line is malformed, or an id
+            has two different captions (a :class:`ValueError` whose message
+            starts ``path:line:``, as the CoNLL reader's).
+        OSError: The file cannot be read.
     """
-    path = Path(path)
+    raw = Path(path).read_bytes()
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        text = raw.decode('utf-8')
+    except UnicodeDecodeError as err:
+        raise ConllFormatError(path, raw.count(b'\n', 0, err.start) + 1,
+                               f"invalid UTF-8 byte 0x{raw[err.start]:02x}") from None
     captions: dict[str, str] = {}
     first_line: dict[str, int] = {}
-    with open(path, encoding='utf-8-sig') as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            match = _CAPTION_LINE.match(line.rstrip('\r\n'))
-            if match is None:
-                raise ValueError(
-                    f"{path}:{lineno}: expected '<image_id>.jpg :<caption>', "
-                    f"got {line.rstrip()!r}")
-            image_id = Path(match['file']).stem
-            caption = match['caption'].strip()
-            if image_id in captions and captions[image_id] != caption:
-                raise ValueError(
-                    f"{path}:{lineno}: image {image_id!r} already has a "
-                    f"different caption on line {first_line[image_id]} "
-                    f"({captions[image_id]!r} vs {caption!r})")
-            captions.setdefault(image_id, caption)
-            first_line.setdefault(image_id, lineno)
+    for lineno, line in enumerate(text.split('\n'), start=1):
+        line = line.removesuffix('\r')
+        if not line.strip():
+            continue
+        match = _CAPTION_LINE.match(line)
+        if match is None:
+            raise ConllFormatError(path, lineno, f"expected '<image_id>.jpg :<caption>', got {line!r}")
+        image_id = Path(match['file']).stem
+        caption = match['caption'].strip()
+        if image_id in captions and captions[image_id] != caption:
+            raise ConllFormatError(
+                path, lineno, f"image {image_id!r} already has a different caption on line "
+                f"{first_line[image_id]} ({captions[image_id]!r} vs {caption!r})")
+        captions.setdefault(image_id, caption)
+        first_line.setdefault(image_id, lineno)
     return captions
 
 

@@ -10,6 +10,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.typing import Adj
 
+from .templates import drop_generated_sources
+
 
 class CrossModalGate(MessagePassing):
     r"""The cross-modal gate of UMGF (Eqs. 3-6 of Zhang et al., AAAI 2021).
@@ -65,6 +67,7 @@ class CrossModalGate(MessagePassing):
         self._alpha: Tensor | None = None
         self._edge_index: Tensor | None = None
         self.reset_parameters()
+        drop_generated_sources(self)
 
     def reset_parameters(self):
         super().reset_parameters()

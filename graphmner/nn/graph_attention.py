@@ -19,6 +19,8 @@ from torch_geometric.typing import Adj
 from torch_geometric.utils import add_self_loops as add_loops
 from torch_geometric.utils import remove_self_loops, softmax, to_dense_adj, to_dense_batch
 
+from .templates import drop_generated_sources
+
 
 class GraphMultiHeadAttention(MessagePassing):
     r"""Multi-head attention over the edges of a relation: self-attention over a
@@ -83,6 +85,7 @@ class GraphMultiHeadAttention(MessagePassing):
         self._alpha: Tensor | None = None
         self._edge_index: Tensor | None = None
         self.reset_parameters()
+        drop_generated_sources(self)
 
     def reset_parameters(self):
         super().reset_parameters()

@@ -28,7 +28,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-from ..io import atomic_save, atomic_write, atomic_write_text, remove_partial_writes
+from ..io import CheckpointError, atomic_save, atomic_write, atomic_write_text, remove_partial_writes
 from ..metrics import format_scores
 from ..models.base import MNERModel
 
@@ -36,13 +36,6 @@ log = logging.getLogger('graphmner.train')
 
 BEST = 'best.pt'    # model checkpoint of the best dev epoch
 LAST = 'last.pt'    # training state after the last finished epoch (for --resume)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint of the run folder that cannot be used: cut off (a crash or
-    a full disk while it was written elsewhere), not a checkpoint, written by
-    another model or with other training settings. The message names the file
-    and what to do; the file is left as it is."""
 
 
 @dataclass

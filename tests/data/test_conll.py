@@ -4,6 +4,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import SHARED
 
 from graphmner.data.conll import (
     ConllFormatError,
@@ -15,7 +16,7 @@ from graphmner.data.conll import (
     write_conll,
 )
 
-DATA_ROOT = (Path(__file__).resolve().parents[2] / '..' / 'shared' / 'data').resolve()
+DATA_ROOT = SHARED / 'data'
 needs_data = pytest.mark.skipif(
     not DATA_ROOT.is_dir(),
     reason=f"the Twitter-2015/2017 text files are not at {DATA_ROOT}")
@@ -227,6 +228,8 @@ def test_write_defaults_and_layout_override(tmp_path):
     (Tweet('', ['a'], ['O']), "empty image id"),
     (Tweet('1.jpg x', ['a'], ['O']), "contains whitespace"),
     (Tweet('../1', ['a'], ['O']), "contains a path separator"),
+    (Tweet('1', ['\ud800'], ['O']), "lone surrogate"),
+    (Tweet('\udcff', ['a'], ['O']), "lone surrogate"),
 ])
 def test_write_rejects_what_would_not_read_back(tmp_path, tweet, reason):
     with pytest.raises(ValueError, match="Cannot write tweet 1") as info:
@@ -257,3 +260,155 @@ def test_any_entity_types_read_and_round_trip(tmp_path):
     assert tweets[0].labels == ['O', 'B-DRUG', 'O', 'B-DISEASE', 'I-DISEASE']
     write_conll(tweets, tmp_path / 'out.txt')
     assert (tmp_path / 'out.txt').read_bytes() == data
+
+
+# -- property-based: any text reads, or fails on a named line ---------------------------------
+
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from graphmner.data.labels import BIO_LABELS  # noqa: E402
+from graphmner.data.paths import image_id_problem  # noqa: E402
+
+PROPERTIES = settings(max_examples=100, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+SPELLED = list(BIO_LABELS) + ['B-OTHER', 'I-OTHER', 'B-DRUG', 'I-DRUG', 'B-x_1']  # any type reads
+
+image_ids = st.one_of(
+    st.from_regex(r'[0-9A-Za-z_]{1,10}', fullmatch=True),
+    st.text(st.characters(exclude_categories=('Z', 'C')), min_size=1, max_size=6)  # no space, no control
+    .filter(lambda i: image_id_problem(i) is None))
+words = st.text(st.characters(exclude_characters='\t\n', exclude_categories=('Cs', )), min_size=1,
+                max_size=6).filter(lambda w: not w.startswith('IMGID:'))
+tweets = st.integers(1, 4).flatmap(lambda n: st.builds(
+    Tweet, image_ids, st.lists(words, min_size=n, max_size=n),
+    st.lists(st.sampled_from(BIO_LABELS), min_size=n, max_size=n)))
+layouts = st.builds(ConllLayout, newline=st.sampled_from(['\n', '\r\n']), bom=st.booleans(),
+                    misc_spelling=st.sampled_from(['MISC', 'OTHER']), trailing_newlines=st.integers(0, 3))
+junk = st.one_of(st.text(max_size=8), st.builds(lambda w, label: f'{w}\t{label}', st.text(max_size=4),
+                                                st.one_of(st.sampled_from(SPELLED), st.text(max_size=4))))
+
+
+@st.composite
+def conll_texts(draw):
+    """Mostly well-formed files: tweets, with 0-2 blank lines after each, MISC spelled either
+    way per line, a line ending per file (sometimes another on one line), a BOM or not; then
+    up to two lines inserted, replaced or deleted, and sometimes stray bytes at the end."""
+    lines = []
+    for tweet in draw(st.lists(tweets, max_size=4)):
+        lines.append(f'IMGID:{tweet.image_id}')
+        for word, label in zip(tweet.words, tweet.labels):
+            lines.append(f"{word}\t{label.replace('MISC', draw(st.sampled_from(['MISC', 'OTHER'])))}")
+        lines += [''] * draw(st.sampled_from([1, 1, 1, 0, 2]))
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(lines)))
+        change = draw(st.sampled_from(['insert', 'replace', 'delete']))
+        if change == 'insert' or at == len(lines):
+            lines.insert(at, draw(junk))
+        elif change == 'replace':
+            lines[at] = draw(junk)
+        else:
+            del lines[at]
+    newline = draw(st.sampled_from(['\n', '\r\n']))
+    endings = [draw(st.sampled_from([newline] * 9 + ['\r\n' if newline == '\n' else '\n', '\r']))
+               for _ in lines]
+    text = ''.join(line + ending for line, ending in zip(lines, endings))
+    if lines and draw(st.booleans()):
+        text = text[:-len(endings[-1])]  # an unterminated last line
+    text = ('\ufeff' if draw(st.booleans()) else '') + text
+    return text.encode('utf-8') + draw(st.sampled_from([b''] * 6 + [b'\xff', b'\xc3']))
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp('conll-properties')
+
+
+def read_quietly(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', ConllFormatWarning)
+        return read_conll(path)
+
+
+@PROPERTIES
+@given(tweets=st.lists(tweets, min_size=1, max_size=4), layout=layouts)
+def test_any_writable_tweets_read_back_and_write_back_byte_for_byte(folder, tweets, layout):
+    path = folder / 'written.txt'
+    write_conll(tweets, path, layout=layout)
+    read = read_quietly(path)
+    assert read == tweets
+    again = folder / 'again.txt'
+    write_conll(read, again)  # the layout read from the file
+    assert again.read_bytes() == path.read_bytes()
+
+
+any_text = st.text(st.characters(), max_size=4)  # lone surrogates included
+any_tweets = st.integers(0, 3).flatmap(lambda n: st.builds(
+    Tweet, any_text, st.lists(any_text, min_size=n, max_size=n),
+    st.lists(st.one_of(st.sampled_from(SPELLED), any_text), min_size=n, max_size=n)))
+
+
+@PROPERTIES
+@given(tweets=st.lists(any_tweets, min_size=1, max_size=3), layout=layouts)
+def test_any_tweets_write_and_read_back_or_are_refused_by_name(folder, tweets, layout):
+    """The writer's side: tweets built in code (any text, surrogates included) either write
+    a file that reads back the same or raise a ValueError naming the tweet."""
+    path = folder / 'any-tweets.txt'
+    try:
+        write_conll(tweets, path, layout=layout)
+    except ValueError as error:
+        assert str(error).startswith('Cannot write tweet '), error
+        return
+    assert read_quietly(path) == tweets
+
+
+def canonical(text: str) -> bool:
+    """Whether a file that reads is laid out as write_conll lays it out: one line ending,
+    no blank line before the first tweet, exactly one blank line between tweets, one
+    spelling of MISC (what the reader's docstring promises a byte round trip for)."""
+    text = text.removeprefix('\ufeff')
+    crlf = text.count('\r\n')
+    if crlf and crlf != text.count('\n'):
+        return False
+    body = text.replace('\r\n', '\n').rstrip('\n').split('\n')
+    blank_runs_ok = all(not (a == b == '') for a, b in zip(body, body[1:]))
+    separated = all((a == '') == b.startswith('IMGID:') for a, b in zip(body, body[1:]) if a == '' or
+                    b.startswith('IMGID:'))
+    spellings = {label.split('-')[-1] for line in body if '\t' in line
+                 for label in [line.split('\t')[-1]] if label.endswith(('MISC', 'OTHER'))}
+    return body[0] != '' and blank_runs_ok and separated and len(spellings) <= 1
+
+
+@PROPERTIES
+@given(data=conll_texts())
+def test_any_text_reads_and_round_trips_or_names_its_line(folder, data):
+    path = folder / 'any.txt'
+    path.write_bytes(data)
+    try:
+        tweets = read_quietly(path)
+    except ConllFormatError as error:
+        event('refused')
+        assert 1 <= error.line <= data.count(b'\n') + 1
+        assert str(error).startswith(f'{path}:{error.line}: ')
+        return
+    written = folder / 'written.txt'
+    write_conll(tweets, written)
+    assert read_quietly(written) == tweets
+    if canonical(data.decode('utf-8')):
+        event('read, canonical')
+        assert written.read_bytes() == data
+    else:
+        event('read, not canonical')
+        again = folder / 'again.txt'  # what was written is canonical: a fixed point
+        write_conll(read_quietly(written), again)
+        assert again.read_bytes() == written.read_bytes()
+
+
+@PROPERTIES
+@given(data=st.binary(max_size=64))
+def test_any_bytes_read_or_name_their_line(folder, data):
+    path = folder / 'bytes.txt'
+    path.write_bytes(data)
+    try:
+        read_quietly(path)
+    except ConllFormatError as error:
+        assert 1 <= error.line <= data.count(b'\n') + 1

@@ -1,7 +1,7 @@
 import shutil
-from pathlib import Path
 
 import pytest
+from conftest import SHARED
 from PIL import Image
 
 from graphmner.features.image_text import (
@@ -13,8 +13,8 @@ from graphmner.features.image_text import (
     tokenize,
 )
 
-CAPTIONS = Path('../shared/data/captions')
-VOCAB = Path('../shared/models/all-MiniLM-L6-v2/vocab.txt')
+CAPTIONS = SHARED / 'data' / 'captions'
+VOCAB = SHARED / 'models' / 'all-MiniLM-L6-v2' / 'vocab.txt'
 
 
 @pytest.mark.parametrize('name,count', [('blip2_twitter2017.txt', 4819),
@@ -144,3 +144,49 @@ def test_caption_generator_tiny_local_model(tmp_path):
 def test_ocr_reader_missing_tesseract():
     with pytest.raises((ImportError, FileNotFoundError), match='tesseract'):
         OcrReader()
+
+
+# -- property-based: any caption file reads, or fails on a named line --------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from graphmner.data.conll import ConllFormatError  # noqa: E402
+
+PROPERTIES = settings(max_examples=100, deadline=2000)
+caption_ids = st.from_regex(r'[0-9A-Za-z_]{1,10}', fullmatch=True)
+captions_text = st.text(st.characters(exclude_characters='\n', exclude_categories=('Cs', )), max_size=12)
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp('caption-properties')
+
+
+@PROPERTIES
+@given(captions=st.dictionaries(caption_ids, captions_text, max_size=5),
+       extension=st.sampled_from(['.jpg', '.png', '']), space=st.sampled_from(['', ' ', '\t ']),
+       newline=st.sampled_from(['\n', '\r\n']), bom=st.booleans(), blank_lines=st.booleans())
+def test_any_caption_file_written_in_the_format_reads_back(folder, captions, extension, space, newline,
+                                                           bom, blank_lines):
+    lines = [f'{image_id}{extension}{space}:{caption}' for image_id, caption in captions.items()]
+    text = (newline * 2 if blank_lines else newline).join(lines)
+    path = folder / 'written.txt'
+    path.write_bytes(('\ufeff' if bom else '').encode() + text.encode('utf-8'))
+    assert read_captions(path) == {image_id: caption.strip() for image_id, caption in captions.items()}
+
+
+@PROPERTIES
+@given(data=st.one_of(st.binary(max_size=48), st.lists(st.one_of(
+    st.builds(lambda i, c: f'{i}.jpg :{c}', caption_ids, captions_text), st.text(max_size=10), st.just('')),
+    max_size=6).map(lambda lines: '\n'.join(lines).encode('utf-8'))))
+def test_any_bytes_read_as_captions_or_name_their_line(folder, data):
+    path = folder / 'any.txt'
+    path.write_bytes(data)
+    try:
+        captions = read_captions(path)
+    except ConllFormatError as error:
+        assert 1 <= error.line <= data.count(b'\n') + 1
+        assert str(error).startswith(f'{path}:{error.line}: ')
+        return
+    assert all(isinstance(k, str) and isinstance(v, str) and v == v.strip() for k, v in captions.items())

@@ -1,11 +1,10 @@
-from pathlib import Path
-
 import pytest
 import torch
+from conftest import SHARED
 
 from graphmner.features.phrases import SYNONYMS, NounPhrase, PhraseExtractor, ground, load_spacy
 
-SPACY_MODEL = Path('../shared/models/en_core_web_sm-3.8.0')
+SPACY_MODEL = SHARED / 'models' / 'en_core_web_sm-3.8.0'
 
 # "Two dogs and a man playing in the park with his kids"
 WORDS = ['Two', 'dogs', 'and', 'a', 'man', 'playing', 'in', 'the', 'park',

@@ -1,6 +1,10 @@
 """Every export format read back with the same node and edge counts."""
+import html
 import json
 import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
 
 import networkx as nx
 import pytest
@@ -131,3 +135,79 @@ def test_script_args_and_fake_visual():
     fake = script.with_fake_visual(g)
     assert fake['region'].num_nodes == 49 and fake['object'].num_nodes == 3
     assert fake.words == g.words and fake.aux_words == ['a', 'dog']
+
+
+# -- hostile text stays text -------------------------------------------------------------------
+
+#: Words that would run script if the page put them into markup unescaped; each marks the
+#: page's <body> with data-pwned if it runs.
+HOSTILE_WORDS = ['</script><script>document.body.dataset.pwned=1</script>',
+                 '<img src=x onerror="document.body.dataset.pwned=2">',
+                 'javascript:document.body.dataset.pwned=3', '&amp;', '<b>bold</b>', '"', "'"]
+HOSTILE_ID = 'a&b<c>"d\'</title><img src=x onerror=document.body.dataset.pwned=6>'
+
+
+def hostile_graph():
+    tweet = Tweet(HOSTILE_ID, HOSTILE_WORDS, ['B-PER'] + ['O'] * (len(HOSTILE_WORDS) - 1))
+    return build_graph(tweet, fake_features(1, 8, names=('<svg onload=document.body.dataset.pwned=4>', )),
+                       aux=[('<img src=x onerror=document.body.dataset.pwned=5>', 'caption')])
+
+
+def test_hostile_text_is_data_not_markup(tmp_path):
+    path = export(hostile_graph(), tmp_path / 'g.html')
+    text, data = _read_html(path)
+    assert text.count('<script') == 2 and '<img' not in text and '<svg onload' not in text
+    assert [n['label'] for n in data['nodes'] if n['node_type'] == 'word'] == HOSTILE_WORDS
+    title = re.search(r'<title>(.*?)</title>', text).group(1)
+    assert html.unescape(title) == f'tweet graph {HOSTILE_ID}' and '<' not in title
+
+
+class _Rendered(HTMLParser):
+    """What a browser shows: <body> attributes, <title> text, the SVG's <text> contents."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.body, self.title, self.svg_text, self.links, self._in = {}, '', [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == 'body':
+            self.body = dict(attrs)
+        if any(name == 'href' for name, _ in attrs):
+            self.links.append(dict(attrs)['href'])
+        self._in = tag if tag in ('title', 'text') else None
+        if tag == 'text':
+            self.svg_text.append('')
+
+    def handle_endtag(self, tag):
+        self._in = None
+
+    def handle_data(self, data):
+        if self._in == 'title':
+            self.title += data
+        elif self._in == 'text':
+            self.svg_text[-1] += data
+
+
+def browser():
+    for name in ('chromium', 'chromium-browser', 'google-chrome', 'chrome'):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.skipif(browser() is None,
+                    reason='no headless Chromium or Chrome on PATH (apt-get install chromium)')
+def test_hostile_text_runs_nothing_in_a_real_browser(tmp_path):
+    path = export(hostile_graph(), tmp_path / 'g.html')
+    dom = subprocess.run(
+        [browser(), '--headless', '--no-sandbox', '--disable-gpu', f'--user-data-dir={tmp_path / "profile"}',
+         '--virtual-time-budget=3000', '--dump-dom', path.as_uri()],
+        capture_output=True, text=True, timeout=120).stdout
+    page = _Rendered()
+    page.feed(dom)
+    assert '<svg' in dom, 'the page script did not run: nothing was checked'
+    assert 'data-pwned' not in page.body, f'hostile text ran as script: {page.body}'
+    assert page.title == f'tweet graph {HOSTILE_ID}' and not page.links
+    shown = ' '.join(page.svg_text)
+    for word in HOSTILE_WORDS:  # shown as the text it is
+        assert word in shown, word
