@@ -126,9 +126,8 @@ class VisionConfig:
         return RESNET_WIDTH
 
     def describe(self) -> str:
-        """A short name of the backbone and its weights, for pictures and
-        logs; raises like :meth:`fingerprint` when a weights file is missing.
-        """
+        """A short name of the backbone and its weights (a file by its name,
+        without reading it), for pictures and logs."""
         if self.arch == 'descriptors':
             return self.descriptor_config().describe()
         if self.weights is None:
