@@ -64,7 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    f"file's; for the demo {DEMO_ENCODER} if it exists; e.g. --encoder bert-base-uncased)")
     p.add_argument('--epochs', type=int, help='training epochs, at least 1 (e.g. --epochs 3)')
     p.add_argument('--seed', type=int, help='seed of weights, batches and dropout (e.g. --seed 1)')
-    p.add_argument('--batch-size', type=int, help='training batch size, at least 1 (e.g. --batch-size 16)')
+    p.add_argument('--batch-size', type=int, help='training batch size, at least 1: the global batch, '
+                   'shared out over the processes of a torchrun (e.g. --batch-size 16)')
+    p.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), help='training forward in float32 '
+                   "(default), or bfloat16 / float16 autocast (fp16 needs CUDA; train.precision)")
     p.add_argument('--out', help='run folder (default: runs/<model>-<dataset>-seed<seed>)')
     p.add_argument('--cache-dir', help='folder of the built-graph and feature caches (default: '
                    'graphs/cache, or $GRAPHMNER_CACHE)')
@@ -73,7 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='override one setting, typed by its config (repeatable; e.g. --set model.dropout=0.5 '
                    '--set train.head_lr=1e-3)')
     p.add_argument('--resume', action='store_true', help='continue from <out>/last.pt')
-    p.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N' (under torchrun 'cuda': each "
+                   'process takes the GPU of its LOCAL_RANK)')
     p.add_argument('--verbose', action='store_true', help="show third-party libraries' warnings")
 
 
@@ -113,7 +117,8 @@ def load_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         settings['model']['encoder'] = args.encoder
     elif args.dataset == 'demo' and 'encoder' not in settings['model']:
         settings['model']['encoder'] = str(DEMO_ENCODER)
-    for flag, name in ((args.epochs, 'epochs'), (args.seed, 'seed'), (args.batch_size, 'batch_size')):
+    for flag, name in ((args.epochs, 'epochs'), (args.seed, 'seed'), (args.batch_size, 'batch_size'),
+                       (args.precision, 'precision')):
         if flag is not None:
             settings['train'][name] = flag
     for flag, name in ((args.vision_weights, 'vision_weights'), (args.detector_weights, 'detector_weights'),
@@ -149,9 +154,13 @@ def check_inputs(args: argparse.Namespace, settings: dict[str, dict[str, Any]]):
     from ..data import split_path
     from ..models import model_class
     from ..train import TrainConfig
+    from ..train.distributed import per_rank_batch
+    from ..train.trainer import check_precision
 
     try:
         train_config = TrainConfig(**settings['train'])
+        per_rank_batch(train_config.batch_size, int(os.environ.get('WORLD_SIZE', '1')))  # set by torchrun
+        check_precision(train_config.precision, args.device)
     except ValueError as error:
         raise UsageError(str(error)) from None
     try:
@@ -170,7 +179,13 @@ def check_inputs(args: argparse.Namespace, settings: dict[str, dict[str, Any]]):
     return train_config
 
 
-def setup_logging(run_dir: Path) -> None:
+def setup_logging(run_dir: Path, rank: int = 0) -> None:
+    """Rank 0 logs to stdout and ``log.txt``; the other ranks of a torchrun
+    only their warnings and errors, to stdout, marked with their rank."""
+    if rank:
+        logging.basicConfig(level=logging.WARNING, format=f'%(asctime)s [rank {rank}] %(name)s %(message)s',
+                            datefmt='%H:%M:%S', handlers=[logging.StreamHandler(sys.stdout)], force=True)
+        return
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         handlers = [logging.StreamHandler(sys.stdout), logging.FileHandler(run_dir / 'log.txt')]
@@ -199,17 +214,22 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     default_dir = REPOSITORY / 'runs' / f'{args.model}-{dataset_name(args)}-seed{train_config.seed}'
     run_dir = Path(args.out or default_dir)
     fresh = not (run_dir / 'metrics.json').exists() and not (run_dir / 'last.pt').exists()
+    from ..train.distributed import Distributed
+
+    distributed = Distributed.from_environment(args.device)  # joins torchrun's process group, if any
     try:
-        return _train(args, settings, train_config, run_dir)
+        return _train(args, settings, train_config, run_dir, distributed)
     except BaseException as error:
-        if fresh and run_dir.is_dir():
+        if fresh and run_dir.is_dir() and distributed.is_main:
             # A run that died leaves a folder that says so, not one that looks like a finished run.
             (run_dir / 'FAILED').write_text(f'{type(error).__name__}: {error}\n')
         raise
+    finally:
+        distributed.close()
 
 
-def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_config, run_dir: Path
-           ) -> dict[str, Any]:
+def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_config, run_dir: Path,
+           distributed) -> dict[str, Any]:
     import torch
 
     from .. import models
@@ -218,8 +238,9 @@ def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_
     from ..metrics import format_scores
     from ..train import Trainer
 
-    setup_logging(run_dir)
-    (run_dir / 'FAILED').unlink(missing_ok=True)
+    setup_logging(run_dir, distributed.rank)
+    if distributed.is_main:
+        (run_dir / 'FAILED').unlink(missing_ok=True)
     log = logging.getLogger('graphmner.run')
     log.info('settings: %s', json.dumps(settings, default=str))
 
@@ -237,7 +258,7 @@ def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_
         # The model's visual input width is the data's (ResNet 2048, the weight-free backend's own).
         settings['model']['visual_dim'] = width
     torch.manual_seed(train_config.seed)  # the model's initial weights depend on it
-    model = models.build(args.model, labels=data['train'].labels, **settings['model']).to(args.device)
+    model = models.build(args.model, labels=data['train'].labels, **settings['model']).to(distributed.device)
     train_report = data['train'].report
     model.data_config = {
         'dataset': args.dataset if not is_folder_dataset(args.dataset) else str(Path(args.dataset).resolve()),
@@ -253,12 +274,14 @@ def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_
         log.info('%s: %d tweets, %d without a usable image, %d with aux words', split, len(dataset),
                  report.get('images_missing', 0), report.get('tweets_with_aux', 0))
 
-    trainer = Trainer(model, graphs['train'], graphs['dev'], train_config, run_dir, device=args.device)
+    trainer = Trainer(model, graphs['train'], graphs['dev'], train_config, run_dir, distributed=distributed)
     trainer.fit(resume=args.resume)
+    if not distributed.is_main:
+        return {}  # rank 0 alone evaluates and writes the run folder
     dev = trainer.test(graphs['dev'], 'dev')
     test = trainer.test(graphs['test'])
     save_predictions(model, trainer.eval_loader(graphs['test']), graphs['test'],
-                     run_dir / 'test_predictions.txt', args.device)
+                     run_dir / 'test_predictions.txt', distributed.device)
     views = {}  # a model with several inference views (ITA) is also scored with each one forced
     if len(model.views) > 1:
         for view in model.views:
@@ -269,6 +292,7 @@ def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_
         'data_root': args.data_root, 'image_root': args.image_root, 'captions': args.captions,
         'labels': list(model.labels),
         'epochs': train_config.epochs, 'seed': train_config.seed, 'dev': dev, 'test': test,
+        'processes': distributed.world_size,
         'train_seconds': round(trainer.train_seconds, 2),
         'tweets_per_second': round(trainer.tweets_per_second, 2),
         'test_views': views,
@@ -287,7 +311,7 @@ def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_
     return metrics
 
 
-def save_predictions(model, batches, graphs, path: Path, device: str) -> None:
+def save_predictions(model, batches, graphs, path: Path, device) -> None:
     """The model's BIO labels for ``graphs`` (in the view in force) as CoNLL."""
     from ..data.conll import Tweet, write_conll
 

@@ -226,6 +226,7 @@ class CRF(torchcrf.CRF):
             raise ValueError(f"Expected reduction in {REDUCTIONS}, got "
                              f"{reduction!r}")
         mask = self._check(emissions, mask, tags)
+        emissions = emissions.float()  # half emissions under autocast: the forward algorithm runs in float32
         start, transitions, end = self._scores()
 
         # Gold-path score, vectorised over time. Padding tags may hold any
@@ -373,6 +374,7 @@ class CRF(torchcrf.CRF):
             raise ValueError(f"Expected a positive temperature, got "
                              f"{temperature}")
         mask = self._check(emissions, mask)
+        emissions = emissions.float()  # half emissions under autocast: forward-backward runs in float32
         start, transitions, end = self._scores()
         alpha = self._forward_scores(emissions, mask, start, transitions)
         beta = self._backward_scores(emissions, mask, transitions, end)

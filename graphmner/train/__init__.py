@@ -1,4 +1,6 @@
-"""Training: the shared trainer, its config, optimiser groups and schedule."""
+"""Training: the shared trainer, its config, optimiser groups and schedule, and
+data-parallel training under ``torchrun``."""
+from .distributed import Distributed, GlobalBatchSampler
 from .trainer import (
                       CheckpointError,
                       TrainConfig,
@@ -10,5 +12,5 @@ from .trainer import (
                       shuffled_loader,
 )
 
-__all__ = ['CheckpointError', 'TrainConfig', 'Trainer', 'linear_schedule', 'optimizer_groups', 'plot_history',
-           'seed_everything', 'shuffled_loader']
+__all__ = ['CheckpointError', 'Distributed', 'GlobalBatchSampler', 'TrainConfig', 'Trainer',
+           'linear_schedule', 'optimizer_groups', 'plot_history', 'seed_everything', 'shuffled_loader']

@@ -10,18 +10,21 @@ best score, timings), which is all ``--resume`` needs to report the run again.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim import AdamW
 from torch.optim.lr_scheduler import LambdaLR
 from torch_geometric.data import HeteroData
@@ -31,11 +34,15 @@ from tqdm.auto import tqdm
 from ..io import CheckpointError, atomic_save, atomic_write, atomic_write_text, remove_partial_writes
 from ..metrics import format_scores
 from ..models.base import MNERModel
+from .distributed import Distributed, GlobalBatchSampler, per_rank_batch
 
 log = logging.getLogger('graphmner.train')
 
 BEST = 'best.pt'    # model checkpoint of the best dev epoch
 LAST = 'last.pt'    # training state after the last finished epoch (for --resume)
+
+#: ``train.precision`` (``--precision``): the autocast dtype of each mode (fp32: no autocast).
+PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 @dataclass
@@ -50,6 +57,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0     # 0 disables clipping
     seed: int = 1
     scheme: str = 'conlleval'      # span chunking for dev / test scores
+    precision: str = 'fp32'        # training forward in 'bf16' or 'fp16' autocast (the CRF stays float32)
 
     def __post_init__(self):
         for name in ('epochs', 'batch_size', 'eval_batch_size'):
@@ -65,6 +73,16 @@ class TrainConfig:
             raise ValueError(f"'train.warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.scheme not in ('conlleval', 'strict'):
             raise ValueError(f"'train.scheme' must be 'conlleval' or 'strict', got {self.scheme!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"'train.precision' must be one of {', '.join(PRECISIONS)}, got "
+                             f'{self.precision!r}')
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """``fp16`` needs CUDA (its gradient scaler and half kernels); ``bf16``
+    autocast and ``fp32`` run on any device."""
+    if precision == 'fp16' and torch.device(device).type != 'cuda':
+        raise ValueError(f"--precision fp16 needs a CUDA device, got '{device}'; on a CPU use bf16 or fp32")
 
 
 def seed_everything(seed: int) -> None:
@@ -89,11 +107,27 @@ def optimizer_groups(model: MNERModel, config: TrainConfig) -> list[dict[str, An
     return [g for g in groups if g['params']]
 
 
-def shuffled_loader(graphs: Sequence[HeteroData], batch_size: int, seed: int, epoch: int) -> DataLoader:
-    """Training batches whose order depends on (seed, epoch) only, so a resumed
-    run sees the same batches as an uninterrupted one."""
-    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
-    return DataLoader(graphs, batch_size=batch_size, shuffle=True, generator=generator)
+def shuffled_loader(graphs: Sequence[HeteroData], batch_size: int, seed: int, epoch: int, rank: int = 0,
+                    world_size: int = 1) -> DataLoader:
+    """This rank's training batches, whose order depends on (seed, epoch) only,
+    so a resumed run sees the same batches as an uninterrupted one; the global
+    ``batch_size`` is shared out over ``world_size`` ranks
+    (:class:`GlobalBatchSampler`)."""
+    sampler = GlobalBatchSampler(len(graphs), batch_size, seed, epoch, rank, world_size)
+    # A generator of its own: the loader draws a seed from it, not from the stream dropout reads.
+    return DataLoader(graphs, batch_sampler=sampler, generator=torch.Generator())
+
+
+class TrainingObjective(nn.Module):
+    """A model's :meth:`~MNERModel.loss` as a module's ``forward``: DDP
+    synchronises gradients only for what runs through the forward it wraps."""
+
+    def __init__(self, model: MNERModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.model.loss(batch)
 
 
 def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> LambdaLR:
@@ -116,18 +150,34 @@ class Trainer:
             ``training.png``, each written atomically (a killed run leaves the
             previous version, never a cut-off file).
         device (str, optional): where batches go. (default: :obj:`'cpu'`)
+        distributed (Distributed, optional): this process's place in a
+            ``torchrun`` run (its device replaces ``device``): the model is
+            wrapped in DDP, ``config.batch_size`` is the global batch, and rank
+            0 alone evaluates and writes ``run_dir``. (default: one process)
     """
 
     def __init__(self, model: MNERModel, train: Sequence[HeteroData], dev: Sequence[HeteroData],
-                 config: TrainConfig, run_dir: str | Path, device: str | torch.device = 'cpu'):
+                 config: TrainConfig, run_dir: str | Path, device: str | torch.device = 'cpu',
+                 distributed: Distributed | None = None):
         if len(train) == 0:
             raise ValueError('The training split is empty')
-        self.model = model.to(device)
-        self.device = torch.device(device)
+        self.dist = distributed or Distributed(device=torch.device(device))
+        self.device = self.dist.device
+        per_rank_batch(config.batch_size, self.dist.world_size)
+        check_precision(config.precision, self.device)
+        self.model = model.to(self.device)
+        # Models leave parameters out of some batches (no image in any tweet: no visual layer runs).
+        self.ddp = (DistributedDataParallel(TrainingObjective(self.model), find_unused_parameters=True,
+                                            device_ids=[self.device] if self.device.type == 'cuda' else None)
+                    if self.dist.active else None)
+        self.autocast_dtype = PRECISIONS[config.precision]
+        # Loss scaling keeps small float16 gradients from flushing to zero; bfloat16 has float32's range.
+        self.scaler = torch.amp.GradScaler('cuda', enabled=config.precision == 'fp16')
         self.train_set, self.dev_set = train, dev
         self.config = config
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.steps_per_epoch = math.ceil(len(train) / config.batch_size)
         total = self.steps_per_epoch * config.epochs
         # The fused kernel steps all parameters at once: about 6x faster than the default
@@ -142,7 +192,8 @@ class Trainer:
 
     # -- data -------------------------------------------------------------------------
     def train_loader(self, epoch: int) -> DataLoader:
-        return shuffled_loader(self.train_set, self.config.batch_size, self.config.seed, epoch)
+        return shuffled_loader(self.train_set, self.config.batch_size, self.config.seed, epoch,
+                               self.dist.rank, self.dist.world_size)
 
     def eval_loader(self, graphs: Sequence[HeteroData]) -> DataLoader:
         return DataLoader(graphs, batch_size=self.config.eval_batch_size, shuffle=False)
@@ -164,7 +215,9 @@ class Trainer:
                          - set(state))
         if missing or not isinstance(state.get('config'), dict):
             raise CheckpointError(self._damaged(path, f'no training state in it (missing {missing})'))
-        if state['config'] != asdict(self.config):
+        # A setting added since the file was written counts with its default.
+        written = {**{f.name: f.default for f in fields(TrainConfig)}, **state['config']}
+        if written != asdict(self.config):
             raise CheckpointError(f'{path} was written with other training settings: '
                                   f"{state['config']} vs {asdict(self.config)}; resume with the same "
                                   'settings, or start fresh in another run folder')
@@ -174,7 +227,12 @@ class Trainer:
                 self.model.load_state_dict(state['checkpoint']['state_dict'])
                 self.optimizer.load_state_dict(state['optimizer'])
                 self.scheduler.load_state_dict(state['scheduler'])
-                torch.set_rng_state(state['torch_rng'])
+                # Resumed at another world size, the batches reproduce but not the dropout masks.
+                ranks = state.get('torch_rng_ranks', [])
+                torch.set_rng_state(ranks[self.dist.rank] if len(ranks) == self.dist.world_size
+                                    else state['torch_rng'])
+                if 'grad_scaler' in state:
+                    self.scaler.load_state_dict(state['grad_scaler'])
             except (KeyError, TypeError, ValueError, RuntimeError) as error:
                 raise CheckpointError(f'{path} does not fit this model and optimizer '
                                       f'({type(error).__name__}: {str(error).splitlines()[0]}); was '
@@ -205,9 +263,10 @@ class Trainer:
         return (f'{path} is damaged and was left as it is ({reason}). It may have been cut off by a crash '
                 f'or a full disk. Start fresh: move it away and run again without --resume; {keep}')
 
-    def _save_state(self) -> None:
-        """``last.pt``: the full training state while epochs remain; once the
-        run is finished, only its record (the weights are in ``best.pt``)."""
+    def _save_state(self, rng_states: list[torch.Tensor]) -> None:
+        """``last.pt``: the full training state while epochs remain (with the
+        random state of every rank); once the run is finished, only its record
+        (the weights are in ``best.pt``)."""
         state = {'epoch': self.epoch, 'best_f1': self.best_f1, 'history': json.dumps(self.history),
                  'train_seconds': self.train_seconds, 'tweets_seen': self.tweets_seen,
                  'config': asdict(self.config)}
@@ -215,39 +274,92 @@ class Trainer:
             state['finished'] = True
         else:
             state.update(checkpoint=self.model.checkpoint(), optimizer=self.optimizer.state_dict(),
-                         scheduler=self.scheduler.state_dict(), torch_rng=torch.get_rng_state())
+                         scheduler=self.scheduler.state_dict(), torch_rng=rng_states[0],
+                         torch_rng_ranks=rng_states)
+            if self.scaler.is_enabled():
+                state['grad_scaler'] = self.scaler.state_dict()
         atomic_save(state, self.run_dir / LAST)
 
     # -- loop -----------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The training forward's mixed-precision context (none for fp32)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         totals: dict[str, float] = {}
-        steps = 0
+        steps = tweets = 0
         start = time.perf_counter()
-        bar = tqdm(self.train_loader(epoch), total=self.steps_per_epoch, leave=False,
+        loader = self.train_loader(epoch)
+        global_sizes = loader.batch_sampler.global_sizes
+        bar = tqdm(loader, total=self.steps_per_epoch, leave=False,
                    desc=f'epoch {epoch + 1}/{self.config.epochs}', unit='batch',
-                   disable=None)  # no bar when the output is not a terminal (CI, log files)
+                   disable=None if self.dist.is_main else True)  # no bar off a terminal (CI, log files)
         for batch in bar:
             batch = batch.to(self.device)
-            loss, parts = self.model.loss(batch)
+            with self.autocast():
+                loss, parts = self.model.loss(batch) if self.ddp is None else self.ddp(batch)
+            # DDP averages the ranks' gradients; weighing each rank's batch-mean loss by its share
+            # of the step's global batch makes that the gradient of the global batch's mean.
+            share = self.dist.world_size * batch.num_graphs / global_sizes[steps]
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            self.scaler.scale(loss * share).backward()
             if self.config.max_grad_norm > 0:
+                self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             self.scheduler.step()
-            self.tweets_seen += batch.num_graphs
+            tweets += batch.num_graphs
             steps += 1
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0) + value
             bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}")
+        # Every rank's loss parts and counts, for a log of the whole global batch.
+        ranks = self.dist.gather((totals, tweets))
         self.train_seconds += time.perf_counter() - start
-        # Float parts are per-batch losses (averaged); int parts are counts (summed).
-        return {key: value if isinstance(value, int) else value / max(steps, 1)
-                for key, value in totals.items()}
+        self.tweets_seen += sum(count for _, count in ranks)
+        merged: dict[str, float] = {}
+        for rank_totals, _ in ranks:
+            for key, value in rank_totals.items():
+                merged[key] = merged.get(key, 0) + value
+        # Float parts are per-batch losses (averaged over steps and ranks); int parts are counts (summed).
+        return {key: value if isinstance(value, int) else value / max(steps * len(ranks), 1)
+                for key, value in merged.items()}
 
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:
+        """Trains the remaining epochs. Under ``torchrun`` every rank calls it;
+        rank 0 evaluates and writes the run folder after each epoch while the
+        others wait at a barrier."""
         seed_everything(self.config.seed)
+        if self.dist.is_main:
+            self._prepare_run_dir(resume)
+        self.dist.barrier()  # the other ranks read last.pt only once rank 0 has cleaned the folder
+        if not (resume and self.resume()):
+            # Visual standardisation statistics come from the training split, once
+            # (a resumed run restores them with the weights).
+            self.model.fit_feature_statistics(self.train_set)
+        log.info('batches of %d tweets: %d per process x %d process(es)%s, %d steps an epoch, precision %s',
+                 self.config.batch_size, self.config.batch_size // self.dist.world_size,
+                 self.dist.world_size, ' (DDP)' if self.dist.active else '', self.steps_per_epoch,
+                 self.config.precision)
+        for epoch in range(self.epoch, self.config.epochs):
+            losses = self.train_epoch(epoch)
+            self.epoch = epoch + 1
+            if self.dist.is_main:
+                self._end_epoch(losses)
+            # Each rank's random state (dropout; rank 0's after evaluating), for a resumed run to go on
+            # with the masks it would have drawn.
+            rng_states = self.dist.gather(torch.get_rng_state())
+            if self.dist.is_main:
+                # Last: a run killed before this line redoes the epoch and rewrites the files above.
+                self._save_state(rng_states)
+            self.dist.barrier()
+        return self.history
+
+    def _prepare_run_dir(self, resume: bool) -> None:
         partial = remove_partial_writes(self.run_dir)
         if partial:
             log.warning('Removed %d partial file(s) left by an interrupted write: %s', len(partial),
@@ -255,35 +367,28 @@ class Trainer:
         if not resume and (self.run_dir / LAST).exists():
             log.warning('Starting from scratch: %s of an earlier run will be replaced after the first '
                         'epoch (--resume continues it instead)', self.run_dir / LAST)
-        if not (resume and self.resume()):
-            # Visual standardisation statistics come from the training split, once
-            # (a resumed run restores them with the weights).
-            self.model.fit_feature_statistics(self.train_set)
-        for epoch in range(self.epoch, self.config.epochs):
-            losses = self.train_epoch(epoch)
-            selection, dev = self.model.selection_score(list(self.eval_loader(self.dev_set)),
-                                                         self.config.scheme)
-            self.epoch = epoch + 1
-            record = {'epoch': self.epoch, **losses, 'dev_f1': dev['f1'],
-                      'dev_precision': dev['precision'], 'dev_recall': dev['recall']}
-            if self.model.selection_views:
-                record['dev_selection'] = selection
-            self.history.append(record)
-            improved = selection > self.best_f1
-            if improved:
-                self.best_f1 = selection
-                self.model.save(self.run_dir / BEST)
-            parts = '  '.join(f'{key} {value:.4f}' if isinstance(value, float) else f'{key} {value}'
-                              for key, value in losses.items())
-            views = (f"  selection ({' + '.join(self.model.selection_views)}) {selection:.4f}"
-                     if self.model.selection_views else '')
-            log.info('epoch %d  %s  dev P %.4f R %.4f F1 %.4f%s%s', self.epoch, parts, dev['precision'],
-                     dev['recall'], dev['f1'], views, '  (best)' if improved else '')
-            atomic_write_text(self.run_dir / 'history.json', json.dumps(self.history, indent=2))
-            plot_history(self.history, self.run_dir / 'training.png')
-            # Last: a run killed before this line redoes the epoch and rewrites the files above.
-            self._save_state()
-        return self.history
+
+    def _end_epoch(self, losses: dict[str, float]) -> None:
+        """Rank 0: dev scores, the best checkpoint, the log, history and plot."""
+        selection, dev = self.model.selection_score(list(self.eval_loader(self.dev_set)),
+                                                     self.config.scheme)
+        record = {'epoch': self.epoch, **losses, 'dev_f1': dev['f1'],
+                  'dev_precision': dev['precision'], 'dev_recall': dev['recall']}
+        if self.model.selection_views:
+            record['dev_selection'] = selection
+        self.history.append(record)
+        improved = selection > self.best_f1
+        if improved:
+            self.best_f1 = selection
+            self.model.save(self.run_dir / BEST)
+        parts = '  '.join(f'{key} {value:.4f}' if isinstance(value, float) else f'{key} {value}'
+                          for key, value in losses.items())
+        views = (f"  selection ({' + '.join(self.model.selection_views)}) {selection:.4f}"
+                 if self.model.selection_views else '')
+        log.info('epoch %d  %s  dev P %.4f R %.4f F1 %.4f%s%s', self.epoch, parts, dev['precision'],
+                 dev['recall'], dev['f1'], views, '  (best)' if improved else '')
+        atomic_write_text(self.run_dir / 'history.json', json.dumps(self.history, indent=2))
+        plot_history(self.history, self.run_dir / 'training.png')
 
     def test(self, graphs: Sequence[HeteroData], name: str = 'test') -> dict[str, Any]:
         """Scores of the best dev checkpoint on ``graphs``, logged under ``name``

@@ -1,0 +1,287 @@
+"""Data-parallel training: the global-batch sampler, the process-group
+settings, mixed precision, and real 2-process ``torchrun`` runs of
+``experiments/run.py`` (gloo on this CPU) against a 1-process run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+import torch
+from conftest import ROOT
+from test_run_recovery import PAUSING_RUN
+from torch_geometric.loader import DataLoader
+from tqdm.auto import tqdm
+
+from graphmner import models
+from graphmner.cli import main
+from graphmner.data.conll import read_conll
+from graphmner.data.demo import demo_split_path
+from graphmner.graph import load_dataset
+from graphmner.graph.builder import build_graph
+from graphmner.train import TrainConfig, Trainer
+from graphmner.train.distributed import Distributed, GlobalBatchSampler, backend_for, per_rank_batch
+from graphmner.train.trainer import check_precision
+
+
+def steps(size, global_batch, seed, epoch, world_size):
+    """Per step, the examples all ranks take together (a multiset), and each rank's count."""
+    ranks = [GlobalBatchSampler(size, global_batch, seed, epoch, rank, world_size).batches
+             for rank in range(world_size)]
+    assert len({len(r) for r in ranks}) == 1, 'every rank takes the same number of steps'
+    return [(Counter(i for r in step for i in r), [len(r) for r in step]) for step in zip(*ranks)]
+
+
+@pytest.mark.parametrize('size, global_batch, world_size', [(24, 4, 2), (30, 8, 2), (30, 8, 4), (27, 6, 2),
+                                                         (27, 6, 3), (8, 6, 2)])
+def test_ranks_together_take_the_one_process_batch_of_every_step(size, global_batch, world_size):
+    for epoch in range(3):
+        one = steps(size, global_batch, seed=7, epoch=epoch, world_size=1)
+        many = steps(size, global_batch, seed=7, epoch=epoch, world_size=world_size)
+        assert [examples for examples, _ in many] == [examples for examples, _ in one]
+        # equal shares wherever the step's batch divides; the last at most one apart
+        assert all(counts == [global_batch // world_size] * world_size for _, counts in many[:-1])
+        assert max(many[-1][1]) - min(many[-1][1]) <= 1
+
+
+def test_a_last_batch_smaller_than_the_world_is_topped_up_with_the_first_examples():
+    # 25 examples in global batches of 4: the last holds 1 example for 2 ranks
+    [*_, (last, counts)] = steps(25, 4, seed=1, epoch=0, world_size=2)
+    order = [i for batch in GlobalBatchSampler(25, 4, 1, 0).batches for i in batch]
+    assert last == Counter([order[-1], order[0]]) and counts == [1, 1]
+    assert GlobalBatchSampler(25, 4, 1, 0, rank=1, world_size=2).global_sizes[-1] == 2
+
+
+def test_the_order_depends_on_seed_and_epoch_only():
+    batches = lambda seed, epoch: GlobalBatchSampler(40, 8, seed, epoch, 1, 2).batches
+    assert batches(3, 1) == batches(3, 1)
+    assert batches(3, 1) != batches(3, 2) and batches(3, 1) != batches(4, 1)
+
+
+def test_one_process_keeps_the_batches_of_the_earlier_trainer():
+    """Runs from before the sampler (DataLoader(shuffle=True) under tqdm.auto) reproduce."""
+    for seed, epoch in ((1, 0), (3, 2)):
+        generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+        loader = DataLoader(list(range(24)), batch_size=4, shuffle=True, generator=generator)
+        earlier = [batch.tolist() for batch in tqdm(loader, total=6, disable=True)]
+        assert GlobalBatchSampler(24, 4, seed, epoch).batches == earlier
+
+
+def test_sampler_refuses_a_rank_outside_the_world():
+    with pytest.raises(ValueError, match=r'rank must be in \[0, 2\), got 2'):
+        GlobalBatchSampler(10, 4, 1, 0, rank=2, world_size=2)
+
+
+def test_global_batch_must_divide_by_the_processes():
+    assert per_rank_batch(16, 4) == 4
+    with pytest.raises(ValueError, match=r"must divide by the 3 processes, got 16 \(e\.g\. 15\)"):
+        per_rank_batch(16, 3)
+
+
+def test_backend_is_nccl_between_gpus_and_gloo_between_cpu_processes():
+    assert backend_for(torch.device('cuda', 1)) == 'nccl'
+    assert backend_for(torch.device('cpu')) == 'gloo'
+
+
+def test_without_torchrun_the_run_is_one_process(monkeypatch):
+    monkeypatch.delenv('WORLD_SIZE', raising=False)
+    single = Distributed.from_environment('cpu')
+    assert (single.rank, single.world_size, single.is_main, single.active) == (0, 1, True, False)
+    assert single.gather({'a': 1}) == [{'a': 1}]
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    with pytest.raises(ValueError, match="under torchrun give --device cuda, not 'cuda:1'"):
+        Distributed.from_environment('cuda:1')
+
+
+def test_fp16_needs_cuda():
+    check_precision('fp16', torch.device('cuda'))
+    check_precision('bf16', torch.device('cpu'))
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device, got 'cpu'; on a CPU use bf16 or fp32"):
+        check_precision('fp16', torch.device('cpu'))
+    with pytest.raises(ValueError, match="'train.precision' must be one of fp32, bf16, fp16, got 'fp8'"):
+        TrainConfig(precision='fp8')
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--precision', 'fp16'], 'fp16 needs a CUDA device'),
+    (['--batch-size', '3'], "'train.batch_size' is the global batch and must divide by the 2 processes"),
+])
+def test_command_refuses_in_one_line(argv, message, tiny_encoder, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv('WORLD_SIZE', '2')  # as torchrun sets it; refused before any process group
+    with pytest.raises(SystemExit) as exit_:
+        main(['train', '--model', 'bert-crf', '--encoder', tiny_encoder, '--out', str(tmp_path), *argv])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_bf16_autocast_trains_with_the_crf_in_float32(tiny_encoder, tmp_path):
+    graphs = [build_graph(t) for t in read_conll(demo_split_path('train'))][:8]
+    torch.manual_seed(1)
+    model = models.build('bert-crf', encoder=tiny_encoder)
+    seen = {}
+    forward_scores = model.crf._forward_scores
+    model.crf._forward_scores = lambda emissions, *rest: (seen.setdefault('crf', emissions.dtype),
+                                                          forward_scores(emissions, *rest))[1]
+
+    def record_emissions(module, args, out):
+        seen.setdefault('emissions', out.emissions.dtype)
+    model.register_forward_hook(record_emissions)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = TrainConfig(epochs=1, batch_size=4, precision='bf16', encoder_lr=1e-2, head_lr=1e-2)
+    history = Trainer(model, graphs, graphs[:4], config, tmp_path).fit()
+    assert seen == {'emissions': torch.bfloat16, 'crf': torch.float32}
+    assert torch.isfinite(torch.tensor(history[0]['loss']))
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+# -- real processes -------------------------------------------------------------------------------
+EPOCHS = 3
+
+
+def train_seven_tweets(rank, world_size, init_file, encoder, out):
+    """One epoch over 7 demo tweets in global batches of 4 (the last, 3 tweets, splits 1 + 2
+    over two ranks); rank 0 saves the final weights to ``out``."""
+    import torch.distributed as dist
+
+    if world_size > 1:
+        dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size)
+    graphs = [build_graph(t) for t in read_conll(demo_split_path('train'))][:7]
+    torch.manual_seed(1)
+    model = models.build('bert-crf', encoder=encoder, dropout=0.0)
+    config = TrainConfig(epochs=1, batch_size=4, encoder_lr=1e-2, head_lr=1e-2, warmup_ratio=0.0)
+    distributed = Distributed(rank, world_size, torch.device('cpu'))
+    Trainer(model, graphs, graphs[:2], config, f'{out}-run', distributed=distributed).fit()
+    if rank == 0:
+        torch.save(model.state_dict(), out)
+    distributed.close()
+
+
+@pytest.mark.slow
+def test_uneven_shares_step_with_the_gradient_of_the_global_batch(dropout_free_encoder, tmp_path):
+    """DDP averages the ranks' gradients; a rank with 1 of the 3 tweets of a step must count
+    for a third, not a half, for the 2-process step to equal the 1-process one."""
+    import torch.multiprocessing as mp
+
+    train_seven_tweets(0, 1, None, dropout_free_encoder, tmp_path / 'one.pt')
+    mp.spawn(train_seven_tweets, args=(2, tmp_path / 'rendezvous', dropout_free_encoder, tmp_path / 'two.pt'),
+             nprocs=2)
+    one, two = (torch.load(tmp_path / f'{n}.pt', weights_only=True) for n in ('one', 'two'))
+    assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-5
+
+
+@pytest.fixture(scope='module')
+def dropout_free_encoder(tmp_path_factory):
+    """The tiny random BERT without dropout: ranks draw their own dropout masks, so only a
+    dropout-free model can be held to the 1-process run's numbers."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = tmp_path_factory.mktemp('tiny-bert-no-dropout')
+    tokenizer = BertTokenizerFast(vocab=str(ROOT.parent / 'shared' / 'models' / 'all-MiniLM-L6-v2' /
+                                            'vocab.txt'), do_lower_case=True)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def run_argv(encoder, graph_cache, out):
+    # 24 training tweets, global batches of 4: 6 steps an epoch, 2 tweets per rank and step
+    return ['--model', 'bert-crf', '--encoder', encoder, '--epochs', str(EPOCHS), '--batch-size', '4',
+            '--seed', '3', '--cache-dir', str(graph_cache), '--set', 'train.encoder_lr=0.01',
+            '--set', 'train.head_lr=0.01', '--set', 'model.dropout=0', '--out', str(out)]
+
+
+def launch(tmp_path, argv, processes, pause=''):
+    """``experiments/run.py`` in ``processes`` processes (torchrun, when more than one), in a
+    session of its own (a kill reaches every process); ``pause`` as in test_run_recovery."""
+    runner = tmp_path / 'pausing_run.py'
+    runner.write_text(PAUSING_RUN)
+    marker = tmp_path / f'paused-{time.monotonic_ns()}'
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'YOLO_OFFLINE': 'true', 'OMP_NUM_THREADS': '1',
+           'PAUSE': pause, 'PAUSE_MARKER': str(marker), 'REPO': str(ROOT),
+           'RUN_PY': str(ROOT / 'experiments' / 'run.py')}
+    launcher = ([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node',
+                 str(processes)] if processes > 1 else [sys.executable])
+    process = subprocess.Popen([*launcher, str(runner), *map(str, argv)], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    return process, marker
+
+
+def finish(process):
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, out[-4000:]
+    return out
+
+
+@pytest.fixture(scope='module')
+def runs(dropout_free_encoder, tmp_path_factory):
+    """The same run in 1 process and in 2 (started together: the machine has two cores)."""
+    tmp = tmp_path_factory.mktemp('ddp-runs')
+    cache = tmp / 'cache'
+    for split in ('train', 'dev', 'test'):  # built once here, not raced for by the runs
+        load_dataset('demo', split, cache_dir=cache)
+    folders = {n: tmp / f'{n}-process' for n in (1, 2)}
+    started = {n: launch(tmp, run_argv(dropout_free_encoder, cache, folders[n]), n) for n in (1, 2)}
+    logs = {n: finish(process) for n, (process, _) in started.items()}
+    return {'cache': cache, 'folders': folders, 'logs': logs,
+            'metrics': {n: json.loads((folders[n] / 'metrics.json').read_text()) for n in (1, 2)}}
+
+
+@pytest.mark.slow
+def test_two_processes_end_within_half_a_point_of_one(runs):
+    one, two = runs['metrics'][1], runs['metrics'][2]
+    assert (one['processes'], two['processes']) == (1, 2)
+    assert 'batches of 4 tweets: 2 per process x 2 process(es) (DDP)' in runs['logs'][2]
+    assert not (runs['folders'][2] / 'FAILED').exists()
+    for split in ('dev', 'test'):
+        assert abs(one[split]['f1'] - two[split]['f1']) <= 0.005, split
+    assert two['test']['f1'] > 0  # the check compares runs that found entities
+    # The same examples per step and the gradient of the global batch's mean: the same losses
+    for a, b in zip(one['history'], two['history'], strict=True):
+        assert b['loss'] == pytest.approx(a['loss'], rel=1e-5)
+    assert two['history'][-1]['loss'] < 0.5 * two['history'][0]['loss']
+    # rank 0 alone wrote the run folder: one log, no second rank's lines in it
+    assert '[rank 1]' not in (runs['folders'][2] / 'log.txt').read_text()
+
+
+@pytest.mark.slow
+def test_two_process_checkpoint_loads_in_one_process(runs):
+    one, two = (torch.load(runs['folders'][n] / 'best.pt', weights_only=True)['state_dict'] for n in (1, 2))
+    assert not [k for k in two if k.startswith(('module.', 'model.'))]  # the unwrapped model's keys
+    assert max(float((one[k].float() - two[k].float()).abs().max()) for k in one) < 1e-3
+    model = models.load(runs['folders'][2] / 'best.pt')
+    test = [model.graph_transform()(g) for g in load_dataset('demo', 'test', cache_dir=runs['cache'])]
+    scores = model.evaluate(DataLoader(test, batch_size=64))
+    assert scores['f1'] == pytest.approx(runs['metrics'][2]['test']['f1'])
+
+
+@pytest.mark.slow
+def test_two_process_run_killed_and_resumed_finishes(runs, dropout_free_encoder, tmp_path):
+    killed = tmp_path / 'killed'
+    argv = run_argv(dropout_free_encoder, runs['cache'], killed)
+    # every rank stops before its 9th batch (epoch 2 has begun) and waits to be killed
+    process, marker = launch(tmp_path, argv, 2, pause='loss:9')
+    deadline = time.monotonic() + 600
+    while not marker.exists():
+        assert process.poll() is None, f'the run ended before pausing:\n{process.stdout.read()[-3000:]}'
+        assert time.monotonic() < deadline, 'the run never reached its pause'
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    assert torch.load(killed / 'last.pt', weights_only=True)['epoch'] == 1
+    assert not (killed / 'metrics.json').exists()
+
+    log = finish(launch(tmp_path, [*argv, '--resume'], 2)[0])
+    assert 'Resumed from' in log and 'after epoch 1' in log
+    got, want = (json.loads((run / 'metrics.json').read_text()) for run in (killed, runs['folders'][2]))
+    assert got['test'] == want['test'] and got['dev'] == want['dev']
+    drop_timing = lambda history: [{k: v for k, v in h.items() if 'second' not in k} for h in history]
+    assert drop_timing(got['history']) == drop_timing(want['history'])
