@@ -6,9 +6,17 @@ is one ``.pt`` file at
 
 ``<root>/<settings key[:16]>/<sha256[:2]>/<sha256 of the image bytes>.pt``
 
-where the settings key is the SHA-256 of the settings as canonical JSON. Each
-settings folder holds a ``settings.json`` saying what produced it, so stale
-folders can be recognised and deleted. Files are written atomically (a
+where the settings key is the SHA-256 of the settings as canonical JSON,
+the storage dtype included. Each settings folder holds a ``settings.json``
+saying what produced it, so stale folders can be recognised and deleted.
+
+The feature matrices (``image``, ``regions``, ``scales``, ``objects``) are
+stored in float16 by default, half the disk of float32 (the ~12,000 photos of
+Twitter-2015 and 2017 with ResNet features: about 3.7 GB instead of 7.5), and
+read back as float32; a matrix with a value beyond float16's range (65,504) is
+stored in float32. :meth:`FeatureCache.put` returns the features as a later
+:meth:`FeatureCache.get` gives them, so graphs built right after extraction
+equal graphs built from the cache. Files are written atomically (a
 temporary file, then :func:`os.replace`), so an interrupted run leaves no
 half-written entry and two processes filling one cache never mix their bytes,
 and read with ``weights_only=True``, so loading a cache never runs pickled code.
@@ -39,6 +47,11 @@ from graphmner.io import atomic_write
 #: Bumped whenever the meaning of cached features changes, so old entries
 #: are no longer found.
 FEATURES_VERSION: Final = 1
+
+#: How feature matrices are stored unless told otherwise (read back as float32).
+STORAGE_DTYPE: Final = torch.float16
+#: The fields stored in the storage dtype; boxes, scores and ids keep theirs.
+MATRICES: Final = ('image', 'regions', 'scales', 'objects')
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +108,18 @@ class FeatureCache:
         settings (Mapping[str, Any]): JSON-serialisable description of
             everything that determines the features (e.g. the configs'
             ``fingerprint()``).
+        dtype (torch.dtype, optional): how the feature matrices are stored:
+            :obj:`torch.float16` or :obj:`torch.float32`; part of the key.
+            (default: :obj:`torch.float16`)
     """
 
-    def __init__(self, root: str | os.PathLike, settings: Mapping[str, Any]):
-        self.settings = {'features_version': FEATURES_VERSION, **settings}
+    def __init__(self, root: str | os.PathLike, settings: Mapping[str, Any],
+                 dtype: torch.dtype = STORAGE_DTYPE):
+        if dtype not in (torch.float16, torch.float32):
+            raise ValueError(f'FeatureCache stores torch.float16 or torch.float32, got {dtype}')
+        self.dtype = dtype
+        self.settings = {'features_version': FEATURES_VERSION, **settings,
+                         'storage_dtype': str(dtype).removeprefix('torch.')}
         self.key = settings_key(self.settings)
         self.dir = Path(root) / self.key[:16]
         #: ``(path, problem)`` of every entry :meth:`get` refused, oldest first.
@@ -126,7 +147,7 @@ class FeatureCache:
         except Exception as e:  # a cut-off or garbled file fails in many ways inside torch.load
             problem = f'unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""})'
         if problem is None:
-            return ImageFeatures.from_dict(entry['features'])
+            return self._as_read(entry['features'])
         self.rejected.append((path, problem))
         log.warning("feature cache entry '%s' is %s: recomputing it", path, problem)
         return None
@@ -139,8 +160,20 @@ class FeatureCache:
                     f'{FEATURES_VERSION})')
         return features_problem(entry['features'])
 
-    def put(self, digest: str, features: ImageFeatures) -> None:
-        """Stores ``features`` atomically."""
+    @staticmethod
+    def _as_read(stored: dict[str, Any]) -> ImageFeatures:
+        return ImageFeatures.from_dict({name: value.float() if name in MATRICES else value
+                                        for name, value in stored.items()})
+
+    def _narrowed(self, matrix: torch.Tensor) -> torch.Tensor:
+        narrow = matrix.to(self.dtype)
+        # A value beyond float16's range turns inf: that matrix stays float32.
+        overflow = bool(torch.isinf(narrow).any()) and not bool(torch.isinf(matrix).any())
+        return matrix if overflow else narrow
+
+    def put(self, digest: str, features: ImageFeatures) -> ImageFeatures:
+        """Stores ``features`` atomically, the feature matrices in :attr:`dtype`,
+        and returns them as :meth:`get` will (float32)."""
         if not (self.dir / 'settings.json').is_file():
             self.dir.mkdir(parents=True, exist_ok=True)
             atomic_write(self.dir / 'settings.json',
@@ -149,8 +182,11 @@ class FeatureCache:
                               .encode()))
         path = self.path(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
-        entry = {'version': FEATURES_VERSION, 'settings': self.key, 'features': features.to_dict()}
+        stored = {name: self._narrowed(value) if name in MATRICES else value
+                  for name, value in features.to_dict().items()}
+        entry = {'version': FEATURES_VERSION, 'settings': self.key, 'features': stored}
         atomic_write(path, lambda f: torch.save(entry, f))
+        return self._as_read(stored)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}('{self.dir}')"

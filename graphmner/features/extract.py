@@ -208,7 +208,7 @@ class FeatureExtractor:
             for (digest, _), feats in zip(batch, features, strict=True):
                 if self.cache is not None:
                     with _timed(report, 'cache'):
-                        self.cache.put(digest, feats)
+                        feats = self.cache.put(digest, feats)  # as a cache hit will read them
                 done[digest] = (feats, 'computed')
                 resolve(digest, waiting.pop(digest))
             batch.clear()

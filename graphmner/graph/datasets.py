@@ -28,6 +28,7 @@ from torch_geometric.data import HeteroData, InMemoryDataset
 
 from ..data.conll import Tweet, read_conll
 from ..data.datasets import dataset_labels, is_folder_dataset, split_path
+from ..features.cache import STORAGE_DTYPE as FEATURE_STORAGE_DTYPE
 from ..io import atomic_save, atomic_write_text, remove_partial_writes
 from .builder import BUILDER_VERSION, GraphBuilder
 from .options import GraphOptions
@@ -177,7 +178,8 @@ def load_dataset(name: str, split: str, data_root: str | os.PathLike | None = No
         raise FileNotFoundError(f"caption file '{captions}' does not exist (--captions)")
     images = None if image_root is None else Path(image_root).resolve()
     captions_digest = None if captions is None else file_sha256(captions)
-    settings = f'{graph_options.key()}:{images}:{captions_digest}:{labels}'
+    # The feature cache's storage dtype rounds the visual features the graphs hold.
+    settings = f'{graph_options.key()}:{images}:{captions_digest}:{labels}:{FEATURE_STORAGE_DTYPE}'
     key = hashlib.sha256(f'v{SCHEMA_VERSION}.{BUILDER_VERSION}:{settings}'.encode()).hexdigest()[:16]
     folder = name if not is_folder_dataset(name) else \
         f'{Path(name).name}-{hashlib.sha256(str(Path(name).resolve()).encode()).hexdigest()[:8]}'
