@@ -71,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--out', help='run folder (default: runs/<model>-<dataset>-seed<seed>)')
     p.add_argument('--cache-dir', help='folder of the built-graph and feature caches (default: '
                    'graphs/cache, or $GRAPHMNER_CACHE)')
+    p.add_argument('--graphs-on-disk', action='store_true', help='build each split into a graph file in the '
+                   'cache and read the graphs from disk one at a time (memory flat in the corpus size), '
+                   'instead of holding each split in memory')
     p.add_argument('--config', help='YAML file to use instead of configs/<model>_<dataset>.yaml')
     p.add_argument('--set', action='append', default=[], metavar='SECTION.KEY=VALUE',
                    help='override one setting, typed by its config (repeatable; e.g. --set model.dropout=0.5 '
@@ -247,7 +250,8 @@ def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_
     cls = models.model_class(args.model)
     images = cls.needs_image_features(cls.config_class(**settings['model']))
     data = {split: load_dataset(args.dataset, split, data_root=args.data_root, image_root=args.image_root,
-                                captions=args.captions, images=images, **settings['data'],
+                                captions=args.captions, images=images, on_disk=args.graphs_on_disk,
+                                **settings['data'],
                                 **({'cache_dir': args.cache_dir} if args.cache_dir else {}))
             for split in ('train', 'dev', 'test')}
     if not images:
@@ -267,26 +271,26 @@ def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_
         'tokenizer': 'twitter2017' if args.dataset == 'twitter2017' else 'twitter2015',
         'images_seen': train_report.get('tweets', 0) - train_report.get('images_missing', 0),
     }
-    transform = model.graph_transform()
-    graphs = {split: [transform(g) for g in dataset] for split, dataset in data.items()}
     for split, dataset in data.items():
+        # Applied on access: no split is copied into a list of graphs.
+        dataset.transform = model.graph_transform()
         report = dataset.report
         log.info('%s: %d tweets, %d without a usable image, %d with aux words', split, len(dataset),
                  report.get('images_missing', 0), report.get('tweets_with_aux', 0))
 
-    trainer = Trainer(model, graphs['train'], graphs['dev'], train_config, run_dir, distributed=distributed)
+    trainer = Trainer(model, data['train'], data['dev'], train_config, run_dir, distributed=distributed)
     trainer.fit(resume=args.resume)
     if not distributed.is_main:
         return {}  # rank 0 alone evaluates and writes the run folder
-    dev = trainer.test(graphs['dev'], 'dev')
-    test = trainer.test(graphs['test'])
-    save_predictions(model, trainer.eval_loader(graphs['test']), graphs['test'],
+    dev = trainer.test(data['dev'], 'dev')
+    test = trainer.test(data['test'])
+    save_predictions(model, trainer.eval_loader(data['test']), data['test'],
                      run_dir / 'test_predictions.txt', distributed.device)
     views = {}  # a model with several inference views (ITA) is also scored with each one forced
     if len(model.views) > 1:
         for view in model.views:
             with model.inference_view(view):
-                views[view] = trainer.test(graphs['test'], f'test, {view} view')
+                views[view] = trainer.test(data['test'], f'test, {view} view')
     metrics = {
         'model': args.model, 'dataset': args.dataset, 'encoder': settings['model']['encoder'],
         'data_root': args.data_root, 'image_root': args.image_root, 'captions': args.captions,

@@ -12,9 +12,14 @@ Processes that load one dataset at once take turns (a file lock per dataset
 folder): the first builds, the others read what it wrote. Cache files are
 written whole or not at all (a temporary file, then a rename); an entry that
 cannot be read back is logged and rebuilt.
+
+A split is held in memory (:class:`TweetGraphs`, one collated PyG store) or,
+with ``on_disk=True``, built in chunks into a graph file and read one graph
+at a time (:class:`StreamedTweetGraphs`): for corpora larger than memory.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -33,6 +38,7 @@ from ..io import atomic_save, atomic_write_text, remove_partial_writes
 from .builder import BUILDER_VERSION, GraphBuilder
 from .options import GraphOptions
 from .schema import IMAGE, SCHEMA_VERSION
+from .storage import GraphFile, GraphFileWriter
 
 log = logging.getLogger('graphmner.data')
 
@@ -126,6 +132,89 @@ class TweetGraphs(InMemoryDataset):
         atomic_save((data.to_dict(), slices, data.__class__), path)
 
 
+def merge_reports(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """Adds the build report of one chunk of a split to ``total``: counts add
+    up, mappings merge key by key, other values that differ between chunks
+    become the list of them."""
+    for key, value in part.items():
+        if key not in total:
+            total[key] = copy.deepcopy(value)
+        elif isinstance(value, dict):
+            merge_reports(total[key], value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            total[key] += value
+        elif total[key] != value and not (isinstance(total[key], list) and value in total[key]):
+            total[key] = [*(total[key] if isinstance(total[key], list) else [total[key]]), value]
+    return total
+
+
+def report_path(graph_file: Path) -> Path:
+    """The build report beside a graph file (``<name>.graphs.json``)."""
+    return graph_file.with_name(f'{graph_file.name}.json')
+
+
+class StreamedTweetGraphs(GraphFile):
+    """One split of tweet graphs in a graph file, read from disk on access
+    (:class:`~graphmner.graph.storage.GraphFile`): memory holds one chunk of
+    tweets while building and 8 bytes a graph while reading.
+
+    Args:
+        conll_path (Path): the split's CoNLL file.
+        cache_root (Path): folder for ``processed/`` graph files.
+        build (Callable): turns tweets into ``(graphs, report)``; called on
+            chunks of ``chunk_size`` tweets, the reports merged
+            (:func:`merge_reports`).
+        key (str): hash of the build settings; part of the file name.
+        transform (Callable, optional): applied on access.
+        force_reload (bool, optional): rebuild even if cached. (default: :obj:`False`)
+        chunk_size (int, optional): tweets built at once. (default: :obj:`2048`)
+    """
+
+    def __init__(self, conll_path: Path, cache_root: Path,
+                 build: Callable[[list[Tweet]], tuple[list[HeteroData], dict]], key: str,
+                 transform: Callable | None = None, force_reload: bool = False, chunk_size: int = 2048):
+        conll_path = Path(conll_path)
+        if not conll_path.is_file():
+            raise FileNotFoundError(f"CoNLL file not found: '{conll_path}' (set --data-root to the folder "
+                                    'holding twitter2015/ and twitter2017/)')
+        name = f'{conll_path.stem}-{file_sha256(conll_path)[:16]}-{key}.graphs'
+        path = Path(cache_root) / 'processed' / name
+        self.report: dict[str, Any] = {}
+        #: Whether this instance built the graphs (False: read from the cache).
+        self.built = False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(path.parent / '.lock'):  # another process building this dataset finishes first
+            remove_partial_writes(path.parent)
+            try:
+                if force_reload:
+                    raise FileNotFoundError('rebuild asked for (force_reload)')
+                super().__init__(path, transform)
+                self.report = json.loads(report_path(path).read_text())
+                if len(self) != self.report['tweets']:
+                    raise ValueError(f"{len(self)} graphs for {self.report['tweets']} tweets")
+            except Exception as error:  # missing, cut off or garbled: never used, rebuilt
+                if not force_reload:
+                    log.info("graph file '%s' is not usable (%s: %s): building it", path,
+                             type(error).__name__, str(error).splitlines()[0] if str(error) else '')
+                self._build(conll_path, path, build, chunk_size)
+                super().__init__(path, transform)
+
+    def _build(self, conll_path: Path, path: Path, build: Callable, chunk_size: int) -> None:
+        tweets = read_conll(conll_path)
+        report: dict[str, Any] = {}
+        with GraphFileWriter(path) as writer:
+            for start in range(0, len(tweets), chunk_size):
+                graphs, part = build(tweets[start:start + chunk_size])
+                for graph in graphs:
+                    writer.append(graph)
+                merge_reports(report, part)
+            report.setdefault('tweets', 0)
+            # Before the graph file is renamed into place (the commit point).
+            atomic_write_text(report_path(path), json.dumps(report, indent=2))
+        self.report = report
+        self.built = True
+
+
 def load_dataset(name: str, split: str, data_root: str | os.PathLike | None = None,
                  image_root: str | os.PathLike | None = None,
                  captions: str | os.PathLike | None = None, images: bool = True,
@@ -148,7 +237,9 @@ def load_dataset(name: str, split: str, data_root: str | os.PathLike | None = No
             tweet's image missing), for models that read none: no extractor
             runs. (default: :obj:`True`)
         **options: :class:`GraphOptions` fields, plus ``transform`` (applied on
-            access), ``cache_dir`` and ``force_reload``.
+            access), ``cache_dir``, ``force_reload`` and ``on_disk`` (build
+            a graph file and stream the graphs from disk:
+            :class:`StreamedTweetGraphs`; default: in memory).
 
     ``name`` may also be a folder holding ``train.txt``, ``valid.txt`` and
     ``test.txt``: its label set comes from its training split
@@ -164,6 +255,7 @@ def load_dataset(name: str, split: str, data_root: str | os.PathLike | None = No
     transform = options.pop('transform', None)
     cache_dir = Path(options.pop('cache_dir', DEFAULT_CACHE))
     force_reload = options.pop('force_reload', False)
+    split_class = StreamedTweetGraphs if options.pop('on_disk', False) else TweetGraphs
     known = set(GraphOptions.__dataclass_fields__)
     unknown = sorted(set(options) - known)
     if unknown:
@@ -183,7 +275,7 @@ def load_dataset(name: str, split: str, data_root: str | os.PathLike | None = No
     key = hashlib.sha256(f'v{SCHEMA_VERSION}.{BUILDER_VERSION}:{settings}'.encode()).hexdigest()[:16]
     folder = name if not is_folder_dataset(name) else \
         f'{Path(name).name}-{hashlib.sha256(str(Path(name).resolve()).encode()).hexdigest()[:8]}'
-    dataset = TweetGraphs(conll, cache_dir / folder, builder, key, transform=transform,
+    dataset = split_class(conll, cache_dir / folder, builder, key, transform=transform,
                           force_reload=force_reload)
     dataset.labels = labels
     dataset.options = graph_options
