@@ -160,6 +160,56 @@ def train_seven_tweets(rank, world_size, init_file, encoder, out):
     distributed.close()
 
 
+class Interrupted(Exception):
+    pass
+
+
+def train_two_epochs(rank, world_size, init_file, encoder, run_dir, stop_at):
+    """2 epochs over the 24 demo tweets in global batches of 8 (3 steps an epoch), dropout on;
+    with ``stop_at``, every rank stops before that training batch, as a killed run would."""
+    import torch.distributed as dist
+
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size)
+    graphs = [build_graph(t) for t in read_conll(demo_split_path('train'))]
+    torch.manual_seed(1)
+    model = models.build('bert-crf', encoder=encoder)
+    if stop_at:
+        loss, calls = model.loss, []
+
+        def stopping_loss(batch):
+            calls.append(1)
+            if len(calls) == stop_at:
+                raise Interrupted
+            return loss(batch)
+        model.loss = stopping_loss
+    config = TrainConfig(epochs=2, batch_size=8, encoder_lr=1e-2, head_lr=1e-2, seed=1)
+    distributed = Distributed(rank, world_size, torch.device('cpu'))
+    trainer = Trainer(model, graphs, graphs[:4], config, run_dir, distributed=distributed)
+    try:
+        trainer.fit(resume=not stop_at)
+    except Interrupted:
+        return
+    finally:
+        distributed.close()
+    if rank == 1:  # the other rank's weights: its dropout masks must have been the uninterrupted ones
+        torch.save(model.state_dict(), f'{run_dir}/rank1.pt')
+
+
+@pytest.mark.slow
+def test_a_resumed_run_draws_each_ranks_dropout_masks_again(tiny_encoder, tmp_path):
+    """last.pt keeps every rank's random state: ranks draw different masks (different batches,
+    rank 0 also evaluates), and a resumed rank 1 must go on with its own stream, not rank 0's."""
+    import torch.multiprocessing as mp
+
+    full, resumed = tmp_path / 'full', tmp_path / 'resumed'
+    mp.spawn(train_two_epochs, args=(2, tmp_path / 'rv1', tiny_encoder, full, None), nprocs=2)
+    mp.spawn(train_two_epochs, args=(2, tmp_path / 'rv2', tiny_encoder, resumed, 5), nprocs=2)
+    assert torch.load(resumed / 'last.pt', weights_only=True)['epoch'] == 1
+    mp.spawn(train_two_epochs, args=(2, tmp_path / 'rv3', tiny_encoder, resumed, None), nprocs=2)
+    want, got = (torch.load(run / 'rank1.pt', weights_only=True) for run in (full, resumed))
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+
 @pytest.mark.slow
 def test_uneven_shares_step_with_the_gradient_of_the_global_batch(dropout_free_encoder, tmp_path):
     """DDP averages the ranks' gradients; a rank with 1 of the 3 tweets of a step must count
