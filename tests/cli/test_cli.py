@@ -100,8 +100,12 @@ def test_bad_input_is_one_line_and_writes_nothing(checkpoint, tmp_path, capsys):
     (['--dataset', 'twitter2017', '--data-root', 'EMPTY'],
      "check --data-root: it must hold twitter2017/train.txt"),
     (['--out', 'FILE/run'], "(--out): Not a directory"),
+    (['--encoder', 'no-such-org/no-such-model'], "--encoder 'no-such-org/no-such-model' is not in the "
+     'local Hugging Face cache and the hub is off (HF_HUB_OFFLINE=1): give a local model folder with '
+     '--encoder PATH'),
 ])
-def test_train_mistakes(argv, message, tmp_path, capsys):
+def test_train_mistakes(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
     (tmp_path / 'EMPTY').mkdir()
     (tmp_path / 'FILE').write_text('a file where the run folder should go')
     argv = [str(tmp_path / a) if a in ('EMPTY', 'FILE/run') else a for a in argv]
