@@ -23,6 +23,7 @@ the features land under the cache key a training run with those settings reads.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -53,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    '$GRAPHMNER_CACHE); the same for every shard')
     p.add_argument('--shard', metavar='I/N', help='extract shard I of N (0 <= I < N); under torchrun the '
                    "default is the process's rank of the world size")
+    p.add_argument('--device', default='cpu', help="where the backbone and detector run: 'cpu', 'cuda' "
+                   '(under torchrun the GPU of LOCAL_RANK) or cuda:N; not part of the cache key')
     p.add_argument('--check', action='store_true', help='the final pass only: report what is missing')
     p.add_argument('--graphs', action='store_true', help='after the final pass, build the graphs of the '
                    'splits from the cache')
@@ -124,13 +127,21 @@ def extractor_settings(args: argparse.Namespace):
     return builder, image_root, cache_dir, settings['data']
 
 
-def extract_shard(builder, photos: Photos, index: int, count: int) -> dict:
+def extraction_device(device: str) -> str:
+    """``--device``, with ``cuda`` under torchrun meaning this rank's GPU (``cuda:LOCAL_RANK``)."""
+    if device == 'cuda' and 'LOCAL_RANK' in os.environ:
+        return f"cuda:{os.environ['LOCAL_RANK']}"
+    return device
+
+
+def extract_shard(builder, photos: Photos, index: int, count: int, device: str = 'cpu') -> dict:
     """Features of every ``count``-th photo from ``index`` on, into the cache."""
     from graphmner.features.extract import FeatureExtractor
 
     mine = list(photos.paths.values())[index::count]
-    extractor = FeatureExtractor(builder.vision, builder.detector, cache_dir=builder.feature_cache,
-                                 progress=index == 0)
+    vision, detector = (dataclasses.replace(config, device=device) for config in (builder.vision,
+                                                                                   builder.detector))
+    extractor = FeatureExtractor(vision, detector, cache_dir=builder.feature_cache, progress=index == 0)
     start = time.perf_counter()
     extractor.extract(mine)
     report = extractor.report
@@ -183,7 +194,7 @@ def extract(args: argparse.Namespace) -> int:
     distributed = Distributed.from_environment('cpu') if args.shard is None else Distributed()
     try:
         if not args.check:
-            extract_shard(builder, photos, index, count)
+            extract_shard(builder, photos, index, count, extraction_device(args.device))
             distributed.barrier()
         last_pass = args.check or count == 1 or (args.shard is None and distributed.is_main)
         if not last_pass:

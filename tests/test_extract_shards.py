@@ -35,6 +35,13 @@ def test_shards_split_the_photos_and_the_last_pass_finds_what_is_missing(extract
     assert graphs.report['extraction'] == '24 images: 24 cached, 0 computed, 0 missing or unusable'
 
 
+def test_cuda_under_torchrun_is_the_gpu_of_the_local_rank(extract, monkeypatch):
+    monkeypatch.delenv('LOCAL_RANK', raising=False)
+    assert extract.extraction_device('cuda') == 'cuda' and extract.extraction_device('cpu') == 'cpu'
+    monkeypatch.setenv('LOCAL_RANK', '3')
+    assert extract.extraction_device('cuda') == 'cuda:3' and extract.extraction_device('cuda:1') == 'cuda:1'
+
+
 @pytest.mark.parametrize('shard', ['2/2', '1', 'a/b', '3/2'])
 def test_a_bad_shard_is_one_line_and_exit_2(extract, shard, capsys):
     with pytest.raises(SystemExit) as exit_:
