@@ -7,8 +7,9 @@ names, dtypes, shapes, and the strings and numbers beside the tensors), and
 ends in a small index: the records' offsets. Reading graph ``i`` is one seek
 and one read, so a shuffled epoch over a million tweets holds one batch of
 graphs at a time, never the split. No pickle: reading a graph file runs no
-code from it, and a graph loads about 10x faster than through
-``torch.load(weights_only=True)``.
+code from it, and a graph loads about 8x faster than through
+``torch.load(weights_only=True)`` (0.7 against 5.5 ms for a full-schema
+graph, measured alternately on this machine).
 
 :class:`GraphFileWriter` streams graphs into the file; it appears under its
 name only when :meth:`GraphFileWriter.close` has written the index (a
