@@ -64,8 +64,9 @@ def train(dataset: Path, encoder: str, processes: int, threads: int, args, out: 
         raise SystemExit(f'{processes} process(es) x {threads} thread(s) failed:\n{done.stdout[-3000:]}'
                          f'{done.stderr[-3000:]}')
     metrics = json.loads((out / 'metrics.json').read_text())
-    return {'setup': f'{processes} process x {threads} thread' if processes == 1 else
-            f'{processes} processes x {threads} thread', 'epoch_s': metrics['train_seconds'] / args.epochs,
+    plural = lambda n, word: f"{n} {word}{'es' if word == 'process' else 's'}" if n > 1 else f'{n} {word}'
+    return {'setup': f"{plural(processes, 'process')} x {plural(threads, 'thread')}",
+            'epoch_s': metrics['train_seconds'] / args.epochs,
             'tweets_per_s': metrics['tweets_per_second'], 'wall_s': wall, 'test_f1': metrics['test']['f1']}
 
 

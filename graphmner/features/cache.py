@@ -12,8 +12,8 @@ saying what produced it, so stale folders can be recognised and deleted.
 
 The feature matrices (``image``, ``regions``, ``scales``, ``objects``) are
 stored in float16 by default, half the disk of float32 (the ~12,000 photos of
-Twitter-2015 and 2017 with ResNet features: about 3.7 GB instead of 7.5), and
-read back as float32; a matrix with a value beyond float16's range (65,504) is
+Twitter-2015 and 2017 with ResNet-50, 70 vectors of 2,048 each: 3.4 GB instead
+of 6.9), and read back as float32; a matrix with a value beyond float16's range (65,504) is
 stored in float32. :meth:`FeatureCache.put` returns the features as a later
 :meth:`FeatureCache.get` gives them, so graphs built right after extraction
 equal graphs built from the cache. Files are written atomically (a
