@@ -88,7 +88,10 @@ def grid_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
     for metrics_path in sorted(args.grid.glob('*/metrics.json')):
         metrics = json.loads(metrics_path.read_text())
         scheme, batch_size = reproduce.evaluation_settings(metrics)
-        runs.append({'method': metrics_path.parent.name.rsplit(f"-{Path(metrics['dataset']).name}-", 1)[0],
+        # a grid's folder is <method>-<dataset>-seed<seed>, the method an ablation's name where it is one
+        suffix = f"-{Path(metrics['dataset']).name}-seed{metrics['seed']}"
+        folder = metrics_path.parent.name
+        runs.append({'method': folder.removesuffix(suffix) if folder.endswith(suffix) else metrics['model'],
                      'dataset': metrics['dataset'], 'seed': metrics['seed'], 'run': str(metrics_path.parent),
                      'metrics': metrics, 'scheme': scheme, 'batch_size': batch_size,
                      'trained_test_f1': metrics['test']['f1']})

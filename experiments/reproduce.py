@@ -22,6 +22,9 @@ tags with its training label set, so a target with another label set stops the h
 
     python experiments/reproduce.py --name twitter2017-minilm --datasets twitter2017 --seeds 1 \\
         --data-root ../shared/data --cross-domain twitter2015
+
+Beside it: experiments/missing_images.py (F1 of a grid's or the probe's runs with all, half and none of
+the images usable) and experiments/results_table.py (README's results block from results/*.json).
 """
 
 import argparse
