@@ -13,7 +13,6 @@ from torch_geometric.loader import DataLoader
 from graphmner import models
 from graphmner.data.conll import read_conll
 from graphmner.graph import GraphBuilder, GraphOptions, visual_width
-from graphmner.graph.transforms import DropImage
 
 SIZES = {'train': 4, 'dev': 4, 'test': 24}
 
@@ -52,7 +51,9 @@ def test_probe_curve_equals_builder_graphs_without_the_dropped_photos(missing_im
     for row in rows:
         model = models.load(runs / row['method'] / 'best.pt')
         for point in row['points']:
-            dropped = [DropImage(1 - point['usable_fraction'], seed=3).drops(g) for g in test]
+            drop = missing_images.exact_drop(test, point['usable_fraction'], seed=3)
+            dropped = [drop.drops(g) for g in test]
+            assert sum(dropped) == 24 - round(24 * point['usable_fraction'])
             paths = [None if d else folder / 'images' / f'{t.image_id}.jpg' for t, d in zip(tweets, dropped)]
             graphs, report = builder(tweets, image_paths=paths)
             assert point['tweets_with_image'] == len(tweets) - report['images_missing'] == len(tweets) - sum(

@@ -144,11 +144,15 @@ class DropImage(BaseTransform):
             raise ValueError(f"'p' is a probability in [0, 1], got {p}")
         self.p, self.seed = float(p), int(seed)
 
+    def draw(self, data: HeteroData) -> float:
+        """This tweet's uniform draw in [0, 1): it loses its image when the draw is below ``p`` (so
+        ``p`` set to the k-th smallest draw of a test set takes the image of exactly k - 1 tweets)."""
+        key = f"{self.seed}\x00{data.image_id}\x00{' '.join(data.words)}".encode()
+        return int.from_bytes(hashlib.sha256(key).digest()[:8], 'big') / 2.0 ** 64
+
     def drops(self, data: HeteroData) -> bool:
         """Whether this tweet loses its image."""
-        key = f"{self.seed}\x00{data.image_id}\x00{' '.join(data.words)}".encode()
-        draw = int.from_bytes(hashlib.sha256(key).digest()[:8], 'big') / 2.0 ** 64  # uniform in [0, 1)
-        return draw < self.p
+        return self.draw(data) < self.p
 
     def forward(self, data: HeteroData) -> HeteroData:
         image = data[schema.IMAGE]
