@@ -70,16 +70,20 @@ def probe_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
     sizes = trained.get('sizes', probe_visual.SIZES)
     cache = args.cache_dir or probe_visual.DEFAULT_CACHE
     name = f'seed{args.data_seed}' + '-captions' * args.captions
+    if 'probe' in trained and Path(trained['probe']).name != name:
+        raise SystemExit(f"missing_images.py: the runs under {args.probe} were trained on the probe "
+                         f"{trained['probe']}, not {name}: give its --data-seed (and --captions)")
     folder = probe_visual.build_probe(cache / 'probe' / name, sizes, args.data_seed, captions=args.captions)
     graphs = probe_visual.probe_graphs(folder, probe_visual.PROBE_OPTIONS, cache / 'features',
                                        ('test',))['test']
-    f1_of = {row['model']: row['test_f1'] for row in trained.get('models', [])}
+    rows = {row['model']: row for row in trained.get('models', [])}
     runs = []
     for checkpoint in sorted(args.probe.glob('*/best.pt')):
         model = checkpoint.parent.name
+        scheme, batch_size = reproduce.evaluation_settings(rows.get(model, {}))
         runs.append({'method': model, 'dataset': f'probe ({folder.name})', 'seed': None,
-                     'run': str(checkpoint.parent), 'graphs': graphs, 'scheme': 'conlleval', 'batch_size': 64,
-                     'trained_test_f1': f1_of.get(model)})
+                     'run': str(checkpoint.parent), 'graphs': graphs, 'scheme': scheme,
+                     'batch_size': batch_size, 'trained_test_f1': rows.get(model, {}).get('test_f1')})
     return runs
 
 

@@ -102,3 +102,10 @@ def test_test_set_without_images_is_scored_once_and_flat(missing_images, tiny_en
     assert [p['tweets_with_image'] for p in row['points']] == [0, 0, 0]
     assert len({p['f1'] for p in row['points']}) == 1
     assert 'flat by construction' in (tmp_path / 'results' / 'g-missing-images.md').read_text()
+
+
+def test_probe_runs_of_another_probe_are_refused(missing_images, tmp_path):
+    (tmp_path / 'results.json').write_text(json.dumps({'probe': '/elsewhere/probe/seed5', 'sizes': SIZES}))
+    with pytest.raises(SystemExit, match='trained on the probe /elsewhere/probe/seed5, not seed0: give its '
+                                         '--data-seed'):
+        missing_images.main(['--name', 'p', '--probe', str(tmp_path), '--cache-dir', str(tmp_path)])
