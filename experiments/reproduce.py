@@ -31,6 +31,7 @@ import argparse
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,7 +340,8 @@ def checkpoint_test_graphs(model, dataset: str, data_root: str | None, image_roo
                              **({'cache_dir': cache_dir} if cache_dir else {})))
 
 
-def score(model, graphs: list[Any], scheme: str, batch_size: int, transform=None) -> dict[str, Any]:
+def score(model, graphs: list[Any], scheme: str, batch_size: int,
+          transform: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     """Span scores of ``model`` on copies of ``graphs``, each passed through ``transform`` (if any) and
     then the model's own graph transform, as in training."""
     from torch_geometric.loader import DataLoader
