@@ -81,7 +81,8 @@ def probe_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
     for checkpoint in sorted(args.probe.glob('*/best.pt')):
         model = checkpoint.parent.name
         scheme, batch_size = reproduce.evaluation_settings(rows.get(model, {}))
-        runs.append({'method': model, 'dataset': f'probe ({folder.name})', 'seed': None,
+        seed = rows.get(model, {}).get('settings', {}).get('train', {}).get('seed')
+        runs.append({'method': model, 'dataset': f'probe ({folder.name})', 'seed': seed,
                      'run': str(checkpoint.parent), 'graphs': graphs, 'scheme': scheme,
                      'batch_size': batch_size, 'trained_test_f1': rows.get(model, {}).get('test_f1')})
     return runs
