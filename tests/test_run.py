@@ -68,3 +68,19 @@ def test_a_run_that_dies_marks_its_folder_failed(run, tiny_encoder, graph_cache,
                   '--cache-dir', str(graph_cache), '--set', 'model.max_length=2'])
     assert (tmp_path / 'run' / 'FAILED').read_text().startswith("ValueError: 'max_length' must be at least 4")
     assert not (tmp_path / 'run' / 'metrics.json').exists()
+
+
+def test_a_text_only_model_extracts_no_visual_features(run, tiny_encoder, tmp_path, monkeypatch):
+    """bert-crf reads no visual node: no backbone or detector is built, not even on a fresh cache."""
+    from graphmner.features import extract
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('a feature extractor was built for a text-only model')
+
+    monkeypatch.setattr(extract.FeatureExtractor, '__init__', refuse)
+    metrics = run.main(['--model', 'bert-crf', '--encoder', tiny_encoder, '--epochs', '1', '--out',
+                        str(tmp_path / 'run'), '--cache-dir', str(tmp_path / 'cache')])
+    assert metrics['test']['support'] > 0
+    log = (tmp_path / 'run' / 'log.txt').read_text()
+    assert 'bert-crf reads no image node: no visual features extracted' in log
+    assert not (tmp_path / 'cache' / 'features').exists()

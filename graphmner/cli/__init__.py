@@ -62,11 +62,14 @@ def offline_environment() -> None:
     os.environ.setdefault('YOLO_OFFLINE', 'true')
 
 
-def quiet_third_parties() -> None:
+def quiet_third_parties(args: argparse.Namespace) -> None:
     """Silences the warnings other libraries print on every run (torch_geometric's
-    use of the deprecated ``torch.jit.script``); ``--verbose`` keeps them."""
+    use of the deprecated ``torch.jit.script``, on its import) unless ``--verbose``;
+    called before anything imports torch_geometric, the checks of the input included."""
     import warnings
 
+    if getattr(args, 'verbose', False):
+        return
     warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 
 
@@ -83,4 +86,12 @@ def main(argv: list[str] | None = None) -> object:
         sub.set_defaults(run=module.run)
     args = parser.parse_args(argv)
     offline_environment()
+    quiet_third_parties(args)
     return args.run(args)
+
+
+def console() -> int:
+    """The ``graphmner`` program: exit status 0 on success (``main`` returns the
+    command's result, which ``sys.exit`` would print and turn into status 1)."""
+    main()
+    return 0

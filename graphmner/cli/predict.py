@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import UsageError, quiet_third_parties, run_guarded
+from . import UsageError, run_guarded
 
 INPUT_FORMATS = ('conll', 'jsonl', 'text')
 OUTPUT_FORMATS = ('jsonl', 'conll')
@@ -116,9 +116,6 @@ def write_output(path: Path, fmt: str, predictions, ids: list[str]) -> None:
 
 def predict(args: argparse.Namespace):
     from ..predict import PredictionError, Tagger
-
-    if not args.verbose:
-        quiet_third_parties()
     if args.batch_size < 1:
         raise UsageError(f'--batch-size must be at least 1, got {args.batch_size}')
     if args.text is not None and (args.output or args.input_format or args.output_format):

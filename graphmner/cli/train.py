@@ -188,14 +188,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``experiments/run.py``: the same command under its historical name."""
     offline_environment()
     args = parse_args(argv)
+    quiet_third_parties(args)
     return run_guarded('run.py', lambda: train(args))
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings(args)
     train_config = check_inputs(args, settings)
-    if not args.verbose:
-        quiet_third_parties()
     default_dir = REPOSITORY / 'runs' / f'{args.model}-{dataset_name(args)}-seed{train_config.seed}'
     run_dir = Path(args.out or default_dir)
     fresh = not (run_dir / 'metrics.json').exists() and not (run_dir / 'last.pt').exists()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from graphmner import models
-from graphmner.cli import MODEL_NAMES, main
+from graphmner.cli import MODEL_NAMES, REPOSITORY, main
 from graphmner.data.conll import read_conll
 
 
@@ -97,11 +97,53 @@ def test_bad_input_is_one_line_and_writes_nothing(checkpoint, tmp_path, capsys):
     (['--epochs', '-1'], "'train.epochs' must be at least 1, got -1"),
     (['--set', 'train.nonsense=3'], "unknown setting 'train.nonsense'"),
     (['--set', 'train.head_lr=abc'], "'train.head_lr' must be a number, got 'abc'"),
+    (['--dataset', 'twitter2017', '--data-root', 'EMPTY'],
+     "check --data-root: it must hold twitter2017/train.txt"),
+    (['--out', 'FILE/run'], "(--out): Not a directory"),
+    (['--encoder', 'no-such-org/no-such-model'], "--encoder 'no-such-org/no-such-model' is not in the "
+     'local Hugging Face cache and the hub is off (HF_HUB_OFFLINE=1): give a local model folder with '
+     '--encoder PATH'),
 ])
-def test_train_mistakes(argv, message, tmp_path, capsys):
-    err = error_of(['train', '--model', 'bert-crf', '--out', str(tmp_path / 'run'), *argv], capsys)
+def test_train_mistakes(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    (tmp_path / 'EMPTY').mkdir()
+    (tmp_path / 'FILE').write_text('a file where the run folder should go')
+    argv = [str(tmp_path / a) if a in ('EMPTY', 'FILE/run') else a for a in argv]
+    out = tmp_path / 'run' if '--out' not in argv else None
+    err = error_of(['train', '--model', 'bert-crf', *(['--out', str(out)] if out else []), *argv], capsys)
     assert message in err
-    assert not (tmp_path / 'run').exists()
+    assert out is None or not out.exists()
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['experiments/run.py', '--model', 'bert-crf', '--dataset', 'twitter2017', '--data-root', 'EMPTY'],
+     'run.py: error: '),
+    (['-m', 'graphmner', 'train', '--model', 'bert-crf', '--encoder', '/missing/folder'],
+     'graphmner train: error: '),
+    (['-m', 'graphmner', 'predict', 'none.pt', '--text', 'hi'], 'graphmner predict: error: '),
+])
+def test_a_mistake_is_the_only_line_a_real_process_prints(argv, message, tmp_path):
+    """In a fresh process, where torch_geometric's import warnings would come first."""
+    (tmp_path / 'EMPTY').mkdir()
+    argv = [str(tmp_path / a) if a == 'EMPTY' else a for a in argv]
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}
+    result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=300,
+                            cwd=REPOSITORY)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message) and result.stderr.count('\n') == 1, result.stderr
+    assert result.stdout == ''
+
+
+def test_a_command_that_works_exits_0_and_prints_its_result_once(graph_cache):
+    """``sys.exit(main())`` would print the returned text to stderr and exit 1."""
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}
+    argv = ['inspect', '--dataset', 'demo', '--split', 'dev', '--index', '1', '--cache-dir', str(graph_cache)]
+    result = subprocess.run([sys.executable, '-m', 'graphmner', *argv], capture_output=True, text=True,
+                            env=env, timeout=300, cwd=REPOSITORY)
+    assert result.returncode == 0, result.stderr
+    text = main(argv)
+    assert result.stdout.strip() == text.strip() and 'word' in text
+    assert text.strip() not in result.stderr  # stderr has progress bars only
 
 
 def test_trains_on_any_conll_folder(tiny_encoder, graph_cache, tmp_path):
