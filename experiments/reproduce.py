@@ -14,12 +14,24 @@ on the same dataset and seed (saved test predictions); the papers' numbers from 
     python experiments/reproduce.py --name umgf-ablations --models umgf --ablation umgf-no-gate umgf \\
         model.gate=false --datasets twitter2017 --data-root ../shared/data --seeds 1 2 3
     # add --dry-run to print the grid and every run's settings without training
+
+Cross-domain (UMGF Table 4): ``--cross-domain TARGET ...`` trains nothing; it tests each finished run's
+best.pt on the test split of every TARGET other than its own dataset (graphs built with the run's own
+graph options) and writes results/<name>-cross-domain.md|json beside the runs' in-domain F1. A model
+tags with its training label set, so a target with another label set stops the harness (exit 2).
+
+    python experiments/reproduce.py --name twitter2017-minilm --datasets twitter2017 --seeds 1 \\
+        --data-root ../shared/data --cross-domain twitter2015
+
+Beside it: experiments/missing_images.py (F1 of a grid's or the probe's runs with all, half and none of
+the images usable) and experiments/results_table.py (README's results block from results/*.json).
 """
 
 import argparse
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--runs-dir', type=Path, default=REPOSITORY / 'runs', help='parent of runs/<name>/')
     p.add_argument('--results-dir', type=Path, default=REPOSITORY / 'results', help='where the tables go')
     p.add_argument('--resamples', type=int, default=1000, help='bootstrap resamples (default: 1000)')
+    p.add_argument('--cross-domain', nargs='+', metavar='TARGET',
+                   help="test every finished run on these datasets' test splits (its own excepted); trains "
+                   'nothing (e.g. --cross-domain twitter2015)')
     p.add_argument('--dry-run', action='store_true',
                    help="print the grid and each run's settings; train nothing")
     p.add_argument('--data-root')
@@ -295,10 +310,158 @@ def write_results(runs: list[Run], args: argparse.Namespace) -> list[dict[str, A
     return rows
 
 
+# -- finished runs on other test sets --------------------------------------------------------
+
+
+class LabelSetError(ValueError):
+    """A model cannot be scored on a dataset whose label set is not its own."""
+
+
+def per_dataset(template: str | None, dataset: str) -> str | None:
+    """A per-dataset path option ('{dataset}' filled in)."""
+    return None if template is None else template.format(dataset=Path(dataset).name)
+
+
+def checkpoint_test_graphs(model, dataset: str, data_root: str | None, image_root: str | None,
+                           captions: str | None, cache_dir: str | None) -> list[Any]:
+    """``dataset``'s test graphs built as ``model``'s training graphs were (the graph options its
+    checkpoint records), unless its label set differs (:class:`LabelSetError`)."""
+    from graphmner.data.datasets import dataset_labels
+    from graphmner.graph import load_dataset
+
+    labels = dataset_labels(dataset, data_root)
+    if tuple(labels) != tuple(model.labels):
+        raise LabelSetError(f"{dataset} tags {' '.join(labels)} but the {model.name} model tags "
+                            f"{' '.join(model.labels)}: it cannot be scored there")
+    options = {key: tuple(value) if key == 'aux_sources' else value
+               for key, value in model.data_config.get('options', {}).items()}
+    return list(load_dataset(dataset, 'test', data_root=data_root, image_root=image_root, captions=captions,
+                             images=model.needs_image_features(model.config), **options,
+                             **({'cache_dir': cache_dir} if cache_dir else {})))
+
+
+def score(model, graphs: list[Any], scheme: str, batch_size: int,
+          transform: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """Span scores of ``model`` on copies of ``graphs``, each passed through ``transform`` (if any) and
+    then the model's own graph transform, as in training."""
+    from torch_geometric.loader import DataLoader
+
+    model_transform = model.graph_transform()
+    ready = [model_transform(transform(g.clone()) if transform is not None else g.clone()) for g in graphs]
+    return model.evaluate(DataLoader(ready, batch_size=batch_size), scheme)
+
+
+def evaluation_settings(metrics: dict[str, Any]) -> tuple[str, int]:
+    """The span scheme and evaluation batch size a run was scored with."""
+    train = metrics.get('settings', {}).get('train', {})
+    return train.get('scheme', 'conlleval'), train.get('eval_batch_size', 64)
+
+
+def check_cross_domain_labels(runs: list[Run], args: argparse.Namespace) -> tuple[str, ...]:
+    """The one label set every source and target shares (:class:`LabelSetError` otherwise)."""
+    from graphmner.data.datasets import dataset_labels
+
+    datasets = list(dict.fromkeys([r.dataset for r in runs] + args.cross_domain))
+    label_sets = {dataset: tuple(dataset_labels(dataset, args.data_root)) for dataset in datasets}
+    first = datasets[0]
+    for dataset in datasets[1:]:
+        if label_sets[dataset] != label_sets[first]:
+            raise LabelSetError(f"{first} tags {' '.join(label_sets[first])} but {dataset} tags "
+                                f"{' '.join(label_sets[dataset])}: cross-domain scores need one label set")
+    return label_sets[first]
+
+
+def cross_domain(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Per (method, source, target): the test scores on ``target`` of the runs trained on
+    ``source``, seed by seed, and their in-domain test scores."""
+    from graphmner.models import load
+
+    scores: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        targets = [t for t in args.cross_domain if t != run.dataset]
+        if not run.done or not targets:
+            continue
+        metrics = json.loads((run.out / 'metrics.json').read_text())
+        scheme, batch_size = evaluation_settings(metrics)
+        model = load(run.out / 'best.pt')
+        for target in targets:
+            graphs = checkpoint_test_graphs(model, target, args.data_root,
+                                            per_dataset(args.image_root, target),
+                                            per_dataset(args.captions, target), args.cache_dir)
+            test = score(model, graphs, scheme, batch_size)
+            print(f"{run.method}: {run.dataset} -> {target}, seed {run.seed}: F1 {100 * test['f1']:.2f} "
+                  f"(in-domain {100 * metrics['test']['f1']:.2f})", flush=True)
+            scores.setdefault((run.method, run.dataset, target), []).append(
+                {'seed': run.seed, 'run': str(run.out), 'test': test, 'in_domain': metrics['test']})
+    rows = []
+    for (method, source, target), results in scores.items():
+        trained_on_target = [json.loads((r.out / 'metrics.json').read_text())['test']['f1'] for r in runs
+                             if (r.method, r.dataset) == (method, target) and r.done]
+        rows.append({
+            'method': method, 'source': source, 'target': target, 'seeds': [r['seed'] for r in results],
+            'runs': [r['run'] for r in results],
+            **{key: spread([100 * r['test'][key] for r in results]) for key in ('precision', 'recall', 'f1')},
+            'in_domain_f1': spread([100 * r['in_domain']['f1'] for r in results]),
+            'target_in_domain_f1': spread([100 * f1 for f1 in trained_on_target]) if trained_on_target
+            else None,
+            'per_seed': results})
+    return rows
+
+
+def cross_domain_markdown(rows: list[dict[str, Any]], labels: tuple[str, ...], args: argparse.Namespace
+                          ) -> str:
+    def cell(s: dict[str, Any] | None) -> str:
+        return '' if s is None else f"{s['mean']:.2f} ± {s['std']:.2f}"
+
+    columns = ('method', 'train on', 'test on', 'seeds', 'test F1', 'P', 'R', 'in-domain F1', 'change',
+               'trained on target F1')
+    lines = [f'# {args.name}: cross-domain', '',
+             'Generated by `experiments/reproduce.py --cross-domain` from the run folders listed in '
+             f'`results/{args.name}-cross-domain.json`; do not edit by hand.', '',
+             "Each run's best dev checkpoint, trained on one dataset, tested on the other's test split "
+             "without retraining (UMGF Table 4's setting); its test graphs built with the run's own graph "
+             'options. Mean ± sample std over seeds (percent, conlleval span F1). "in-domain F1": the same '
+             'runs on their own test split; "trained on target F1": runs of the method trained on the '
+             'target, where this grid has them. Every dataset here tags the same labels: '
+             f"{' '.join(labels)}.", '',
+             '| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+    for row in rows:
+        change = row['f1']['mean'] - row['in_domain_f1']['mean']
+        lines.append('| ' + ' | '.join([
+            row['method'], Path(row['source']).name, Path(row['target']).name,
+            ' '.join(map(str, row['seeds'])),
+            cell(row['f1']), cell(row['precision']), cell(row['recall']), cell(row['in_domain_f1']),
+            f'{change:+.2f}', cell(row['target_in_domain_f1'])]) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def write_cross_domain(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
+    labels = check_cross_domain_labels(runs, args)
+    rows = cross_domain(runs, args)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    base = args.results_dir / f'{args.name}-cross-domain'
+    settings = {key: getattr(args, key) for key in ('models', 'datasets', 'seeds', 'cross_domain',
+                                                    'data_root', 'image_root', 'captions')}
+    base.with_suffix('.json').write_text(json.dumps(
+        {'name': args.name, 'grid': settings, 'labels': labels, 'rows': rows}, indent=2, default=str))
+    base.with_suffix('.md').write_text(cross_domain_markdown(rows, labels, args))
+    unfinished = [str(run.out) for run in runs if not run.done]
+    if unfinished:
+        print(f"not finished, left out: {', '.join(unfinished)}")
+    print(f'wrote {base}.md, .json ({len(rows)} rows)')
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     offline_environment()
     args = parse_args(argv)
     runs = grid(args)
+    if args.cross_domain:
+        try:
+            return write_cross_domain(runs, args)
+        except LabelSetError as error:
+            print(f'reproduce.py: {error}', file=sys.stderr)
+            raise SystemExit(2) from None
     if args.dry_run:
         dry_run(runs, args)
         return []

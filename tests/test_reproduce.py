@@ -1,6 +1,7 @@
 """experiments/reproduce.py: the grid, its resume, its table; experiments/papers.yaml."""
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 import yaml
@@ -142,3 +143,59 @@ def test_table_from_hand_made_run_folders(reproduce, shared_data, tmp_path, monk
         [t.labels for t in gold], [t.labels for t in worse])['f1']
     assert [t['seed'] for t in tests] == [1, 2] and tests[0]['difference'] == pytest.approx(plain)
     assert (tmp_path / 'results' / 'hand.png').stat().st_size > 1000
+
+
+def _domain(folder, test, keep=lambda tweet: True):
+    """A folder dataset: the demo's train and valid splits (filtered by ``keep``) and ``test``. The tiny
+    encoder only finds entities in tweets it was trained on, so the tests are training tweets."""
+    folder.mkdir()
+    demo = {split: read_conll(DEMO_DIR / f'{split}.txt') for split in ('train', 'valid')}
+    for split, tweets in (('train', demo['train']), ('valid', demo['valid']), ('test', test)):
+        write_conll([t for t in tweets if keep(t)], folder / f'{split}.txt')
+    return str(folder)
+
+
+def test_cross_domain_scores_each_run_on_the_other_test_split(reproduce, tiny_encoder, graph_cache, tmp_path,
+                                                               capsys):
+    from graphmner.predict import Tagger
+
+    train = read_conll(DEMO_DIR / 'train.txt')
+    a, b = _domain(tmp_path / 'dom-a', train[:8]), _domain(tmp_path / 'dom-b', train[8:16])
+    grid = ['--name', 'cd', '--models', 'bert-crf', '--datasets', a, b, '--seeds', '1',
+            '--encoder', tiny_encoder, '--cache-dir', str(graph_cache), '--runs-dir', str(tmp_path / 'runs'),
+            '--results-dir', str(tmp_path / 'results')]
+    reproduce.main(grid + ['--epochs', '2', '--batch-size', '4', '--set', 'train.encoder_lr=0.01',
+                           '--set', 'train.head_lr=0.01'])
+    rows = reproduce.main(grid + ['--cross-domain', a, b])
+    assert [(row['source'], row['target']) for row in rows] == [(a, b), (b, a)]
+    for row in rows:
+        source, target = (f"{tmp_path / 'runs' / 'cd'}/bert-crf-{Path(d).name}-seed1" for d in
+                          (row['source'], row['target']))
+        # the reference: the checkpoint tags the target's test words through `graphmner predict`'s path
+        gold = read_conll(Path(row['target']) / 'test.txt')
+        tagged = Tagger.load(Path(source) / 'best.pt', cache_dir=graph_cache).predict([t.words for t in gold])
+        expected = span_scores([t.labels for t in gold], [p.labels for p in tagged])['f1']
+        assert row['f1']['values'] == [pytest.approx(100 * expected)] and row['runs'] == [source]
+        in_domain = json.loads((Path(source) / 'metrics.json').read_text())['test']['f1']
+        on_target = json.loads((Path(target) / 'metrics.json').read_text())['test']['f1']
+        assert row['in_domain_f1']['values'] == [100 * in_domain]
+        assert row['target_in_domain_f1']['values'] == [100 * on_target]
+    assert any(row['f1']['mean'] > 0 for row in rows)  # trained enough to find entities
+    table = (tmp_path / 'results' / 'cd-cross-domain.md').read_text()
+    line = next(line for line in table.splitlines() if line.startswith('| bert-crf | dom-a | dom-b |'))
+    cells = [c.strip() for c in line.strip('|').split('|')]
+    assert cells[4] == f"{rows[0]['f1']['mean']:.2f} ± 0.00"
+    assert cells[8] == f"{rows[0]['f1']['mean'] - rows[0]['in_domain_f1']['mean']:+.2f}"
+    assert 'the same labels: O B-PER I-PER' in table
+    saved = json.loads((tmp_path / 'results' / 'cd-cross-domain.json').read_text())
+    assert saved['rows'][1]['per_seed'][0]['test']['f1'] == pytest.approx(rows[1]['f1']['mean'] / 100)
+
+    # a target whose label set is not the runs' one stops the harness in one line, exit status 2
+    per_only = _domain(tmp_path / 'per-only', train, keep=lambda t: {x[2:] for x in t.labels} <= {'', 'PER'})
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        reproduce.main(grid + ['--cross-domain', per_only])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('reproduce.py: ') and err.count('\n') == 1, err
+    assert f'but {per_only} tags O B-PER I-PER: cross-domain scores need one label set' in err

@@ -7,6 +7,7 @@ building is recomputed inside a model's ``forward``.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
 import torch
@@ -14,7 +15,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.transforms import BaseTransform
 
 from . import schema
-from .builder import complete_bipartite
+from .builder import chain, complete_bipartite
 
 
 class KeepRelations(BaseTransform):
@@ -111,3 +112,81 @@ class CompleteBipartite(BaseTransform):
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}({schema.edge_type_name(self.relation)})'
+
+
+#: Node types built from an image's features; a tweet without a usable image has none.
+VISUAL_NODE_TYPES = (schema.REGION, schema.SCALE, schema.OBJECT)
+#: Aux words read off the image itself (a caption file is keyed by image id and outlives the image).
+IMAGE_AUX_SOURCES = ('tag', 'ocr')
+
+
+class DropImage(BaseTransform):
+    r"""Makes a tweet's image unusable with probability ``p``, exactly as
+    :class:`~graphmner.graph.builder.GraphBuilder` builds a tweet whose image
+    is missing: zero ``image.x`` with ``missing=True``, no region, scale or
+    object node (nor their edges), no aux words read off the image (object
+    tags, OCR; caption words stay, as the builder keeps them), no object
+    names. For missing-image robustness curves (the issue's all / half / none
+    of the images usable).
+
+    The draw is a hash of ``seed``, the tweet's image id and words, not of a
+    random stream: the same tweets lose their image in every model's
+    evaluation, in any order, and a tweet dropped at ``p`` is dropped at every
+    larger ``p``. Graphs already without an image are returned unchanged.
+
+    Args:
+        p (float): the probability that a tweet loses its image, in [0, 1].
+        seed (int, optional): which tweets are drawn. (default: :obj:`0`)
+    """
+
+    def __init__(self, p: float, seed: int = 0):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"'p' is a probability in [0, 1], got {p}")
+        self.p, self.seed = float(p), int(seed)
+
+    def draw(self, data: HeteroData) -> float:
+        """This tweet's uniform draw in [0, 1): it loses its image when the draw is below ``p`` (so
+        ``p`` set to the k-th smallest draw of a test set takes the image of exactly k - 1 tweets)."""
+        key = f"{self.seed}\x00{data.image_id}\x00{' '.join(data.words)}".encode()
+        return int.from_bytes(hashlib.sha256(key).digest()[:8], 'big') / 2.0 ** 64
+
+    def drops(self, data: HeteroData) -> bool:
+        """Whether this tweet loses its image."""
+        return self.draw(data) < self.p
+
+    def forward(self, data: HeteroData) -> HeteroData:
+        image = data[schema.IMAGE]
+        if bool(image.missing.any()) or not self.drops(data):
+            return data
+        image.x = torch.zeros_like(image.x)
+        image.missing = torch.tensor([True])
+        for node_type in VISUAL_NODE_TYPES:
+            if node_type not in data.node_types:
+                continue
+            store = data[node_type]
+            for key in list(store.keys()):  # x, box, level, cls, score: one row per node
+                store[key] = store[key][:0]
+        for edge_type in data.edge_types:
+            if {edge_type[0], edge_type[2]} & set(VISUAL_NODE_TYPES):
+                data[edge_type].edge_index = torch.zeros(2, 0, dtype=torch.long)
+        if schema.AUX in data.node_types and 'source' in data[schema.AUX]:
+            self._drop_image_words(data)
+        data.object_names = []
+        return data
+
+    @staticmethod
+    def _drop_image_words(data: HeteroData) -> None:
+        aux = data[schema.AUX]
+        image_sources = torch.tensor([schema.AUX_SOURCES.index(s) for s in IMAGE_AUX_SOURCES])
+        keep = ~torch.isin(aux.source, image_sources)  # [A]
+        kept = int(keep.sum())
+        data.aux_words = [word for word, k in zip(data.aux_words, keep.tolist()) if k]
+        aux.source = aux.source[keep]
+        aux.num_nodes = kept
+        if schema.AUX_NEXT in data.edge_types:
+            data[schema.AUX_NEXT].edge_index = chain(kept)
+        if schema.DESCRIBES in data.edge_types:
+            data[schema.DESCRIBES].edge_index = complete_bipartite(kept, data[schema.WORD].num_nodes)
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(p={self.p}, seed={self.seed})'

@@ -82,7 +82,12 @@ class GMFConfig(EncoderConfig):
     dilation: int = 4                     # of CSA's two 3x3 convolutions (not in the paper: BAM's)
     temperature: float = 0.21             # tau of CM (paper: Twitter-2015 0.21, Twitter-2017 0.174)
     cm_lambda: float = 0.7                # lambda of Eq. 16, on image -> text (paper: 0.7)
-    alpha: float = 0.5                    # Eq. 22's weight of L_ner (not in the paper: chosen on a dev set)
+    # Eq. 22's weight of L_ner. Not in the paper. Chosen on the visual-dependence probe's dev split
+    # (60 tweets), the only dev set here with images: Twitter's have none, so L_CM is 0 there and alpha
+    # only rescales L_ner, which AdamW normalises away. Probe, MiniLM, 3 epochs, seed 1, dev F1 per
+    # epoch: 0.25 -> 66.7 / 95.9 / 97.5; 0.5 -> 70.0 / 100 / 100; 0.75 -> 68.3 / 100 / 100. 0.5 and
+    # 0.75 tie at the end; 0.5 has the higher mean. A small, saturating dev set: redo it with real images.
+    alpha: float = 0.5
     vcg: bool = True                      # visual clue guidance (False: "w/o VCG")
     csa: bool = True                      # cross-scale attention (False: "w/o CSA")
     cm: bool = True                       # consistency matching (False: "w/o CM")

@@ -4,9 +4,10 @@ import torch
 from conftest import fake_features
 from torch_geometric.data import Batch
 
+from graphmner.data.conll import Tweet
 from graphmner.graph import schema
 from graphmner.graph.builder import build_graph
-from graphmner.graph.transforms import CompleteBipartite, ImageAsObject, KeepRelations
+from graphmner.graph.transforms import CompleteBipartite, DropImage, ImageAsObject, KeepRelations
 
 
 def test_keep_relations_keeps_declared_node_types(tweet):
@@ -43,3 +44,63 @@ def test_complete_bipartite_links_every_object_to_every_word(tweet):
     assert torch.equal(g[schema.REV_GROUNDS].edge_index, g[schema.GROUNDS].edge_index.flip(0))
     with pytest.raises(ValueError, match='Unknown relation'):
         CompleteBipartite(('object', 'likes', 'word'))
+
+
+def assert_same_graph(a, b):
+    """Every node and edge store, key and tensor (values, dtype, shape) and every graph attribute equal."""
+    assert a.node_types == b.node_types and a.edge_types == b.edge_types
+    for name in a.node_types + a.edge_types:
+        assert sorted(a[name].keys()) == sorted(b[name].keys()), name
+        for key in a[name].keys():
+            x, y = a[name][key], b[name][key]
+            if isinstance(x, torch.Tensor):
+                assert x.dtype == y.dtype and torch.equal(x, y), (name, key)
+            else:
+                assert x == y, (name, key)
+    for key in ('words', 'labels', 'aux_words', 'object_names', 'image_id', 'visual_backend'):
+        assert a[key] == b[key], key
+
+
+def test_dropped_image_graph_is_the_builders_no_image_graph(tweet):
+    aux = [('a', 'caption'), ('dog', 'caption'), ('person', 'tag'), ('dog', 'tag'), ('EXIT', 'ocr')]
+    with_image = build_graph(tweet, fake_features(2, 8), aux=aux, grounds=torch.tensor([[0], [1]]),
+                             visual_backend='fake')
+    no_image = build_graph(tweet, None, aux=aux[:2], feature_dim=8, visual_backend='fake')
+    assert_same_graph(DropImage(1.0)(with_image.clone()), no_image)
+    assert_same_graph(DropImage(0.0)(with_image.clone()), with_image)
+    # what a model keeps of the graph is dropped the same way
+    keep = KeepRelations([schema.GROUNDS, schema.DESCRIBES], node_types=[schema.AUX])
+    assert_same_graph(DropImage(1.0)(keep(with_image.clone())), keep(no_image.clone()))
+
+
+def test_dropped_demo_tweets_equal_the_builder_without_their_photos(tmp_path):
+    from graphmner.data.conll import read_conll
+    from graphmner.data.demo import DEMO_CAPTIONS, DEMO_OPTIONS, demo_image_root, demo_split_path
+    from graphmner.graph import GraphBuilder, GraphOptions
+
+    tweets = read_conll(demo_split_path('test'))[:4]
+    builder = GraphBuilder(GraphOptions(**{**DEMO_OPTIONS, 'aux_sources': ('caption', 'tag')}),
+                           image_root=demo_image_root(), captions=DEMO_CAPTIONS, feature_cache=tmp_path,
+                           progress=False)
+    with_images, report = builder(tweets)
+    assert report['images_missing'] == 0 and all(g[schema.REGION].num_nodes > 0 for g in with_images)
+    without, _ = builder(tweets, image_paths=[None] * len(tweets))
+    assert any(g.aux_words for g in without)  # the caption words outlive the image
+    for g, expected in zip(with_images, without):
+        assert_same_graph(DropImage(1.0, seed=3)(g.clone()), expected)
+
+
+def test_drop_image_draws_the_same_tweets_in_any_order_and_nests(tweet):
+    graphs = [build_graph(Tweet(f'img{i}', tweet.words, tweet.labels), fake_features(1, 8, seed=i))
+              for i in range(400)]
+    dropped = {p: [DropImage(p, seed=1).drops(g) for g in graphs] for p in (0.0, 0.25, 0.5, 1.0)}
+    assert sum(dropped[0.0]) == 0 and sum(dropped[1.0]) == 400
+    assert 170 < sum(dropped[0.5]) < 230 and 70 < sum(dropped[0.25]) < 130
+    assert all(a <= b for a, b in zip(dropped[0.25], dropped[0.5]))  # dropped at 0.25 -> dropped at 0.5
+    assert [DropImage(0.5, seed=1).drops(g) for g in reversed(graphs)] == dropped[0.5][::-1]
+    assert [DropImage(0.5, seed=2).drops(g) for g in graphs] != dropped[0.5]
+    out = [DropImage(0.5, seed=1)(g.clone()) for g in graphs]
+    assert [bool(g[schema.IMAGE].missing) for g in out] == dropped[0.5]
+    assert Batch.from_data_list(out).num_graphs == 400  # dropped and kept graphs batch together
+    with pytest.raises(ValueError, match=r"'p' is a probability in \[0, 1\], got 1.5"):
+        DropImage(1.5)
