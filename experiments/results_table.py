@@ -37,13 +37,6 @@ def dataset_title(name: str) -> str:
     return f'Twitter-{name[7:]}' if name.startswith('twitter') and name[7:].isdigit() else name
 
 
-def f1_cell(spread: dict[str, Any]) -> str:
-    """'82.44' for one seed, '81.90 ± 0.72' over several."""
-    if len(spread['values']) == 1:
-        return f"{spread['mean']:.2f}"
-    return f"{spread['mean']:.2f} ± {spread['std']:.2f}"
-
-
 def significance_mark(tests: list[dict[str, Any]]) -> str:
     """' (+2/3)' (reproduce.py's mark in brackets) where the row has bootstrap tests, else ''."""
     return f' ({reproduce.mark(tests)})' if tests else ''
@@ -75,7 +68,7 @@ def grid_table(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
                                  f"{' '.join(map(str, key[3]))}) is in both {origin[(*key, row['dataset'])]} "
                                  f'and {name}: remove one')
             origin[(*key, row['dataset'])] = name
-            cell = f1_cell(row['f1']) + significance_mark(row['vs_bert_crf'])
+            cell = reproduce.spread_cell(row['f1']) + significance_mark(row['vs_bert_crf'])
             cells.setdefault(key, {})[row['dataset']] = cell
             for p in row.get('papers', []):
                 papers.setdefault(row['method'], {}).setdefault(row['dataset'], p['f1'])
@@ -83,7 +76,8 @@ def grid_table(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     columns = ['method', 'encoder', 'epochs', 'seeds', *map(dataset_title, datasets),
                f"paper ({' / '.join(map(dataset_title, datasets))})"]
     lines = ['Test span F1 (percent, conlleval chunking) of the best dev epoch, mean ± sample std over '
-             'seeds; (+k/n): seeds at which a paired bootstrap over test tweets finds the method better '
+             'seeds (no ± for one seed); (+k/n): seeds at which a paired bootstrap over test tweets finds '
+             'the method better '
              f'than bert-crf at p < {reproduce.LEVEL} (-: worse, 0/n: neither). "paper": '
              '`experiments/papers.yaml` (other encoders, images, more epochs). ' + sources(files),
              '', '| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
@@ -106,8 +100,8 @@ def cross_domain_table(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
             target = row['target_in_domain_f1']
             lines.append('| ' + ' | '.join([
                 row['method'], dataset_title(row['source']), dataset_title(row['target']),
-                ' '.join(map(str, row['seeds'])), f1_cell(row['f1']), f1_cell(row['in_domain_f1']),
-                '' if target is None else f1_cell(target)]) + ' |')
+                ' '.join(map(str, row['seeds'])), reproduce.spread_cell(row['f1']),
+                reproduce.spread_cell(row['in_domain_f1']), reproduce.spread_cell(target)]) + ' |')
     return lines
 
 
