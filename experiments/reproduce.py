@@ -29,6 +29,7 @@ the images usable) and experiments/results_table.py (README's results block from
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from collections.abc import Callable
@@ -149,6 +150,12 @@ def train_missing(runs: list[Run], args: argparse.Namespace) -> None:
 # -- the table -------------------------------------------------------------------------
 
 
+def shown_path(path: Path) -> str:
+    """``path`` as the results files name it: relative to the repository (``runs/...``, ``../runs/...``),
+    so that a committed table names no folder of the machine it was measured on."""
+    return os.path.relpath(Path(path).resolve(), REPOSITORY.resolve())
+
+
 def spread(values: list[float]) -> dict[str, Any]:
     return {'mean': statistics.fmean(values), 'std': statistics.stdev(values) if len(values) > 1 else 0.0,
             'values': values}
@@ -217,7 +224,7 @@ def summarise(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]
             continue
         metrics = [json.loads((r.out / 'metrics.json').read_text()) for r in done]
         row = {'method': method, 'model': model, 'dataset': dataset, 'seeds': [m['seed'] for m in metrics],
-               'runs': [str(r.out) for r in done], 'sets': done[0].sets}
+               'runs': [shown_path(r.out) for r in done], 'sets': done[0].sets}
         for key in ('precision', 'recall', 'f1'):
             row[key] = spread([100 * m['test'][key] for m in metrics])
         row['per_type_f1'] = {t: spread([100 * m['test']['per_type'][t]['f1'] for m in metrics])

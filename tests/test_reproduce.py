@@ -142,6 +142,11 @@ def test_table_from_hand_made_run_folders(reproduce, shared_data, tmp_path, monk
     plain = span_scores([t.labels for t in gold], [t.labels for t in gold])['f1'] - span_scores(
         [t.labels for t in gold], [t.labels for t in worse])['f1']
     assert [t['seed'] for t in tests] == [1, 2] and tests[0]['difference'] == pytest.approx(plain)
+    # run folders named relative to the repository: a committed table names no folder of this machine
+    shown = saved['rows'][1]['runs']
+    assert not any(Path(r).is_absolute() for r in shown)
+    assert [(ROOT / r).resolve() for r in shown] == [(runs / f'umgf-twitter2017-seed{s}').resolve()
+                                                     for s in (1, 2)]
     assert (tmp_path / 'results' / 'hand.png').stat().st_size > 1000
 
 
@@ -175,7 +180,8 @@ def test_cross_domain_scores_each_run_on_the_other_test_split(reproduce, tiny_en
         gold = read_conll(Path(row['target']) / 'test.txt')
         tagged = Tagger.load(Path(source) / 'best.pt', cache_dir=graph_cache).predict([t.words for t in gold])
         expected = span_scores([t.labels for t in gold], [p.labels for p in tagged])['f1']
-        assert row['f1']['values'] == [pytest.approx(100 * expected)] and row['runs'] == [source]
+        assert row['f1']['values'] == [pytest.approx(100 * expected)]
+        assert [(ROOT / r).resolve() for r in row['runs']] == [Path(source).resolve()]
         in_domain = json.loads((Path(source) / 'metrics.json').read_text())['test']['f1']
         on_target = json.loads((Path(target) / 'metrics.json').read_text())['test']['f1']
         assert row['in_domain_f1']['values'] == [100 * in_domain]
