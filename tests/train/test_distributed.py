@@ -1,20 +1,13 @@
 """Data-parallel training: the global-batch sampler, the process-group
 settings, mixed precision, and real 2-process ``torchrun`` runs of
 ``experiments/run.py`` (gloo on this CPU) against a 1-process run."""
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
 from conftest import ROOT
-from test_run_recovery import PAUSING_RUN
+from test_run_recovery import finish, kill_when_paused, launch
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
@@ -250,44 +243,6 @@ def run_argv(encoder, graph_cache, out):
             '--set', 'train.head_lr=0.01', '--set', 'model.dropout=0', '--out', str(out)]
 
 
-def launch(tmp_path, argv, processes, pause=''):
-    """``experiments/run.py`` in ``processes`` processes (torchrun, when more than one), in a
-    session of its own (a kill reaches every process); ``pause`` as in test_run_recovery."""
-    runner = tmp_path / 'pausing_run.py'
-    runner.write_text(PAUSING_RUN)
-    marker = tmp_path / f'paused-{time.monotonic_ns()}'
-    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'YOLO_OFFLINE': 'true', 'OMP_NUM_THREADS': '1',
-           'PAUSE': pause, 'PAUSE_MARKER': str(marker), 'REPO': str(ROOT),
-           'RUN_PY': str(ROOT / 'experiments' / 'run.py')}
-    launcher = ([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node',
-                 str(processes)] if processes > 1 else [sys.executable])
-    process = subprocess.Popen([*launcher, str(runner), *map(str, argv)], env=env, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
-    return process, marker
-
-
-def kill_every_process_running(script: Path) -> None:
-    """torchrun's workers outlive a kill of the launcher's process group (elastic starts them in
-    sessions of their own); left paused, each held about 900 MB after the suite ended."""
-    for entry in Path('/proc').iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / 'cmdline').read_bytes().split(b'\0')
-        except OSError:
-            continue
-        if str(script).encode() in argv:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
-
-
-def finish(process):
-    out, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, out[-4000:]
-    return out
-
-
 @pytest.fixture(scope='module')
 def runs(dropout_free_encoder, tmp_path_factory):
     """The same run in 1 process and in 2 (started together: the machine has two cores)."""
@@ -335,15 +290,7 @@ def test_two_process_run_killed_and_resumed_finishes(runs, dropout_free_encoder,
     killed = tmp_path / 'killed'
     argv = run_argv(dropout_free_encoder, runs['cache'], killed)
     # every rank stops before its 9th batch (epoch 2 has begun) and waits to be killed
-    process, marker = launch(tmp_path, argv, 2, pause='loss:9')
-    deadline = time.monotonic() + 600
-    while not marker.exists():
-        assert process.poll() is None, f'the run ended before pausing:\n{process.stdout.read()[-3000:]}'
-        assert time.monotonic() < deadline, 'the run never reached its pause'
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    kill_every_process_running(tmp_path / 'pausing_run.py')
-    process.wait(timeout=60)
+    kill_when_paused(*launch(tmp_path, argv, 2, pause='loss:9'))
     assert torch.load(killed / 'last.pt', weights_only=True)['epoch'] == 1
     assert not (killed / 'metrics.json').exists()
 
