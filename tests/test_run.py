@@ -4,6 +4,9 @@ import json
 import pytest
 from conftest import load_experiment
 
+from graphmner.data.conll import read_conll, write_conll
+from graphmner.data.demo import DEMO_DIR
+
 
 @pytest.fixture(scope='module')
 def run():
@@ -84,3 +87,24 @@ def test_a_text_only_model_extracts_no_visual_features(run, tiny_encoder, tmp_pa
     log = (tmp_path / 'run' / 'log.txt').read_text()
     assert 'bert-crf reads no image node: no visual features extracted' in log
     assert not (tmp_path / 'cache' / 'features').exists()
+
+
+def test_ita_without_any_image_text_is_one_line_and_exit_2(run, tiny_encoder, tmp_path, capsys):
+    """ITA trained where no tweet has aux words (no caption file, no images) would be its text view
+    alone under ITA's name: refused, with the flag that gives it the captions."""
+    data = tmp_path / 'data'
+    data.mkdir()
+    for split in ('train', 'valid', 'test'):
+        write_conll(read_conll(DEMO_DIR / f'{split}.txt')[:8], data / f'{split}.txt')
+    argv = ['--model', 'ita', '--dataset', str(data), '--encoder', tiny_encoder, '--epochs', '1',
+            '--cache-dir', str(tmp_path / 'cache')]
+    with pytest.raises(SystemExit) as exit_info:
+        run.main([*argv, '--out', str(tmp_path / 'run')])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert ('ita reads aux words (caption) but none of the 8 training tweets has any: give --captions FILE'
+            in err and err.count('\n') == 1), err
+    assert not (tmp_path / 'run' / 'metrics.json').exists()
+    # the text view alone, asked for by name, trains
+    metrics = run.main([*argv, '--out', str(tmp_path / 'text-only'), '--set', 'model.aux_sources=[]'])
+    assert metrics['test']['support'] > 0

@@ -255,6 +255,15 @@ def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_
             for split in ('train', 'dev', 'test')}
     if not images:
         log.info('%s reads no image node: no visual features extracted', args.model)
+    sources = cls.aux_sources(cls.config_class(**settings['model']))
+    if sources and data['train'].report.get('tweets_with_aux', 0) == 0:
+        # Trained so, the model's image-text view never sees a word of image text: a silent text-only run.
+        raise UsageError(
+            f"{args.model} reads aux words ({', '.join(sources)}) but none of the {len(data['train'])} "
+            'training tweets has any: give --captions FILE (e.g. --captions '
+            f'../shared/data/captions/blip2_{Path(args.dataset).name}.txt), or the images (--image-root) for '
+            'tags and OCR, '
+            'or --set model.aux_sources=[] to train without image text')
     model_fields = {f.name for f in dataclasses.fields(cls.config_class)}
     width = visual_width(data['train'])
     if 'visual_dim' in model_fields and width is not None:

@@ -146,6 +146,12 @@ class MNERModel(nn.Module):
         kept = {*cls.node_types, *(t for src, _, dst in cls.relations for t in (src, dst))}
         return bool(kept & {schema.REGION, schema.SCALE, schema.OBJECT})
 
+    @classmethod
+    def aux_sources(cls, config: EncoderConfig) -> tuple[str, ...]:
+        """The image-text sources (``caption``, ``ocr``, ``tag``) whose aux words
+        the model reads; none here."""
+        return ()
+
     # -- shared plumbing ------------------------------------------------------------
     def graph_transform(self) -> Compose:
         """What the data pipeline applies to every graph before batching."""

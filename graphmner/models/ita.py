@@ -102,6 +102,10 @@ class ITA(MNERModel):
         photo; captions (GA) are read from a file."""
         return bool({'tag', 'ocr'} & set(config.aux_sources))
 
+    @classmethod
+    def aux_sources(cls, config: ITAConfig) -> tuple[str, ...]:
+        return tuple(config.aux_sources)
+
     @property
     def view(self) -> str:
         return self._view if self._view is not None else self.config.inference_view
