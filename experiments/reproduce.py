@@ -7,13 +7,15 @@ results/<name>.md, results/<name>.json and results/<name>.png: mean +- std over 
 and per-type F1, dev F1, tweets/s and training time; a paired bootstrap of each method against bert-crf
 on the same dataset and seed (saved test predictions); the papers' numbers from experiments/papers.yaml.
 
-    # here (CPU, MiniLM, 3 epochs, seeds 1-3)
+    # here (CPU, MiniLM, 3 epochs, seeds 1-3; ITA reads the BLIP-2 captions, the others ignore them)
     python experiments/reproduce.py --name twitter2017-minilm --datasets twitter2017 --seeds 1 2 3 \\
-        --epochs 3 --data-root ../shared/data --encoder ../shared/models/all-MiniLM-L6-v2
+        --epochs 3 --data-root ../shared/data --encoder ../shared/models/all-MiniLM-L6-v2 \\
+        --captions ../shared/data/captions/blip2_{dataset}.txt
     # an ablation: a name, the model, then its --set values
     python experiments/reproduce.py --name umgf-ablations --models umgf --ablation umgf-no-gate umgf \\
         model.gate=false --datasets twitter2017 --data-root ../shared/data --seeds 1 2 3
-    # add --dry-run to print the grid and every run's settings without training
+    # add --dry-run to print the grid and every run's settings without training, --table-only to write
+    # the tables from the runs finished so far without training the others
 
 Cross-domain (UMGF Table 4): ``--cross-domain TARGET ...`` trains nothing; it tests each finished run's
 best.pt on the test split of every TARGET other than its own dataset (graphs built with the run's own
@@ -97,6 +99,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--cross-domain', nargs='+', metavar='TARGET',
                    help="test every finished run on these datasets' test splits (its own excepted); trains "
                    'nothing (e.g. --cross-domain twitter2015)')
+    p.add_argument('--table-only', action='store_true',
+                   help="train nothing: the tables from the grid's finished runs; the others are listed")
     p.add_argument('--dry-run', action='store_true',
                    help="print the grid and each run's settings; train nothing")
     p.add_argument('--data-root')
@@ -479,8 +483,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.dry_run:
         dry_run(runs, args)
         return []
-    train_missing(runs, args)
+    if not args.table_only:
+        train_missing(runs, args)
     rows = write_results(runs, args)
+    unfinished = [str(run.out) for run in runs if not run.done]
+    if unfinished:
+        print(f"not finished, left out: {', '.join(unfinished)}")
     print(f"wrote {args.results_dir / args.name}.md, .json, .png ({len(rows)} rows)")
     return rows
 

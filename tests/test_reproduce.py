@@ -74,7 +74,7 @@ def _metrics(seed, f1, dev_f1=0.5, encoder='tiny', epochs=1):
 
 
 def test_a_half_finished_grid_trains_only_the_missing_run(reproduce, tiny_encoder, graph_cache, tmp_path,
-                                                          monkeypatch):
+                                                          monkeypatch, capsys):
     done = tmp_path / 'runs' / 'half' / 'bert-crf-demo-seed1'
     done.mkdir(parents=True)
     (done / 'metrics.json').write_text(json.dumps(_metrics(1, 0.25)))
@@ -86,10 +86,15 @@ def test_a_half_finished_grid_trains_only_the_missing_run(reproduce, tiny_encode
         return real_train(args)
 
     monkeypatch.setattr(reproduce.train_command, 'train', spy)
-    rows = reproduce.main(['--name', 'half', '--models', 'bert-crf', '--seeds', '1', '2', '--epochs', '1',
-                           '--encoder', tiny_encoder, '--cache-dir', str(graph_cache),
-                           '--runs-dir', str(tmp_path / 'runs'), '--results-dir', str(tmp_path / 'results')])
+    argv = ['--name', 'half', '--models', 'bert-crf', '--seeds', '1', '2', '--epochs', '1',
+            '--encoder', tiny_encoder, '--cache-dir', str(graph_cache),
+            '--runs-dir', str(tmp_path / 'runs'), '--results-dir', str(tmp_path / 'results')]
     fresh = tmp_path / 'runs' / 'half' / 'bert-crf-demo-seed2'
+    # --table-only: the table of what is finished, the missing run named, nothing trained
+    rows = reproduce.main(argv + ['--table-only'])
+    assert trained == [] and rows[0]['seeds'] == [1] and rows[0]['f1']['values'] == [25.0]
+    assert f'not finished, left out: {fresh}' in capsys.readouterr().out
+    rows = reproduce.main(argv)
     assert trained == [str(fresh)]
     metrics = json.loads((fresh / 'metrics.json').read_text())
     # the saved predictions are the test scores' own labels, in the demo's test order
