@@ -411,7 +411,7 @@ def cross_domain(runs: list[Run], args: argparse.Namespace) -> list[dict[str, An
             print(f"{run.method}: {run.dataset} -> {target}, seed {run.seed}: F1 {100 * test['f1']:.2f} "
                   f"(in-domain {100 * metrics['test']['f1']:.2f})", flush=True)
             scores.setdefault((run.method, run.dataset, target), []).append(
-                {'seed': run.seed, 'run': str(run.out), 'test': test, 'in_domain': metrics['test']})
+                {'seed': run.seed, 'run': shown_path(run.out), 'test': test, 'in_domain': metrics['test']})
     rows = []
     for (method, source, target), results in scores.items():
         trained_on_target = [json.loads((r.out / 'metrics.json').read_text())['test']['f1'] for r in runs

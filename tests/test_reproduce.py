@@ -186,6 +186,7 @@ def test_cross_domain_scores_each_run_on_the_other_test_split(reproduce, tiny_en
         tagged = Tagger.load(Path(source) / 'best.pt', cache_dir=graph_cache).predict([t.words for t in gold])
         expected = span_scores([t.labels for t in gold], [p.labels for p in tagged])['f1']
         assert row['f1']['values'] == [pytest.approx(100 * expected)]
+        assert not Path(row['runs'][0]).is_absolute()  # named relative to the repository
         assert [(ROOT / r).resolve() for r in row['runs']] == [Path(source).resolve()]
         in_domain = json.loads((Path(source) / 'metrics.json').read_text())['test']['f1']
         on_target = json.loads((Path(target) / 'metrics.json').read_text())['test']['f1']
