@@ -453,6 +453,13 @@ def cross_domain_markdown(rows: list[dict[str, Any]], labels: tuple[str, ...], a
     return '\n'.join(lines) + '\n'
 
 
+def report_unfinished(runs: list[Run]) -> None:
+    """Names the grid's runs that a table leaves out because they have not finished."""
+    unfinished = [str(run.out) for run in runs if not run.done]
+    if unfinished:
+        print(f"not finished, left out: {', '.join(unfinished)}")
+
+
 def write_cross_domain(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
     labels = check_cross_domain_labels(runs, args)
     rows = cross_domain(runs, args)
@@ -463,9 +470,7 @@ def write_cross_domain(runs: list[Run], args: argparse.Namespace) -> list[dict[s
     base.with_suffix('.json').write_text(json.dumps(
         {'name': args.name, 'grid': settings, 'labels': labels, 'rows': rows}, indent=2, default=str))
     base.with_suffix('.md').write_text(cross_domain_markdown(rows, labels, args))
-    unfinished = [str(run.out) for run in runs if not run.done]
-    if unfinished:
-        print(f"not finished, left out: {', '.join(unfinished)}")
+    report_unfinished(runs)
     print(f'wrote {base}.md, .json ({len(rows)} rows)')
     return rows
 
@@ -486,9 +491,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if not args.table_only:
         train_missing(runs, args)
     rows = write_results(runs, args)
-    unfinished = [str(run.out) for run in runs if not run.done]
-    if unfinished:
-        print(f"not finished, left out: {', '.join(unfinished)}")
+    report_unfinished(runs)
     print(f"wrote {args.results_dir / args.name}.md, .json, .png ({len(rows)} rows)")
     return rows
 
