@@ -31,6 +31,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from graphmner.cli import quiet_third_parties  # noqa: E402
+
+quiet_third_parties()  # before torch_geometric's import warns about torch.jit
+
 from graphmner.data import read_conll  # noqa: E402
 from graphmner.data.demo import DEMO_CAPTIONS, DEMO_OPTIONS, demo_image_root, demo_split_path  # noqa: E402
 from graphmner.data.paths import image_path  # noqa: E402

@@ -24,6 +24,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from graphmner.cli import quiet_third_parties  # noqa: E402
+
+quiet_third_parties()  # before torch_geometric's import warns about torch.jit
+
 from graphmner import Tagger, models  # noqa: E402
 from graphmner.data import read_conll, split_path  # noqa: E402
 

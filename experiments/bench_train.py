@@ -27,6 +27,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from graphmner.cli import quiet_third_parties  # noqa: E402
+
+quiet_third_parties()  # before torch_geometric's import warns about torch.jit
+
 from graphmner import models  # noqa: E402
 from graphmner.graph import load_dataset, visual_width  # noqa: E402
 from graphmner.train import TrainConfig, Trainer  # noqa: E402

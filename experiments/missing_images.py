@@ -26,6 +26,10 @@ EXPERIMENTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(EXPERIMENTS.parent))
 sys.path.insert(0, str(EXPERIMENTS))  # reproduce.py and probe_visual.py are scripts beside this one
 
+from graphmner.cli import quiet_third_parties  # noqa: E402
+
+quiet_third_parties()  # before torch_geometric's import warns about torch.jit
+
 import probe_visual  # noqa: E402
 import reproduce  # noqa: E402
 

@@ -50,11 +50,16 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
 import torch
 import torch.nn.functional as F
-from torch_geometric.data import HeteroData
-from torch_geometric.loader import DataLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from graphmner.cli import quiet_third_parties  # noqa: E402
+
+quiet_third_parties()  # before torch_geometric's import warns about torch.jit
+
+from torch_geometric.data import HeteroData  # noqa: E402
+from torch_geometric.loader import DataLoader  # noqa: E402
 
 from graphmner import models  # noqa: E402
 from graphmner.data.conll import Tweet, read_conll, write_conll  # noqa: E402

@@ -41,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graphmner.cli import MODEL_NAMES, REPOSITORY, offline_environment
+from graphmner.cli import MODEL_NAMES, REPOSITORY, offline_environment, quiet_third_parties
 from graphmner.cli import train as train_command
 
 PAPERS = REPOSITORY / 'experiments' / 'papers.yaml'
@@ -477,6 +477,7 @@ def write_cross_domain(runs: list[Run], args: argparse.Namespace) -> list[dict[s
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     offline_environment()
+    quiet_third_parties()
     args = parse_args(argv)
     runs = grid(args)
     if args.cross_domain:

@@ -62,13 +62,14 @@ def offline_environment() -> None:
     os.environ.setdefault('YOLO_OFFLINE', 'true')
 
 
-def quiet_third_parties(args: argparse.Namespace) -> None:
+def quiet_third_parties(verbose: bool = False) -> None:
     """Silences the warnings other libraries print on every run (torch_geometric's
-    use of the deprecated ``torch.jit.script``, on its import) unless ``--verbose``;
-    called before anything imports torch_geometric, the checks of the input included."""
+    use of the deprecated ``torch.jit.script``, on its import) unless ``verbose``
+    (``--verbose``); called before anything imports torch_geometric, the checks
+    of the input included, and by the experiment scripts before their imports."""
     import warnings
 
-    if getattr(args, 'verbose', False):
+    if verbose:
         return
     warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> object:
         sub.set_defaults(run=module.run)
     args = parser.parse_args(argv)
     offline_environment()
-    quiet_third_parties(args)
+    quiet_third_parties(getattr(args, 'verbose', False))
     return args.run(args)
 
 

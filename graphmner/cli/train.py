@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``experiments/run.py``: the same command under its historical name."""
     offline_environment()
     args = parse_args(argv)
-    quiet_third_parties(args)
+    quiet_third_parties(args.verbose)
     return run_guarded('run.py', lambda: train(args))
 
 

@@ -3,12 +3,13 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
 
 from graphmner import models
-from graphmner.cli import MODEL_NAMES, REPOSITORY, main
+from graphmner.cli import MODEL_NAMES, REPOSITORY, main, quiet_third_parties
 from graphmner.data.conll import read_conll
 
 
@@ -132,6 +133,28 @@ def test_a_mistake_is_the_only_line_a_real_process_prints(argv, message, tmp_pat
     assert result.returncode == 2
     assert result.stderr.startswith(message) and result.stderr.count('\n') == 1, result.stderr
     assert result.stdout == ''
+
+
+@pytest.mark.parametrize('script', ['bench_graphs', 'bench_predict', 'bench_train', 'missing_images',
+                                    'probe_visual'])
+def test_experiment_scripts_silence_torch_geometric_import_warning(script):
+    """These import torch_geometric at the top, so ``--help`` shows whether they quiet it first."""
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}
+    result = subprocess.run([sys.executable, f'experiments/{script}.py', '--help'], capture_output=True,
+                            text=True, env=env, timeout=300, cwd=REPOSITORY)
+    assert result.returncode == 0, result.stderr
+    assert 'usage:' in result.stdout and 'Warning' not in result.stderr, result.stderr
+
+
+def test_quiet_third_parties_drops_only_the_torch_jit_warning_unless_verbose():
+    jit = '`torch.jit.script` is deprecated. Please switch to `torch.compile` or `torch.export`.'
+    for verbose, shown in ((False, ['other']), (True, [jit, 'other'])):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter('always')
+            quiet_third_parties(verbose)
+            warnings.warn(jit, FutureWarning, stacklevel=1)
+            warnings.warn('other', FutureWarning, stacklevel=1)
+        assert [str(w.message) for w in seen] == shown
 
 
 def test_a_command_that_works_exits_0_and_prints_its_result_once(graph_cache):
