@@ -19,11 +19,13 @@ on the same dataset and seed (saved test predictions); the papers' numbers from 
 
 Cross-domain (UMGF Table 4): ``--cross-domain TARGET ...`` trains nothing; it tests each finished run's
 best.pt on the test split of every TARGET other than its own dataset (graphs built with the run's own
-graph options) and writes results/<name>-cross-domain.md|json beside the runs' in-domain F1. A model
-tags with its training label set, so a target with another label set stops the harness (exit 2).
+graph options) and writes results/<name>-cross-domain.md|json beside the runs' in-domain F1 and the
+F1 of the same method and seeds trained on the target (from this grid, or from ``--target-grid NAME``,
+whose runs must share this grid's encoder, epochs and settings). A model tags with its training label
+set, so a target with another label set stops the harness (exit 2), as does a target grid run otherwise.
 
     python experiments/reproduce.py --name twitter2017-minilm --datasets twitter2017 --seeds 1 \\
-        --data-root ../shared/data --cross-domain twitter2015
+        --data-root ../shared/data --cross-domain twitter2015 --target-grid twitter2015-minilm
 
 Beside it: experiments/missing_images.py (F1 of a grid's or the probe's runs with all, half and none of
 the images usable) and experiments/results_table.py (README's results block from results/*.json).
@@ -99,6 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--cross-domain', nargs='+', metavar='TARGET',
                    help="test every finished run on these datasets' test splits (its own excepted); trains "
                    'nothing (e.g. --cross-domain twitter2015)')
+    p.add_argument('--target-grid', metavar='NAME',
+                   help='with --cross-domain: the grid (runs/<NAME>/) whose runs of the same methods and '
+                   'seeds, trained on the targets, give the "trained on target F1" column')
     p.add_argument('--table-only', action='store_true',
                    help="train nothing: the tables from the grid's finished runs; the others are listed")
     p.add_argument('--dry-run', action='store_true',
@@ -332,8 +337,9 @@ def write_results(runs: list[Run], args: argparse.Namespace) -> list[dict[str, A
 # -- finished runs on other test sets --------------------------------------------------------
 
 
-class LabelSetError(ValueError):
-    """A model cannot be scored on a dataset whose label set is not its own."""
+class CrossDomainError(ValueError):
+    """A cross-domain score that would not compare like with like: a model scored on a dataset
+    whose label set is not its own, or a target grid run trained otherwise than this grid's runs."""
 
 
 def per_dataset(template: str | None, dataset: str) -> str | None:
@@ -344,13 +350,13 @@ def per_dataset(template: str | None, dataset: str) -> str | None:
 def checkpoint_test_graphs(model, dataset: str, data_root: str | None, image_root: str | None,
                            captions: str | None, cache_dir: str | None) -> list[Any]:
     """``dataset``'s test graphs built as ``model``'s training graphs were (the graph options its
-    checkpoint records), unless its label set differs (:class:`LabelSetError`)."""
+    checkpoint records), unless its label set differs (:class:`CrossDomainError`)."""
     from graphmner.data.datasets import dataset_labels
     from graphmner.graph import load_dataset
 
     labels = dataset_labels(dataset, data_root)
     if tuple(labels) != tuple(model.labels):
-        raise LabelSetError(f"{dataset} tags {' '.join(labels)} but the {model.name} model tags "
+        raise CrossDomainError(f"{dataset} tags {' '.join(labels)} but the {model.name} model tags "
                             f"{' '.join(model.labels)}: it cannot be scored there")
     options = {key: tuple(value) if key == 'aux_sources' else value
                for key, value in model.data_config.get('options', {}).items()}
@@ -377,7 +383,7 @@ def evaluation_settings(metrics: dict[str, Any]) -> tuple[str, int]:
 
 
 def check_cross_domain_labels(runs: list[Run], args: argparse.Namespace) -> tuple[str, ...]:
-    """The one label set every source and target shares (:class:`LabelSetError` otherwise)."""
+    """The one label set every source and target shares (:class:`CrossDomainError` otherwise)."""
     from graphmner.data.datasets import dataset_labels
 
     datasets = list(dict.fromkeys([r.dataset for r in runs] + args.cross_domain))
@@ -385,16 +391,45 @@ def check_cross_domain_labels(runs: list[Run], args: argparse.Namespace) -> tupl
     first = datasets[0]
     for dataset in datasets[1:]:
         if label_sets[dataset] != label_sets[first]:
-            raise LabelSetError(f"{first} tags {' '.join(label_sets[first])} but {dataset} tags "
+            raise CrossDomainError(f"{first} tags {' '.join(label_sets[first])} but {dataset} tags "
                                 f"{' '.join(label_sets[dataset])}: cross-domain scores need one label set")
     return label_sets[first]
 
 
+def training_differences(run: Run, other: Run) -> list[str]:
+    """What two finished runs were trained with differently, their datasets aside."""
+    a, b = (json.loads((r.out / 'metrics.json').read_text()) for r in (run, other))
+    keys = [key for key in ('encoder', 'epochs') if a.get(key) != b.get(key)]
+    for section in sorted(set(a.get('settings', {})) | set(b.get('settings', {}))):
+        x, y = a.get('settings', {}).get(section, {}), b.get('settings', {}).get(section, {})
+        keys += [f'{section}.{key}' for key in sorted(set(x) | set(y)) if x.get(key) != y.get(key)]
+    return keys
+
+
+def trained_on_targets(runs: list[Run], args: argparse.Namespace) -> list[Run]:
+    """The finished runs that give the "trained on target" column: this grid's runs on a target, and
+    those of ``--target-grid`` (same methods and seeds), each checked against a run of its method here
+    (:class:`CrossDomainError` when it was trained otherwise)."""
+    found = [r for r in runs if r.dataset in args.cross_domain and r.done]
+    if args.target_grid:
+        found += [r for r in grid(argparse.Namespace(**{**vars(args), 'name': args.target_grid,
+                                                        'datasets': args.cross_domain})) if r.done]
+    for run in found:
+        source = next((r for r in runs if r.method == run.method and r.done and r.dataset != run.dataset),
+                      None)
+        differences = [] if source is None else training_differences(source, run)
+        if differences:
+            raise CrossDomainError(f"{shown_path(run.out)} was trained with other {', '.join(differences)} "
+                                   f'than {shown_path(source.out)}: a target grid needs the same settings')
+    return found
+
+
 def cross_domain(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
     """Per (method, source, target): the test scores on ``target`` of the runs trained on
-    ``source``, seed by seed, and their in-domain test scores."""
+    ``source``, seed by seed, their in-domain test scores, and those of the runs trained on ``target``."""
     from graphmner.models import load
 
+    on_targets = trained_on_targets(runs, args)
     scores: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for run in runs:
         targets = [t for t in args.cross_domain if t != run.dataset]
@@ -414,8 +449,8 @@ def cross_domain(runs: list[Run], args: argparse.Namespace) -> list[dict[str, An
                 {'seed': run.seed, 'run': shown_path(run.out), 'test': test, 'in_domain': metrics['test']})
     rows = []
     for (method, source, target), results in scores.items():
-        trained_on_target = [json.loads((r.out / 'metrics.json').read_text())['test']['f1'] for r in runs
-                             if (r.method, r.dataset) == (method, target) and r.done]
+        trained_on_target = [json.loads((r.out / 'metrics.json').read_text())['test']['f1']
+                             for r in on_targets if (r.method, r.dataset) == (method, target)]
         rows.append({
             'method': method, 'source': source, 'target': target, 'seeds': [r['seed'] for r in results],
             'runs': [r['run'] for r in results],
@@ -439,7 +474,9 @@ def cross_domain_markdown(rows: list[dict[str, Any]], labels: tuple[str, ...], a
              'options. Mean ± sample std over seeds (no ± for one seed; percent, conlleval span F1). '
              '"in-domain F1": the same '
              'runs on their own test split; "trained on target F1": runs of the method trained on the '
-             'target, where this grid has them. Every dataset here tags the same labels: '
+             + (f'target, seeds {" ".join(map(str, args.seeds))}, from runs/{args.target_grid}/ (same '
+                'encoder, epochs and settings)' if args.target_grid else 'target, where this grid has them')
+             + '. Every dataset here tags the same labels: '
              f"{' '.join(labels)}.", '',
              '| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
     for row in rows:
@@ -466,7 +503,7 @@ def write_cross_domain(runs: list[Run], args: argparse.Namespace) -> list[dict[s
     args.results_dir.mkdir(parents=True, exist_ok=True)
     base = args.results_dir / f'{args.name}-cross-domain'
     settings = {key: getattr(args, key) for key in ('models', 'datasets', 'seeds', 'cross_domain',
-                                                    'data_root', 'image_root', 'captions')}
+                                                    'target_grid', 'data_root', 'image_root', 'captions')}
     base.with_suffix('.json').write_text(json.dumps(
         {'name': args.name, 'grid': settings, 'labels': labels, 'rows': rows}, indent=2, default=str))
     base.with_suffix('.md').write_text(cross_domain_markdown(rows, labels, args))
@@ -483,7 +520,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.cross_domain:
         try:
             return write_cross_domain(runs, args)
-        except LabelSetError as error:
+        except CrossDomainError as error:
             print(f'reproduce.py: {error}', file=sys.stderr)
             raise SystemExit(2) from None
     if args.dry_run:

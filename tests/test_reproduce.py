@@ -1,6 +1,7 @@
 """experiments/reproduce.py: the grid, its resume, its table; experiments/papers.yaml."""
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,31 @@ def test_cross_domain_scores_each_run_on_the_other_test_split(reproduce, tiny_en
     assert 'the same labels: O B-PER I-PER' in table
     saved = json.loads((tmp_path / 'results' / 'cd-cross-domain.json').read_text())
     assert saved['rows'][1]['per_seed'][0]['test']['f1'] == pytest.approx(rows[1]['f1']['mean'] / 100)
+
+    # one dataset a grid: the runs trained on the target come from --target-grid
+    shutil.copytree(tmp_path / 'runs' / 'cd' / f'bert-crf-{Path(a).name}-seed1',
+                    tmp_path / 'runs' / 'cd-a' / f'bert-crf-{Path(a).name}-seed1')
+    only_a = ['--name', 'cd-a', '--models', 'bert-crf', '--datasets', a, *grid[grid.index('--seeds'):],
+              '--cross-domain', b]
+    (alone,) = reproduce.main(only_a)
+    assert alone['target_in_domain_f1'] is None
+    (paired,) = reproduce.main(only_a + ['--target-grid', 'cd'])
+    assert paired['f1'] == rows[0]['f1'] and paired['target_in_domain_f1'] == rows[0]['target_in_domain_f1']
+    assert 'seeds 1, from runs/cd/ (same encoder, epochs and settings)' in (
+        tmp_path / 'results' / 'cd-a-cross-domain.md').read_text()
+    # ... and must have been trained as this grid's runs were
+    target_run = tmp_path / 'runs' / 'cd' / f'bert-crf-{Path(b).name}-seed1' / 'metrics.json'
+    metrics = json.loads(target_run.read_text())
+    metrics['epochs'] += 1
+    metrics['settings']['train']['head_lr'] *= 2
+    target_run.write_text(json.dumps(metrics))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        reproduce.main(only_a + ['--target-grid', 'cd'])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('reproduce.py: ') and err.count('\n') == 1, err
+    assert 'was trained with other epochs, train.head_lr than ' in err
 
     # a target whose label set is not the runs' one stops the harness in one line, exit status 2
     per_only = _domain(tmp_path / 'per-only', train, keep=lambda t: {x[2:] for x in t.labels} <= {'', 'PER'})
