@@ -21,8 +21,9 @@ Cross-domain (UMGF Table 4): ``--cross-domain TARGET ...`` trains nothing; it te
 best.pt on the test split of every TARGET other than its own dataset (graphs built with the run's own
 graph options) and writes results/<name>-cross-domain.md|json beside the runs' in-domain F1 and the
 F1 of the same method and seeds trained on the target (from this grid, or from ``--target-grid NAME``,
-whose runs must share this grid's encoder, epochs and settings). A model tags with its training label
-set, so a target with another label set stops the harness (exit 2), as does a target grid run otherwise.
+whose runs must share this grid's encoder and epochs, and read images and captions alike). A model
+tags with its training label set, so a target with another label set stops the harness (exit 2), as
+does a target grid run trained otherwise.
 
     python experiments/reproduce.py --name twitter2017-minilm --datasets twitter2017 --seeds 1 \\
         --data-root ../shared/data --cross-domain twitter2015 --target-grid twitter2015-minilm
@@ -396,20 +397,20 @@ def check_cross_domain_labels(runs: list[Run], args: argparse.Namespace) -> tupl
     return label_sets[first]
 
 
-def training_differences(run: Run, other: Run) -> list[str]:
-    """What two finished runs were trained with differently, their datasets aside."""
+def setting_differences(run: Run, other: Run) -> list[str]:
+    """The grid-wide settings two finished runs differ in: encoder, epochs, and whether they read
+    images and captions. Their config settings may differ: each method has its own per dataset
+    (ITA's temperature is 2 on Twitter-2017 and 4 on Twitter-2015)."""
     a, b = (json.loads((r.out / 'metrics.json').read_text()) for r in (run, other))
-    keys = [key for key in ('encoder', 'epochs') if a.get(key) != b.get(key)]
-    for section in sorted(set(a.get('settings', {})) | set(b.get('settings', {}))):
-        x, y = a.get('settings', {}).get(section, {}), b.get('settings', {}).get(section, {})
-        keys += [f'{section}.{key}' for key in sorted(set(x) | set(y)) if x.get(key) != y.get(key)]
-    return keys
+    differences = [key for key in ('encoder', 'epochs') if a.get(key) != b.get(key)]
+    return differences + [f'{key} (given or not)' for key in ('image_root', 'captions')
+                          if (a.get(key) is None) != (b.get(key) is None)]
 
 
 def trained_on_targets(runs: list[Run], args: argparse.Namespace) -> list[Run]:
     """The finished runs that give the "trained on target" column: this grid's runs on a target, and
     those of ``--target-grid`` (same methods and seeds), each checked against a run of its method here
-    (:class:`CrossDomainError` when it was trained otherwise)."""
+    (:class:`CrossDomainError` when its grid-wide settings differ)."""
     found = [r for r in runs if r.dataset in args.cross_domain and r.done]
     if args.target_grid:
         found += [r for r in grid(argparse.Namespace(**{**vars(args), 'name': args.target_grid,
@@ -417,9 +418,9 @@ def trained_on_targets(runs: list[Run], args: argparse.Namespace) -> list[Run]:
     for run in found:
         source = next((r for r in runs if r.method == run.method and r.done and r.dataset != run.dataset),
                       None)
-        differences = [] if source is None else training_differences(source, run)
+        differences = [] if source is None else setting_differences(source, run)
         if differences:
-            raise CrossDomainError(f"{shown_path(run.out)} was trained with other {', '.join(differences)} "
+            raise CrossDomainError(f"{shown_path(run.out)} was trained with another {', '.join(differences)} "
                                    f'than {shown_path(source.out)}: a target grid needs the same settings')
     return found
 
@@ -475,7 +476,7 @@ def cross_domain_markdown(rows: list[dict[str, Any]], labels: tuple[str, ...], a
              '"in-domain F1": the same '
              'runs on their own test split; "trained on target F1": runs of the method trained on the '
              + (f'target, seeds {" ".join(map(str, args.seeds))}, from runs/{args.target_grid}/ (same '
-                'encoder, epochs and settings)' if args.target_grid else 'target, where this grid has them')
+                'encoder and epochs)' if args.target_grid else 'target, where this grid has them')
              + '. Every dataset here tags the same labels: '
              f"{' '.join(labels)}.", '',
              '| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
