@@ -4,9 +4,9 @@
     python experiments/results_table.py --check    # exit 1 if README.md's block is not the generated one
 
 The block holds three tables, each only when results/ has its files: test F1 per method and dataset
-(results/<grid>.json of experiments/reproduce.py; one row per method, encoder, epochs and seeds, so that
-two one-dataset grids of the same setting share a row), cross-domain F1
-(results/<grid>-cross-domain.json) and F1 with all, half and none of the images usable
+(results/<grid>.json of experiments/reproduce.py; one row per method, encoder and epochs, so that
+two one-dataset grids of the same setting share a row, its seeds per dataset where they differ),
+cross-domain F1 (results/<grid>-cross-domain.json) and F1 with all, half and none of the images usable
 (results/<name>-missing-images.json of experiments/missing_images.py). Every number is read from those
 files, which list the run folders whose metrics.json they summarise.
 """
@@ -57,34 +57,37 @@ def sources(files: list[tuple[str, dict[str, Any]]]) -> str:
 
 def grid_table(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     cells: dict[tuple, dict[str, str]] = {}
+    seeds: dict[tuple, dict[str, str]] = {}
     papers: dict[str, dict[str, float]] = {}
     origin: dict[tuple, str] = {}
     for name, content in files:
         for row in content['rows']:
-            key = (row['method'], Path(str(row['settings']['encoder'])).name, row['settings']['epochs'],
-                   tuple(row['seeds']))
+            key = (row['method'], Path(str(row['settings']['encoder'])).name, row['settings']['epochs'])
             if (*key, row['dataset']) in origin:
-                raise BlockError(f"{row['method']} on {row['dataset']} ({key[1]}, {key[2]} epochs, seeds "
-                                 f"{' '.join(map(str, key[3]))}) is in both {origin[(*key, row['dataset'])]} "
-                                 f'and {name}: remove one')
+                raise BlockError(f"{row['method']} on {row['dataset']} ({key[1]}, {key[2]} epochs) is in "
+                                 f"both {origin[(*key, row['dataset'])]} and {name}: remove one")
             origin[(*key, row['dataset'])] = name
             cell = reproduce.spread_cell(row['f1']) + significance_mark(row['vs_bert_crf'])
             cells.setdefault(key, {})[row['dataset']] = cell
+            seeds.setdefault(key, {})[row['dataset']] = ' '.join(map(str, row['seeds']))
             for p in row.get('papers', []):
                 papers.setdefault(row['method'], {}).setdefault(row['dataset'], p['f1'])
     datasets = list(dict.fromkeys(d for row in cells.values() for d in row))
     columns = ['method', 'encoder', 'epochs', 'seeds', *map(dataset_title, datasets),
                f"paper ({' / '.join(map(dataset_title, datasets))})"]
     lines = ['Test span F1 (percent, conlleval chunking) of the best dev epoch, mean ± sample std over '
-             'seeds (no ± for one seed); (+k/n): seeds at which a paired bootstrap over test tweets finds '
-             'the method better '
+             'seeds (no ± for one seed; "seeds" per dataset, as the columns, where they differ); (+k/n): '
+             'seeds at which a paired bootstrap over test tweets finds the method better '
              f'than bert-crf at p < {reproduce.LEVEL} (-: worse, 0/n: neither). "paper": '
              '`experiments/papers.yaml` (other encoders, images, more epochs). ' + sources(files),
              '', '| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
-    for (method, encoder, epochs, seeds), by_dataset in cells.items():
+    for key, by_dataset in cells.items():
+        method, encoder, epochs = key
         known = papers.get(method, {})
         paper = ' / '.join(f'{known[d]:.2f}' if d in known else '–' for d in datasets)
-        lines.append('| ' + ' | '.join([method, encoder, str(epochs), ' '.join(map(str, seeds)),
+        seed_sets = [seeds[key].get(d, '–') for d in datasets]
+        shown_seeds = seed_sets[0] if len(set(seed_sets)) == 1 else ' / '.join(seed_sets)
+        lines.append('| ' + ' | '.join([method, encoder, str(epochs), shown_seeds,
                                         *(by_dataset.get(d, '') for d in datasets), paper]) + ' |')
     return lines
 
