@@ -493,7 +493,7 @@ def cross_domain_markdown(rows: list[dict[str, Any]], labels: tuple[str, ...], a
 
 def report_unfinished(runs: list[Run]) -> None:
     """Names the grid's runs that a table leaves out because they have not finished."""
-    unfinished = [str(run.out) for run in runs if not run.done]
+    unfinished = [shown_path(run.out) for run in runs if not run.done]
     if unfinished:
         print(f"not finished, left out: {', '.join(unfinished)}")
 

@@ -94,7 +94,7 @@ def test_a_half_finished_grid_trains_only_the_missing_run(reproduce, tiny_encode
     # --table-only: the table of what is finished, the missing run named, nothing trained
     rows = reproduce.main(argv + ['--table-only'])
     assert trained == [] and rows[0]['seeds'] == [1] and rows[0]['f1']['values'] == [25.0]
-    assert f'not finished, left out: {fresh}' in capsys.readouterr().out
+    assert f'not finished, left out: {reproduce.shown_path(fresh)}' in capsys.readouterr().out
     rows = reproduce.main(argv)
     assert trained == [str(fresh)]
     metrics = json.loads((fresh / 'metrics.json').read_text())
