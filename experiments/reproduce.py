@@ -358,7 +358,7 @@ def checkpoint_test_graphs(model, dataset: str, data_root: str | None, image_roo
     labels = dataset_labels(dataset, data_root)
     if tuple(labels) != tuple(model.labels):
         raise CrossDomainError(f"{dataset} tags {' '.join(labels)} but the {model.name} model tags "
-                            f"{' '.join(model.labels)}: it cannot be scored there")
+                               f"{' '.join(model.labels)}: it cannot be scored there")
     options = {key: tuple(value) if key == 'aux_sources' else value
                for key, value in model.data_config.get('options', {}).items()}
     return list(load_dataset(dataset, 'test', data_root=data_root, image_root=image_root, captions=captions,
@@ -393,7 +393,7 @@ def check_cross_domain_labels(runs: list[Run], args: argparse.Namespace) -> tupl
     for dataset in datasets[1:]:
         if label_sets[dataset] != label_sets[first]:
             raise CrossDomainError(f"{first} tags {' '.join(label_sets[first])} but {dataset} tags "
-                                f"{' '.join(label_sets[dataset])}: cross-domain scores need one label set")
+                                   f"{' '.join(label_sets[dataset])}: cross-domain scores need one label set")
     return label_sets[first]
 
 
