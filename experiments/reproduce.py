@@ -2,7 +2,9 @@
 
 Every run goes through ``graphmner train``'s own code (graphmner/cli/train.py) into
 <runs>/<name>/<method>-<dataset>-seed<seed>/; a run whose folder holds metrics.json is skipped, one with
-last.pt resumes, so a killed grid is restarted with the same command. The results are written to
+last.pt resumes, so a killed grid is restarted with the same command. A command naming part of a grid
+(one model, one seed) trains that part and writes the table of the grid results/<name>.json was written
+from, grown by this command's (``--replace-table``: this command's grid alone). The results are written to
 results/<name>.md, results/<name>.json and results/<name>.png: mean +- std over seeds of test P / R / F1
 and per-type F1, dev F1, tweets/s and training time; a paired bootstrap of each method against bert-crf
 on the same dataset and seed (saved test predictions); the papers' numbers from experiments/papers.yaml.
@@ -107,6 +109,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    'seeds, trained on the targets, give the "trained on target F1" column')
     p.add_argument('--table-only', action='store_true',
                    help="train nothing: the tables from the grid's finished runs; the others are listed")
+    p.add_argument('--replace-table', action='store_true',
+                   help="a table of this command's grid only (by default it also keeps the models, "
+                   'ablations, datasets and seeds of the grid results/<name>.json was written from)')
     p.add_argument('--dry-run', action='store_true',
                    help="print the grid and each run's settings; train nothing")
     p.add_argument('--data-root')
@@ -158,6 +163,42 @@ def train_missing(runs: list[Run], args: argparse.Namespace) -> None:
 
 
 # -- the table -------------------------------------------------------------------------
+
+
+class GridError(ValueError):
+    """A command whose runs would share runs/<name>/ and its table with runs trained otherwise."""
+
+
+def table_grid(args: argparse.Namespace) -> argparse.Namespace:
+    """The grid the table covers: this command's, grown by the one results/<name>.json was written
+    from, so that a command training a slice of a grid (one model, one seed) adds its runs to the table
+    rather than leaving a table of the slice alone. Refuses (:class:`GridError`) an encoder or a number
+    of epochs other than that grid's: its finished runs would be skipped as if trained so."""
+    path = args.results_dir / f'{args.name}.json'
+    if args.replace_table or not path.exists():
+        return args
+    earlier = json.loads(path.read_text())['grid']
+    for key in ('encoder', 'epochs'):
+        if earlier.get(key) != getattr(args, key):
+            given = [f"--{key} {value}" if value is not None else f"no --{key} (each config's own)"
+                     for value in (earlier.get(key), getattr(args, key))]
+            raise GridError(f"{shown_path(path)}'s runs were trained with {given[0]}, this command gives "
+                            f'{given[1]}: give it another --name')
+    grown, kept = argparse.Namespace(**vars(args)), []
+    for key, shown in (('models', 'models'), ('ablation', 'ablations'), ('datasets', 'datasets'),
+                       ('seeds', 'seeds')):
+        ours, theirs = getattr(args, key), earlier[key]
+        name = (lambda entry: entry[0]) if key == 'ablation' else (lambda entry: entry)
+        extra = [entry for entry in theirs if name(entry) not in {name(e) for e in ours}]
+        if extra:  # the earlier grid's order, this command's additions after it (its own settings win)
+            ours_by_name = {name(e): e for e in ours}
+            setattr(grown, key, [ours_by_name.pop(name(e), e) for e in theirs] + list(ours_by_name.values()))
+            kept.append(f"{shown} {' '.join(str(name(e)) for e in extra)}")
+    grown.seeds = sorted(grown.seeds)
+    if kept:
+        print(f"the table keeps {shown_path(path)}'s {'; '.join(kept)} (--replace-table: this command's "
+              'grid only)')
+    return grown
 
 
 def shown_path(path: Path) -> str:
@@ -527,10 +568,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.dry_run:
         dry_run(runs, args)
         return []
+    try:
+        table_args = table_grid(args)
+    except GridError as error:
+        print(f'reproduce.py: {error}', file=sys.stderr)
+        raise SystemExit(2) from None
     if not args.table_only:
         train_missing(runs, args)
-    rows = write_results(runs, args)
-    report_unfinished(runs)
+    table_runs = grid(table_args)
+    rows = write_results(table_runs, table_args)
+    report_unfinished(table_runs)
     print(f"wrote {args.results_dir / args.name}.md, .json, .png ({len(rows)} rows)")
     return rows
 

@@ -108,6 +108,45 @@ def test_a_half_finished_grid_trains_only_the_missing_run(reproduce, tiny_encode
     assert (tmp_path / 'results' / 'half.md').exists()
 
 
+def test_a_slice_command_adds_its_runs_to_the_grids_table(reproduce, tmp_path, capsys):
+    """A command naming one model and seed (how a grid is trained a piece at a time) rewrites the table of
+    the whole grid results/<name>.json was written from, not a table of its slice alone."""
+    runs = tmp_path / 'runs' / 'g'
+    for method, seed, f1 in (('bert-crf', 1, 0.5), ('bert-crf', 2, 0.6), ('umgf', 1, 0.7), ('umgf', 2, 0.8),
+                             ('umgf-no-gate', 1, 0.4)):
+        (runs / f'{method}-demo-seed{seed}').mkdir(parents=True)
+        (runs / f'{method}-demo-seed{seed}' / 'metrics.json').write_text(json.dumps(_metrics(seed, f1)))
+    common = ['--name', 'g', '--epochs', '1', '--encoder', 'tiny', '--table-only', '--runs-dir',
+              str(tmp_path / 'runs'), '--results-dir', str(tmp_path / 'results')]
+    whole = ['--models', 'bert-crf', 'umgf', '--ablation', 'umgf-no-gate', 'umgf', 'model.gate=false',
+             '--seeds', '1', '2']
+    rows = reproduce.main(common + whole)
+    assert [(r['method'], r['seeds']) for r in rows] == [('bert-crf', [1, 2]), ('umgf', [1, 2]),
+                                                        ('umgf-no-gate', [1])]
+    capsys.readouterr()
+    slice_rows = reproduce.main(common + ['--models', 'umgf', '--seeds', '2'])
+    assert slice_rows == rows
+    kept = "g.json's models bert-crf; ablations umgf-no-gate; seeds 1 (--replace-table"
+    assert kept in capsys.readouterr().out
+    saved = json.loads((tmp_path / 'results' / 'g.json').read_text())
+    assert saved['grid']['models'] == ['bert-crf', 'umgf'] and saved['grid']['seeds'] == [1, 2]
+    assert saved['grid']['ablation'] == [['umgf-no-gate', 'umgf', 'model.gate=false']]
+    # --replace-table: the slice's own table
+    rows = reproduce.main(common + ['--models', 'umgf', '--seeds', '2', '--replace-table'])
+    assert [(r['method'], r['seeds']) for r in rows] == [('umgf', [2])]
+    # runs trained for other epochs or with another encoder cannot join the grid: one line, exit 2
+    reproduce.main(common + whole)
+    for other, given in ((['--epochs', '2'], '--epochs 1, this command gives --epochs 2'),
+                         (['--encoder', 'other'], '--encoder tiny, this command gives --encoder other')):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stop:
+            reproduce.main(common + whole + other)  # argparse: the last --epochs / --encoder wins
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count('\n') == 1, err
+        assert f"g.json's runs were trained with {given}: give it another --name" in err
+
+
 def test_table_from_hand_made_run_folders(reproduce, shared_data, tmp_path, monkeypatch):
     gold = read_conll(shared_data / 'twitter2017' / 'test.txt')
     worse = [Tweet(t.image_id, t.words, ['O'] * len(t.words) if i % 2 else t.labels)
