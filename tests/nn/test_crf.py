@@ -274,7 +274,7 @@ def test_end_constraint_applies_in_decode_and_marginals():
     emissions[0, 1, 1] = 5.0  # tempt a final B-PER, which BIOES forbids
     path = crf.decode(emissions)[0].tolist()
     assert tags[path[-1]] in ('O', 'E-PER', 'S-PER')
-    assert float(crf.marginals(emissions)[0, 1, 1]) < 1e-6
+    assert float(crf.marginals(emissions)[0, 1, 1].detach()) < 1e-6
 
 
 def test_constrained_decode_obeys_constraints():
