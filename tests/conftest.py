@@ -93,6 +93,29 @@ def fake_features(num_objects: int = 2, dim: int = 8, names: tuple[str, ...] = (
         object_names=[names[i % len(names)] for i in range(num_objects)])
 
 
+def assert_names_first_faulty_line(read, folder: Path, data: bytes, error) -> None:
+    """That ``error`` (a ConllFormatError ``read`` raised on ``data``) names the first line at fault:
+    the file cut just after that line is refused at the same line, and cut just before it, it reads or
+    is refused at an earlier line (an encoding error is found before the layout is looked at)."""
+    from graphmner.data.conll import ConllFormatError
+
+    lines = data.split(b'\n')
+    assert 1 <= error.line <= len(lines), (error, len(lines))
+    assert str(error).startswith(f'{error.path}:{error.line}: ')
+    cut = folder / 'cut.txt'
+    cut.write_bytes(b'\n'.join(lines[:error.line]))
+    with pytest.raises(ConllFormatError) as after:
+        read(cut)
+    assert after.value.line == error.line, (error, after.value)
+    if error.line == 1:  # nothing before it (an empty file is refused at line 1 too)
+        return
+    cut.write_bytes(b'\n'.join(lines[:error.line - 1]))
+    try:
+        read(cut)
+    except ConllFormatError as before:
+        assert before.line < error.line, (error, before)
+
+
 def batch_for(model, graphs) -> Batch:
     """The graphs as the data pipeline hands them to ``model``: its graph
     transform applied (to copies), then batched."""
