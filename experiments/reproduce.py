@@ -189,9 +189,9 @@ def table_grid(args: argparse.Namespace) -> argparse.Namespace:
                        ('seeds', 'seeds')):
         ours, theirs = getattr(args, key), earlier[key]
         name = (lambda entry: entry[0]) if key == 'ablation' else (lambda entry: entry)
-        extra = [entry for entry in theirs if name(entry) not in {name(e) for e in ours}]
+        ours_by_name = {name(e): e for e in ours}
+        extra = [entry for entry in theirs if name(entry) not in ours_by_name]
         if extra:  # the earlier grid's order, this command's additions after it (its own settings win)
-            ours_by_name = {name(e): e for e in ours}
             setattr(grown, key, [ours_by_name.pop(name(e), e) for e in theirs] + list(ours_by_name.values()))
             kept.append(f"{shown} {' '.join(str(name(e)) for e in extra)}")
     grown.seeds = sorted(grown.seeds)
