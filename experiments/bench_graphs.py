@@ -38,6 +38,7 @@ quiet_third_parties()  # before torch_geometric's import warns about torch.jit
 from graphmner.data import read_conll  # noqa: E402
 from graphmner.data.demo import DEMO_CAPTIONS, DEMO_OPTIONS, demo_image_root, demo_split_path  # noqa: E402
 from graphmner.data.paths import image_path  # noqa: E402
+from graphmner.features.backends import vision_backend  # noqa: E402
 from graphmner.features.detector import DetectorConfig, ObjectDetector  # noqa: E402
 from graphmner.features.extract import FeatureExtractor  # noqa: E402
 from graphmner.features.vision import VisionBackbone, VisionConfig  # noqa: E402
@@ -92,12 +93,14 @@ def bench_building(args, tweets, image_root) -> None:
 def bench_extraction(args, paths) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)
-        backbone = VisionBackbone(VisionConfig(weights=args.vision_weights))
+        resnet = vision_backend(VisionConfig(weights=args.vision_weights))
+        backbone = resnet.network
     for conf in args.conf:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)
             detector = ObjectDetector(DetectorConfig(weights=args.detector_weights, conf=conf))
-        extractor = FeatureExtractor(backbone, detector, cache_dir=None, batch_size=len(paths),
+            _ = detector.model  # loads it here, where its random-weights warning is silenced
+        extractor = FeatureExtractor(resnet, detector, cache_dir=None, batch_size=len(paths),
                                      progress=False)
         ours_fn = functools.partial(extractor.extract, paths)
         bare_fn = functools.partial(bare_passes, paths, backbone, detector)
@@ -106,7 +109,7 @@ def bench_extraction(args, paths) -> None:
         for _ in range(args.repeat):
             ours.append(seconds(ours_fn))
             bare.append(seconds(bare_fn))
-        objects = sum(f.objects.shape[0] for f in ours_fn())
+        objects = sum(len(f['object']) for f in ours_fn())
         o, b = statistics.median(ours), statistics.median(bare)
         print(f'extraction, conf={conf:g}: {len(paths)} images, {objects} objects | '
               f'ours {len(paths) / o:.2f} img/s, bare passes {len(paths) / b:.2f} img/s | ratio {b / o:.2f}x')

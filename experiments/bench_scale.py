@@ -89,7 +89,7 @@ def synthetic_graphs(count: int, seed: int = 0):
     import torch
 
     from graphmner.data.conll import Tweet
-    from graphmner.features.types import ImageFeatures
+    from graphmner.features.types import ImageFeatures, NodeFeatures, VisualWidths
     from graphmner.graph import build_graph
 
     rng = random.Random(seed)
@@ -98,16 +98,18 @@ def synthetic_graphs(count: int, seed: int = 0):
     labels = ['O', 'B-PER', 'I-PER', 'B-LOC', 'B-ORG', 'B-MISC']
     for _ in range(count):
         words = rng.choices(vocabulary, k=20)
-        features = ImageFeatures(
-            image=torch.rand(42, generator=g), regions=torch.rand(49, 42, generator=g),
-            region_boxes=torch.rand(49, 4, generator=g), scales=torch.rand(16, 42, generator=g),
-            scale_levels=torch.arange(4).repeat_interleave(4), scale_boxes=torch.rand(16, 4, generator=g),
-            objects=torch.rand(4, 42, generator=g), object_boxes=torch.rand(4, 4, generator=g),
-            object_classes=torch.arange(4), object_scores=torch.rand(4, generator=g),
-            object_names=['person', 'dog', 'car', 'cup'])
+        features = ImageFeatures({
+            'image': NodeFeatures(torch.rand(1, 42, generator=g)),
+            'region': NodeFeatures(torch.rand(49, 42, generator=g), {'box': torch.rand(49, 4, generator=g)}),
+            'scale': NodeFeatures(torch.rand(16, 42, generator=g),
+                                  {'level': torch.arange(4).repeat_interleave(4),
+                                   'box': torch.rand(16, 4, generator=g)}),
+            'object': NodeFeatures(torch.rand(4, 42, generator=g),
+                                   {'box': torch.rand(4, 4, generator=g), 'cls': torch.arange(4),
+                                    'score': torch.rand(4, generator=g)}, ['person', 'dog', 'car', 'cup'])})
         tweet = Tweet(f'img{rng.randrange(10**9)}', words, rng.choices(labels, k=20))
         yield build_graph(tweet, features, aux=[(w, 'caption') for w in rng.choices(vocabulary, k=12)],
-                          feature_dim=42)
+                          widths=VisualWidths.uniform(42))
 
 
 def bench_streaming(args) -> None:

@@ -66,8 +66,9 @@ from graphmner.data.conll import Tweet, read_conll, write_conll  # noqa: E402
 from graphmner.data.demo import demo_image_root  # noqa: E402
 from graphmner.data.images import load_image  # noqa: E402
 from graphmner.data.paths import image_path  # noqa: E402
-from graphmner.features.types import ImageFeatures  # noqa: E402
+from graphmner.features.types import VisualWidths  # noqa: E402
 from graphmner.graph import GraphBuilder, GraphOptions, build_graph, schema, visual_width  # noqa: E402
+from graphmner.graph.builder import graph_features  # noqa: E402
 from graphmner.train import TrainConfig, Trainer  # noqa: E402
 from graphmner.train.settings import apply_overrides, read_config  # noqa: E402
 
@@ -233,23 +234,13 @@ def feature_report(graphs: dict[str, list[HeteroData]]) -> dict[str, float]:
 
 
 # -- images of other tweets --------------------------------------------------------------------------
-def features_of(g: HeteroData) -> ImageFeatures | None:
-    """The frozen visual features a built graph holds (None for a missing image)."""
-    if g[schema.IMAGE].missing.item():
-        return None
-    region, scale, obj = g[schema.REGION], g[schema.SCALE], g[schema.OBJECT]
-    return ImageFeatures(image=g[schema.IMAGE].x[0], regions=region.x, region_boxes=region.box,
-                         scales=scale.x, scale_levels=scale.level, scale_boxes=scale.box,
-                         objects=obj.x, object_boxes=obj.box, object_classes=obj.cls,
-                         object_scores=obj.score, object_names=list(g.object_names))
-
-
 def with_image_of(g: HeteroData, donor: HeteroData) -> HeteroData:
     """``g``'s tweet with ``donor``'s image: its visual nodes and its image-text
     (aux) words; the donor's objects are linked to every word."""
     aux = list(zip(donor.aux_words, (schema.AUX_SOURCES[s] for s in donor[schema.AUX].source.tolist())))
-    return build_graph(Tweet(g.image_id, list(g.words), list(g.labels)), features_of(donor), aux=aux,
-                       feature_dim=int(g[schema.IMAGE].x.shape[-1]), visual_backend=g.visual_backend)
+    return build_graph(Tweet(g.image_id, list(g.words), list(g.labels)), graph_features(donor), aux=aux,
+                       widths=VisualWidths.uniform(int(g[schema.IMAGE].x.shape[-1])),
+                       visual_backend=g.visual_backend)
 
 
 def shuffled_images(graphs: list[HeteroData], batch_size: int) -> list[HeteroData]:

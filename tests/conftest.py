@@ -19,7 +19,7 @@ import torch
 from torch_geometric.data import Batch
 
 from graphmner.data.conll import Tweet
-from graphmner.features.types import ImageFeatures
+from graphmner.features.types import ImageFeatures, NodeFeatures
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared'
@@ -83,14 +83,15 @@ def fake_features(num_objects: int = 2, dim: int = 8, names: tuple[str, ...] = (
     """Random visual features shaped like the extractor's (49 regions, 16 scale cells)."""
     g = torch.Generator().manual_seed(seed)
     boxes = lambda n: torch.rand(n, 2, generator=g).repeat(1, 2) * torch.tensor([0.5, 0.5, 1, 1])
-    return ImageFeatures(
-        image=torch.randn(dim, generator=g),
-        regions=torch.randn(49, dim, generator=g), region_boxes=boxes(49),
-        scales=torch.randn(16, dim, generator=g), scale_levels=torch.arange(4).repeat_interleave(4),
-        scale_boxes=boxes(16),
-        objects=torch.randn(num_objects, dim, generator=g), object_boxes=boxes(num_objects),
-        object_classes=torch.arange(num_objects), object_scores=torch.rand(num_objects, generator=g),
-        object_names=[names[i % len(names)] for i in range(num_objects)])
+    return ImageFeatures({
+        'image': NodeFeatures(torch.randn(1, dim, generator=g)),
+        'region': NodeFeatures(torch.randn(49, dim, generator=g), {'box': boxes(49)}),
+        'scale': NodeFeatures(torch.randn(16, dim, generator=g),
+                              {'level': torch.arange(4).repeat_interleave(4), 'box': boxes(16)}),
+        'object': NodeFeatures(torch.randn(num_objects, dim, generator=g),
+                               {'box': boxes(num_objects), 'cls': torch.arange(num_objects),
+                                'score': torch.rand(num_objects, generator=g)},
+                               [names[i % len(names)] for i in range(num_objects)])})
 
 
 def assert_names_first_faulty_line(read, folder: Path, data: bytes, error) -> None:

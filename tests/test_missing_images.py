@@ -84,7 +84,7 @@ def test_test_set_without_images_is_scored_once_and_flat(missing_images, tiny_en
     run.mkdir(parents=True)
     options = GraphOptions(**DEMO_OPTIONS)
     model = models.build('umgf', dataset_labels(str(DEMO_DIR)), encoder=tiny_encoder, d_model=32, heads=2,
-                         ffn=32, visual_dim=GraphBuilder(options).vision.feature_dim)
+                         ffn=32, visual_dim=GraphBuilder(options).widths().x['object'])
     model.data_config = {'options': dataclasses.asdict(options)}
     model.save(run / 'best.pt')
     (run / 'metrics.json').write_text(json.dumps({

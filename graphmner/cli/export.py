@@ -85,7 +85,7 @@ def with_fake_visual(g, seed: int = 0, num_objects: int = 3, dim: int = 8):
     import torch
 
     from ..data.conll import Tweet
-    from ..features.types import ImageFeatures
+    from ..features.types import ImageFeatures, NodeFeatures
     from ..graph import schema
     from ..graph.builder import build_graph
 
@@ -98,14 +98,16 @@ def with_fake_visual(g, seed: int = 0, num_objects: int = 3, dim: int = 8):
     grid = torch.arange(7) / 7
     cells = torch.stack([grid.repeat(7), grid.repeat_interleave(7)], 1)
     names = ['person', 'dog', 'car', 'bottle', 'chair']
-    features = ImageFeatures(
-        image=torch.randn(dim, generator=gen), regions=torch.randn(49, dim, generator=gen),
-        region_boxes=torch.cat([cells, cells + 1 / 7], 1),
-        scales=torch.randn(16, dim, generator=gen), scale_levels=torch.arange(4).repeat_interleave(4),
-        scale_boxes=boxes(16), objects=torch.randn(num_objects, dim, generator=gen),
-        object_boxes=boxes(num_objects), object_classes=torch.arange(num_objects),
-        object_scores=0.3 + 0.7 * torch.rand(num_objects, generator=gen),
-        object_names=[names[i % len(names)] for i in range(num_objects)])
+    features = ImageFeatures({
+        'image': NodeFeatures(torch.randn(1, dim, generator=gen)),
+        'region': NodeFeatures(torch.randn(49, dim, generator=gen),
+                               {'box': torch.cat([cells, cells + 1 / 7], 1)}),
+        'scale': NodeFeatures(torch.randn(16, dim, generator=gen),
+                              {'level': torch.arange(4).repeat_interleave(4), 'box': boxes(16)}),
+        'object': NodeFeatures(torch.randn(num_objects, dim, generator=gen),
+                               {'box': boxes(num_objects), 'cls': torch.arange(num_objects),
+                                'score': 0.3 + 0.7 * torch.rand(num_objects, generator=gen)},
+                               [names[i % len(names)] for i in range(num_objects)])})
     source = g[schema.AUX].source.tolist() if schema.AUX in g.node_types else []
     aux = [(w, schema.AUX_SOURCES[s]) for w, s in zip(getattr(g, 'aux_words', []) or [], source)]
     tweet = Tweet(str(g.image_id), list(g.words), list(g.labels))

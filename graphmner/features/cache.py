@@ -10,10 +10,10 @@ where the settings key is the SHA-256 of the settings as canonical JSON,
 the storage dtype included. Each settings folder holds a ``settings.json``
 saying what produced it, so stale folders can be recognised and deleted.
 
-The feature matrices (``image``, ``regions``, ``scales``, ``objects``) are
-stored in float16 by default, half the disk of float32 (the ~12,000 photos of
-Twitter-2015 and 2017 with ResNet-50, 70 vectors of 2,048 each: 3.4 GB instead
-of 6.9), and read back as float32; a matrix with a value beyond float16's range (65,504) is
+The feature matrices (every node type's ``x``) are stored in float16 by
+default, half the disk of float32 (the ~12,000 photos of Twitter-2015 and 2017
+with ResNet-50, 70 vectors of 2,048 each: 3.4 GB instead of 6.9), and read
+back as float32; a matrix with a value beyond float16's range (65,504) is
 stored in float32. :meth:`FeatureCache.put` returns the features as a later
 :meth:`FeatureCache.get` gives them, so graphs built right after extraction
 equal graphs built from the cache. Files are written atomically (a
@@ -23,14 +23,13 @@ and read with ``weights_only=True``, so loading a cache never runs pickled code.
 
 An entry records its format version and settings key beside the features.
 One that cannot be read, is of another version or settings, or whose tensors
-do not have the shapes of :class:`ImageFeatures` (or hold NaN / inf) is never
+do not have the shapes of :data:`~graphmner.features.types.VISUAL_NODES` (or hold NaN / inf) is never
 returned: :meth:`FeatureCache.get` logs it, counts it in
 :attr:`FeatureCache.rejected` and reports a miss, so the features are
 recomputed and the entry rewritten.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -41,17 +40,15 @@ from typing import Any, Final
 
 import torch
 
-from graphmner.features.types import ImageFeatures
+from graphmner.features.types import VISUAL_NODES, ImageFeatures
 from graphmner.io import atomic_write
 
 #: Bumped whenever the meaning of cached features changes, so old entries
-#: are no longer found.
-FEATURES_VERSION: Final = 1
+#: are no longer found (2: features keyed by node type).
+FEATURES_VERSION: Final = 2
 
 #: How feature matrices are stored unless told otherwise (read back as float32).
 STORAGE_DTYPE: Final = torch.float16
-#: The fields stored in the storage dtype; boxes, scores and ids keep theirs.
-MATRICES: Final = ('image', 'regions', 'scales', 'objects')
 
 log = logging.getLogger(__name__)
 
@@ -67,36 +64,43 @@ def bytes_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def features_problem(fields: Any) -> str | None:
+def features_problem(stored: Any) -> str | None:
     """What is wrong with a stored :class:`ImageFeatures` dict, or None: every
-    field present, tensors of the documented shapes with one width ``C``,
-    one row per object in each object field, finite values."""
-    if not isinstance(fields, dict):
-        return f'not a dict of features but a {type(fields).__name__}'
-    names = [f.name for f in dataclasses.fields(ImageFeatures)]
-    missing = [n for n in names if n not in fields]
+    node type of :data:`VISUAL_NODES` present with its ``x`` ``[N, C]`` (one
+    width ``C``) and every attribute of its spec, ``N`` rows in each (and in
+    its names), finite values."""
+    if not isinstance(stored, dict):
+        return f'not a dict of features but a {type(stored).__name__}'
+    missing = [t for t in VISUAL_NODES if not isinstance(stored.get(t), dict)]
     if missing:
         return f'missing {missing}'
-    if not isinstance(fields['object_names'], list) or not all(isinstance(n, str)
-                                                               for n in fields['object_names']):
-        return 'of the wrong type (object_names is not a list of str)'
-    tensors = {n: fields[n] for n in names if n != 'object_names'}
-    wrong = [n for n, t in tensors.items() if not isinstance(t, torch.Tensor)]
-    if wrong:
-        return f'of the wrong type ({wrong} not tensors)'
-    image = tensors['image']
-    if image.dim() != 1 or image.numel() == 0:
-        return f'of the wrong shape (image {tuple(image.shape)}, expected [C])'
-    rows = lambda name: tensors[name].shape[0] if tensors[name].dim() else -1
-    C, R, S, K = image.shape[0], rows('regions'), rows('scales'), len(fields['object_names'])
-    expected = {'regions': (R, C), 'region_boxes': (R, 4), 'scales': (S, C), 'scale_levels': (S, ),
-                'scale_boxes': (S, 4), 'objects': (K, C), 'object_boxes': (K, 4),
-                'object_classes': (K, ), 'object_scores': (K, )}
-    for name, shape in expected.items():
-        if tuple(tensors[name].shape) != shape:
-            return f'of the wrong shape ({name} {tuple(tensors[name].shape)}, expected {shape})'
-    if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
-        return 'not finite (NaN or inf in it)'
+    width = None
+    for node_type, spec in VISUAL_NODES.items():
+        node = stored[node_type]
+        absent = [k for k in ('x', *spec.attrs, *(['names'] if spec.names else [])) if k not in node]
+        if absent:
+            return f'missing {node_type} {absent}'
+        names = node.get('names')
+        if spec.names and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            return f'of the wrong type ({node_type} names is not a list of str)'
+        wrong = [k for k in ('x', *spec.attrs) if not isinstance(node[k], torch.Tensor)]
+        if wrong:
+            return f'of the wrong type ({node_type} {wrong} not tensors)'
+        x = node['x']
+        if x.dim() != 2 or x.shape[1] == 0 or (width is not None and x.shape[1] != width):
+            return (f'of the wrong shape ({node_type}.x {tuple(x.shape)}, expected '
+                    f"[N, {width if width is not None else 'C'}])")
+        width, n = x.shape[1], x.shape[0]
+        if spec.rows is not None and n != spec.rows:
+            return f'of the wrong shape ({node_type}.x {tuple(x.shape)}, expected ({spec.rows}, {width}))'
+        if spec.names and len(node['names']) != n:
+            return f"of the wrong shape ({node_type} names {len(node['names'])}, expected {n})"
+        for key, (shape, _) in spec.attrs.items():
+            got = tuple(node[key].shape)
+            if got != (n, *shape):
+                return f'of the wrong shape ({node_type}.{key} {got}, expected {(n, *shape)})'
+        if not all(torch.isfinite(node[k]).all() for k in ('x', *spec.attrs) if node[k].is_floating_point()):
+            return 'not finite (NaN or inf in it)'
     return None
 
 
@@ -162,8 +166,7 @@ class FeatureCache:
 
     @staticmethod
     def _as_read(stored: dict[str, Any]) -> ImageFeatures:
-        return ImageFeatures.from_dict({name: value.float() if name in MATRICES else value
-                                        for name, value in stored.items()})
+        return ImageFeatures.from_dict({t: {**node, 'x': node['x'].float()} for t, node in stored.items()})
 
     def _narrowed(self, matrix: torch.Tensor) -> torch.Tensor:
         narrow = matrix.to(self.dtype)
@@ -182,8 +185,8 @@ class FeatureCache:
                               .encode()))
         path = self.path(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
-        stored = {name: self._narrowed(value) if name in MATRICES else value
-                  for name, value in features.to_dict().items()}
+        # Only x narrows: boxes, scores and ids keep their dtypes.
+        stored = {t: {**node, 'x': self._narrowed(node['x'])} for t, node in features.to_dict().items()}
         entry = {'version': FEATURES_VERSION, 'settings': self.key, 'features': stored}
         atomic_write(path, lambda f: torch.save(entry, f))
         return self._as_read(stored)

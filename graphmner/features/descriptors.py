@@ -5,7 +5,8 @@ ResNet describes every photo with nearly the same vector (mean pairwise cosine
 0.998 across the scikit-image photos), which the fusion layers learn to ignore.
 :class:`DescriptorBackbone` describes the photo from its pixels alone, with
 scikit-image, and fills the same node types as :class:`~graphmner.features.vision.VisionBackbone`,
-so it drops in wherever a backbone is used (``VisionConfig(arch='descriptors')``,
+so it drops in wherever a backbone is used: it is the vision backend registered as
+``'descriptors'`` (``VisionConfig(arch='descriptors')``,
 ``GraphOptions(vision_arch='descriptors')``).
 
 Every window (a grid cell, a pyramid cell, the whole photo or an object crop)
@@ -41,7 +42,7 @@ backbones.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import ClassVar, Final
+from typing import Final
 
 import numpy as np
 import torch
@@ -49,7 +50,8 @@ from PIL import Image
 from skimage import color, feature
 from torch import Tensor
 
-from graphmner.features.vision import BackboneFeatures, _cells
+from graphmner.features.grid import cells
+from graphmner.features.types import NodeFeatures, VisualWidths
 
 #: Bumped whenever the descriptor's definition changes; part of the cache key.
 DESCRIPTORS_VERSION: Final = 1
@@ -86,9 +88,6 @@ class DescriptorConfig:
         lbp_radius (int, optional): Radius ``R`` of the local binary pattern,
             in pixels. (default: :obj:`1`)
     """
-
-    #: The ``VisionConfig.arch`` / ``GraphOptions.vision_arch`` value that selects this backend.
-    arch: ClassVar[str] = 'descriptors'
 
     image_size: int = 224
     scale_grid: int = 2
@@ -130,23 +129,13 @@ class DescriptorConfig:
         return (self.hue_bins + self.saturation_bins + self.value_bins + 6 + self.orientations + 1
                 + self.lbp_points + 2)
 
-    def fingerprint(self) -> dict:
-        """What determines the features: every setting and the descriptor's
-        version. Feeds the cache key."""
-        return {'arch': self.arch, 'version': DESCRIPTORS_VERSION, **asdict(self)}
-
-    def describe(self) -> str:
-        """A short name for pictures and logs."""
-        return f'descriptors ({self.width}-d colour, gradient and LBP histograms; no weights)'
-
 
 class DescriptorBackbone:
     r"""Classical descriptors in the place of a vision backbone.
 
-    Same interface as :class:`~graphmner.features.vision.VisionBackbone`
-    (:meth:`extract`, :meth:`encode_crops`, :attr:`out_channels`), without
-    weights, randomness or a device: the features are a deterministic function
-    of the pixels and the config.
+    A vision backend (:class:`~graphmner.features.backends.VisionBackend`)
+    without weights, randomness or a device: the features are a deterministic
+    function of the pixels and the config.
 
     Args:
         config (DescriptorConfig, optional): The settings.
@@ -155,27 +144,45 @@ class DescriptorBackbone:
     Example:
         >>> backbone = DescriptorBackbone()
         >>> feats = backbone.extract([Image.new('RGB', (320, 240))])
-        >>> feats[0].regions.shape, feats[0].scales.shape
+        >>> feats[0]['region'].x.shape, feats[0]['scale'].x.shape
         (torch.Size([49, 42]), torch.Size([16, 42]))
     """
+
+    #: The registered name (``VisionConfig.arch`` / ``GraphOptions.vision_arch``).
+    name: Final = 'descriptors'
 
     def __init__(self, config: DescriptorConfig = DescriptorConfig()):
         self.config = config
         self.out_channels: int = config.width
 
-    def extract(self, images: list[Image.Image]) -> list[BackboneFeatures]:
+    @property
+    def widths(self) -> VisualWidths:
+        """Every node and every pyramid level is the descriptor's width (no padding)."""
+        return VisualWidths.uniform(self.config.width, self.config.levels)
+
+    def fingerprint(self) -> dict:
+        """What determines the features: every setting and the descriptor's
+        version. Feeds the cache key."""
+        return {'arch': self.name, 'version': DESCRIPTORS_VERSION, **asdict(self.config)}
+
+    def describe(self) -> str:
+        """A short name for pictures and logs."""
+        return f'descriptors ({self.config.width}-d colour, gradient and LBP histograms; no weights)'
+
+    def extract(self, images: list[Image.Image]) -> list[dict[str, NodeFeatures]]:
         r"""Global, region and scale descriptors of each photo.
 
         Args:
             images (list[PIL.Image.Image]): RGB images of any size.
 
         Returns:
-            list[BackboneFeatures]: One per image, float32.
+            list[dict[str, NodeFeatures]]: One per image, its ``image``,
+            ``region`` and ``scale`` nodes, float32.
         """
         cfg = self.config
         grid, scale_grid = cfg.grid, cfg.scale_grid
-        region_boxes = _cells(*(_partition_edges(cfg.image_size, grid), ) * 2)
-        scale_boxes = torch.cat([_cells(*(_partition_edges(cfg.image_size >> level, scale_grid), ) * 2)
+        region_boxes = cells(*(_partition_edges(cfg.image_size, grid), ) * 2)
+        scale_boxes = torch.cat([cells(*(_partition_edges(cfg.image_size >> level, scale_grid), ) * 2)
                                  for level in range(cfg.levels)])
         scale_levels = torch.arange(cfg.levels).repeat_interleave(scale_grid * scale_grid)
         out = []
@@ -184,10 +191,11 @@ class DescriptorBackbone:
             scales = [finest.pool(scale_grid)]
             scales += [self._maps(image, cfg.image_size >> level).pool(scale_grid)
                        for level in range(1, cfg.levels)]
-            out.append(BackboneFeatures(
-                image=_tensor(finest.pool(1)[0]), regions=_tensor(finest.pool(grid)),
-                region_boxes=region_boxes.clone(), scales=_tensor(np.concatenate(scales)),
-                scale_levels=scale_levels.clone(), scale_boxes=scale_boxes.clone()))
+            out.append({
+                'image': NodeFeatures(_tensor(finest.pool(1))),
+                'region': NodeFeatures(_tensor(finest.pool(grid)), {'box': region_boxes.clone()}),
+                'scale': NodeFeatures(_tensor(np.concatenate(scales)),
+                                      {'box': scale_boxes.clone(), 'level': scale_levels.clone()})})
         return out
 
     def encode_crops(self, crops: list[Image.Image]) -> Tensor:

@@ -13,7 +13,6 @@ imported ultralytics earlier in the process.
 """
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import warnings
@@ -23,8 +22,8 @@ from typing import Final
 
 import torch
 from PIL import Image
-from torch import Tensor
 
+from graphmner.features.types import Detections
 from graphmner.features.vision import file_sha256
 
 #: The 80 COCO classes, in YOLO's class-id order.
@@ -48,9 +47,14 @@ _CONFIG_SUFFIXES: Final = ('.yaml', '.yml')
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    r"""Settings of :class:`ObjectDetector`.
+    r"""Settings of a detector backend (:func:`graphmner.features.backends.detector_backend`
+    builds the one ``arch`` names; a backend reads the settings it uses).
 
     Args:
+        arch (str, optional): The detector's registered name: ``'yolo'``
+            (:class:`ObjectDetector`);
+            :func:`~graphmner.features.backends.detector_names` lists them all.
+            (default: :obj:`'yolo'`)
         weights (str or os.PathLike, optional): A weights file (e.g. a local
             ``yolov8n.pt``; relative paths are resolved against the working
             directory, never looked up online), a model ``.yaml`` such as
@@ -72,6 +76,7 @@ class DetectorConfig:
             feature identity. (default: :obj:`'cpu'`)
     """
 
+    arch: str = 'yolo'
     weights: str | os.PathLike | None = 'yolov8n.pt'
     top_k: int = 4
     conf: float = 0.25
@@ -149,39 +154,11 @@ class DetectorConfig:
         return out
 
 
-@dataclass
-class Detections:
-    """The detections of one image, most confident first."""
-
-    boxes: Tensor    # [K, 4] normalised xyxy
-    classes: Tensor  # [K] long
-    scores: Tensor   # [K] float
-    names: list[str]  # [K] class names
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    @classmethod
-    def empty(cls) -> Detections:
-        return cls(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long),
-                   torch.zeros(0), [])
-
-    def crop(self, image: Image.Image) -> list[Image.Image]:
-        """Cuts each detected box out of ``image`` (the detected image)."""
-        width, height = image.size
-        crops = []
-        for x0, y0, x1, y1 in self.boxes.tolist():
-            left = min(math.floor(x0 * width), width - 1)
-            top = min(math.floor(y0 * height), height - 1)
-            # At least one pixel, even for a degenerate box.
-            right = min(max(math.ceil(x1 * width), left + 1), width)
-            bottom = min(max(math.ceil(y1 * height), top + 1), height)
-            crops.append(image.crop((left, top, right, bottom)))
-        return crops
-
-
 class ObjectDetector:
-    r"""A frozen YOLO detector returning the top-k objects of each image.
+    r"""A frozen YOLO detector returning the top-k objects of each image: the
+    detector backend registered as ``'yolo'``. Construction reads no file;
+    :meth:`fingerprint` finds and hashes the weights file, and the network
+    loads on first use, so a run whose features are all cached never loads it.
 
     Args:
         config (DetectorConfig, optional): The settings.
@@ -189,45 +166,63 @@ class ObjectDetector:
 
     Raises:
         ValueError: ``config.weights`` is :obj:`None` (no detector).
-        FileNotFoundError: The weights file does not exist.
-        ImportError: ultralytics is not installed.
+        FileNotFoundError: The weights file does not exist (from
+            :meth:`fingerprint` or the first use).
+        ImportError: ultralytics is not installed (on first use).
 
     Example:
         >>> detector = ObjectDetector(DetectorConfig(weights='yolov8n.yaml'))
         >>> detections = detector.detect([Image.new('RGB', (320, 240))])
     """
 
+    #: The registered name (``DetectorConfig.arch``).
+    name: Final = 'yolo'
+
     def __init__(self, config: DetectorConfig = DetectorConfig()):
-        self.config = config
         if not config.enabled:
             raise ValueError("DetectorConfig.weights (--detector-weights) is None, which means no "
                              "detector: FeatureExtractor then gives every image no objects")
-        if config.random_weights:
-            source = str(config.weights)
-            warnings.warn(
-                f"DetectorConfig.weights is {source!r}: the detector has "
-                f"RANDOM weights, so its boxes and classes are meaningless; "
-                f"use them only for tests and timing. Set "
-                f"DetectorConfig.weights (--detector-weights) to a trained "
-                f"weights file for real detections.",
-                UserWarning, stacklevel=2)
-        else:
-            # An absolute path that exists: ultralytics then never falls
-            # back to its asset download.
-            source = str(config.resolve_weights())
+        self.config = config
+        self._model = None
 
-        YOLO = _import_yolo()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            self.model = YOLO(source, task='detect')
-        names = self.model.model.names
-        if config.random_weights and len(names) == len(COCO_CLASSES):
-            # A .yaml model names its classes '0'..'79'; give it the COCO
-            # names a trained model would have, so the text side (phrase
-            # grounding, object tags) sees a realistic vocabulary.
-            self.model.model.names = dict(enumerate(COCO_CLASSES))
-        self.model.model.requires_grad_(False)
-        self.model.model.eval()
+    def fingerprint(self) -> dict:
+        """The config's :meth:`DetectorConfig.fingerprint`; feeds the cache key."""
+        return self.config.fingerprint()
+
+    def describe(self) -> str:
+        return self.config.describe()
+
+    @property
+    def model(self):
+        """The ultralytics ``YOLO`` model, loaded on first use."""
+        if self._model is None:
+            config = self.config
+            if config.random_weights:
+                source = str(config.weights)
+                warnings.warn(
+                    f"DetectorConfig.weights is {source!r}: the detector has "
+                    f"RANDOM weights, so its boxes and classes are meaningless; "
+                    f"use them only for tests and timing. Set "
+                    f"DetectorConfig.weights (--detector-weights) to a trained "
+                    f"weights file for real detections.",
+                    UserWarning, stacklevel=3)
+            else:
+                # An absolute path that exists: ultralytics then never falls
+                # back to its asset download.
+                source = str(config.resolve_weights())
+            YOLO = _import_yolo()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)
+                model = YOLO(source, task='detect')
+            if config.random_weights and len(model.model.names) == len(COCO_CLASSES):
+                # A .yaml model names its classes '0'..'79'; give it the COCO
+                # names a trained model would have, so the text side (phrase
+                # grounding, object tags) sees a realistic vocabulary.
+                model.model.names = dict(enumerate(COCO_CLASSES))
+            model.model.requires_grad_(False)
+            model.model.eval()
+            self._model = model
+        return self._model
 
     @property
     def names(self) -> dict[int, str]:

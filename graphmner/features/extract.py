@@ -28,11 +28,17 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from graphmner.data.images import DEFAULT_MAX_PIXELS, ImageLoad, decode_image, read_bytes
+from graphmner.features.backends import (
+    DetectorBackend,
+    VisionBackend,
+    describe_backends,
+    detector_backend,
+    vision_backend,
+)
 from graphmner.features.cache import FeatureCache, bytes_sha256
-from graphmner.features.descriptors import DescriptorBackbone
-from graphmner.features.detector import Detections, DetectorConfig, ObjectDetector
-from graphmner.features.types import ImageFeatures
-from graphmner.features.vision import BackboneFeatures, VisionBackbone, VisionConfig, build_backbone
+from graphmner.features.detector import DetectorConfig
+from graphmner.features.types import VISUAL_NODES, Detections, ImageFeatures
+from graphmner.features.vision import VisionConfig
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +102,17 @@ class ExtractionReport:
 class FeatureExtractor:
     r"""Cached, batched extraction of :class:`ImageFeatures`.
 
-    The backbone and detector are built on first need, so a run whose
-    features are all cached never loads them; a detector config with
-    ``weights=None`` builds none and gives every image no object.
+    The backends (:mod:`graphmner.features.backends`) load their networks on
+    first need, so a run whose features are all cached never loads them; a
+    detector config with ``weights=None`` gives every image no object.
 
     Args:
-        vision (VisionConfig, VisionBackbone or DescriptorBackbone, optional):
-            Backbone settings (``arch='descriptors'`` for the weight-free
-            descriptors), or a built backbone to share between extractors.
+        vision (VisionConfig or VisionBackend, optional): Backend settings
+            (``arch`` a registered name, e.g. ``'descriptors'`` for the
+            weight-free descriptors), or a backend to share between extractors.
             (default: :obj:`VisionConfig()`)
-        detector (DetectorConfig or ObjectDetector, optional): Detector
-            settings, or a built detector to share.
-            (default: :obj:`DetectorConfig()`)
+        detector (DetectorConfig or DetectorBackend, optional): Detector
+            settings, or a detector to share. (default: :obj:`DetectorConfig()`)
         cache_dir (str or os.PathLike, optional): Root of the feature cache;
             :obj:`None` disables caching. (default: :obj:`None`)
         batch_size (int, optional): Images per forward pass.
@@ -122,8 +127,8 @@ class FeatureExtractor:
 
     def __init__(
         self,
-        vision: VisionConfig | VisionBackbone | DescriptorBackbone = VisionConfig(),
-        detector: DetectorConfig | ObjectDetector = DetectorConfig(),
+        vision: VisionConfig | VisionBackend = VisionConfig(),
+        detector: DetectorConfig | DetectorBackend = DetectorConfig(),
         cache_dir: str | os.PathLike | None = None,
         *,
         batch_size: int = 16,
@@ -134,17 +139,12 @@ class FeatureExtractor:
         if batch_size < 1:
             raise ValueError(f"'batch_size' must be positive "
                              f"(got {batch_size})")
-        self._backbone = (vision if isinstance(vision, (VisionBackbone, DescriptorBackbone))
-                          else None)
-        self._detector = (detector if isinstance(detector, ObjectDetector)
-                          else None)
-        # A VisionConfig, or the DescriptorConfig of a given DescriptorBackbone.
-        self.vision_config = getattr(vision, 'config', vision)
-        self.detector_config: DetectorConfig = getattr(detector, 'config',
-                                                       detector)
+        self.backbone: VisionBackend = vision_backend(vision) if isinstance(vision, VisionConfig) else vision
+        self.detector: DetectorBackend | None = (
+            detector_backend(detector) if isinstance(detector, DetectorConfig) else detector)
         self.settings = {
-            'vision': self.vision_config.fingerprint(),
-            'detector': self.detector_config.fingerprint()
+            'vision': self.backbone.fingerprint(),
+            'detector': self.detector.fingerprint() if self.detector is not None else {'weights': None},
         }
         self.cache = (FeatureCache(cache_dir, self.settings)
                       if cache_dir is not None else None)
@@ -153,18 +153,6 @@ class FeatureExtractor:
         self.max_pixels = max_pixels
         self.progress = progress
         self.report = ExtractionReport()
-
-    @property
-    def backbone(self) -> VisionBackbone | DescriptorBackbone:
-        if self._backbone is None:
-            self._backbone = build_backbone(self.vision_config)
-        return self._backbone
-
-    @property
-    def detector(self) -> ObjectDetector:
-        if self._detector is None:
-            self._detector = ObjectDetector(self.detector_config)
-        return self._detector
 
     def extract(
         self,
@@ -261,43 +249,33 @@ class FeatureExtractor:
         with _timed(report, 'backbone'):
             visual = self.backbone.extract(images)
         with _timed(report, 'detector'):
-            detections = (self.detector.detect(images) if self.detector_config.enabled
+            detections = (self.detector.detect(images) if self.detector is not None
                           else [Detections.empty() for _ in images])
         with _timed(report, 'crops'):
             crops = [c for img, det in zip(images, detections, strict=True)
                      for c in det.crop(img)]
             pooled = self.backbone.encode_crops(crops)
             objects = torch.split(pooled, [len(d) for d in detections])
-        return [
-            _assemble(vis, det, obj.clone())
-            for vis, det, obj in zip(visual, detections, objects, strict=True)
-        ]
+        out = []
+        for nodes, det, obj in zip(visual, detections, objects, strict=True):
+            nodes = {**nodes, 'object': det.nodes(obj.clone())}
+            if set(nodes) != set(VISUAL_NODES):
+                raise ValueError(f'vision backend {self.backbone.name!r} gave the node types '
+                                 f'{sorted(nodes)}, not {sorted(VISUAL_NODES)}')
+            out.append(ImageFeatures({t: nodes[t] for t in VISUAL_NODES}))
+        return out
+
+    def describe(self) -> str:
+        """What makes the visual features: ``'<vision backend>; <detector>'``."""
+        return describe_backends(self.backbone, self.detector)
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}({self.vision_config.arch}, '
-                f'{str(self.detector_config.weights)!r}, cache={self.cache})')
+        return f'{self.__class__.__name__}({self.describe()}, cache={self.cache})'
 
 
 def _problem(path, failed: ImageLoad) -> ImageProblem:
     return ImageProblem(None if path is None else str(path), failed.problem,
                         failed.detail)
-
-
-def _assemble(visual: BackboneFeatures, detections: Detections,
-              objects: torch.Tensor) -> ImageFeatures:
-    return ImageFeatures(
-        image=visual.image,
-        regions=visual.regions,
-        region_boxes=visual.region_boxes,
-        scales=visual.scales,
-        scale_levels=visual.scale_levels,
-        scale_boxes=visual.scale_boxes,
-        objects=objects,
-        object_boxes=detections.boxes,
-        object_classes=detections.classes,
-        object_scores=detections.scores,
-        object_names=list(detections.names),
-    )
 
 
 @contextmanager

@@ -1,8 +1,9 @@
 r"""Frozen ResNet backbone: global, grid-region and pyramid-scale features.
 
-(``VisionConfig(arch='descriptors')`` selects the weight-free
-:class:`~graphmner.features.descriptors.DescriptorBackbone` instead; see
-:func:`build_backbone`.)
+:class:`VisionConfig` holds the settings of every vision backend; its ``arch``
+names one in the registry of :mod:`graphmner.features.backends` (the ResNets
+of this file as :class:`ResNetBackend`, the weight-free
+:class:`~graphmner.features.descriptors.DescriptorBackbone` as ``'descriptors'``).
 
 One forward pass over a batch of photos gives, per photo,
 
@@ -27,7 +28,7 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 from urllib.parse import urlparse
 
 import torch
@@ -37,12 +38,15 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
-RESNETS: Final[tuple[str, ...]] = ('resnet50', 'resnet152')
-#: ``'descriptors'``: classical colour, gradient and texture descriptors, no weights.
-ARCHS: Final[tuple[str, ...]] = (*RESNETS, 'descriptors')
+from graphmner.features.grid import adaptive_edges, cells, even_edges, to_image_coords
+from graphmner.features.types import VISUAL_NODES, NodeFeatures, VisualWidths
 
-#: Width of ResNet-50/152's last stage: the ``x`` width of every visual node.
-RESNET_WIDTH: Final = 2048
+RESNETS: Final[tuple[str, ...]] = ('resnet50', 'resnet152')
+
+#: Channels of stages 1-4 (``layer1`` .. ``layer4``) of each ResNet: the
+#: pyramid level widths; the last is the ``x`` width of every visual node.
+STAGE_WIDTHS: Final[dict[str, tuple[int, ...]]] = {'resnet50': (256, 512, 1024, 2048),
+                                                    'resnet152': (256, 512, 1024, 2048)}
 
 IMAGENET_MEAN: Final = (0.485, 0.456, 0.406)
 IMAGENET_STD: Final = (0.229, 0.224, 0.225)
@@ -54,14 +58,17 @@ _IMAGENET_ALIAS: Final = 'IMAGENET1K_V1'
 
 @dataclass(frozen=True)
 class VisionConfig:
-    r"""Settings of :class:`VisionBackbone`.
+    r"""Settings of a vision backend (:func:`graphmner.features.backends.vision_backend`
+    builds the one ``arch`` names).
 
     Args:
-        arch (str, optional): ``'resnet50'``, ``'resnet152'``, or
-            ``'descriptors'`` for the weight-free
+        arch (str, optional): The backend's registered name: ``'resnet50'``,
+            ``'resnet152'`` (:class:`ResNetBackend`), or ``'descriptors'`` for
+            the weight-free
             :class:`~graphmner.features.descriptors.DescriptorBackbone` (which
             reads ``image_size`` and ``scale_grid`` and ignores every other
-            setting). (default: :obj:`'resnet50'`)
+            setting); :func:`~graphmner.features.backends.vision_names` lists
+            them all. (default: :obj:`'resnet50'`)
         weights (str or os.PathLike, optional): ``'imagenet'`` (torchvision's
             ``IMAGENET1K_V1``, read from the torch hub cache, never
             downloaded), another torchvision weight name such as
@@ -83,7 +90,7 @@ class VisionConfig:
             feature identity. (default: :obj:`'cpu'`)
     """
 
-    arch: Literal['resnet50', 'resnet152', 'descriptors'] = 'resnet50'
+    arch: str = 'resnet50'
     weights: str | os.PathLike | None = 'imagenet'
     image_size: int = 224
     resize_size: int | None = None
@@ -92,9 +99,6 @@ class VisionConfig:
     device: str = 'cpu'
 
     def __post_init__(self):
-        if self.arch not in ARCHS:
-            raise ValueError(f"VisionConfig.arch must be one of {ARCHS} "
-                             f"(got {self.arch!r})")
         if self.image_size < 32:
             raise ValueError(f"VisionConfig.image_size must be at least 32 "
                              f"(got {self.image_size})")
@@ -102,39 +106,6 @@ class VisionConfig:
             raise ValueError(
                 f"VisionConfig.resize_size must be at least image_size="
                 f"{self.image_size} (got {self.resize_size})")
-        last_stage = -(-self.image_size // 32)
-        if not 1 <= self.scale_grid <= last_stage:
-            raise ValueError(
-                f"VisionConfig.scale_grid must be between 1 and {last_stage}, "
-                f"the last stage's size at image_size={self.image_size} "
-                f"(got {self.scale_grid})")
-        if self.arch == 'descriptors':
-            self.descriptor_config()  # checks the pyramid of the descriptors
-
-    def descriptor_config(self):
-        """The :class:`~graphmner.features.descriptors.DescriptorConfig` of
-        ``arch='descriptors'``: this config's ``image_size`` and ``scale_grid``.
-        """
-        from graphmner.features.descriptors import DescriptorConfig
-        return DescriptorConfig(image_size=self.image_size, scale_grid=self.scale_grid)
-
-    @property
-    def feature_dim(self) -> int:
-        """The ``x`` width of every visual node this backbone makes."""
-        if self.arch == 'descriptors':
-            return self.descriptor_config().width
-        return RESNET_WIDTH
-
-    def describe(self) -> str:
-        """A short name of the backbone and its weights (a file by its name,
-        without reading it), for pictures and logs."""
-        if self.arch == 'descriptors':
-            return self.descriptor_config().describe()
-        if self.weights is None:
-            return f'{self.arch} (RANDOM weights)'
-        if _torchvision_weights(self) is not None:
-            return f'{self.arch} ({self.weights})'
-        return f'{self.arch} ({Path(self.weights).name})'
 
     @property
     def resize(self) -> int:
@@ -143,38 +114,82 @@ class VisionConfig:
             return self.resize_size
         return round(self.image_size * 256 / 224)
 
+
+class ResNetBackend:
+    r"""The vision backend of a frozen torchvision ResNet (``'resnet50'``,
+    ``'resnet152'``): its identity and widths without loading it, and its
+    features from a :class:`VisionBackbone` built on first use, so a run whose
+    features are all cached never loads the weights.
+
+    Args:
+        config (VisionConfig): The settings (``arch`` one of :data:`RESNETS`).
+
+    Raises:
+        ValueError: ``arch`` is no ResNet, or ``scale_grid`` is finer than the
+            last stage.
+    """
+
+    def __init__(self, config: VisionConfig):
+        if config.arch not in RESNETS:
+            raise ValueError(f"ResNetBackend builds one of {RESNETS} (got arch={config.arch!r})")
+        last_stage = -(-config.image_size // 32)
+        if not 1 <= config.scale_grid <= last_stage:
+            raise ValueError(
+                f"VisionConfig.scale_grid must be between 1 and {last_stage}, "
+                f"the last stage's size at image_size={config.image_size} "
+                f"(got {config.scale_grid})")
+        self.config = config
+        self.name = config.arch
+        self._network: VisionBackbone | None = None
+
+    @property
+    def widths(self) -> VisualWidths:
+        """Every node is the last stage wide; each pyramid level is its stage's channels."""
+        stages = STAGE_WIDTHS[self.config.arch]
+        return VisualWidths({t: stages[-1] for t in VISUAL_NODES}, stages)
+
+    def describe(self) -> str:
+        """The backbone and its weights (a file by its name, without reading it)."""
+        c = self.config
+        if c.weights is None:
+            return f'{c.arch} (RANDOM weights)'
+        if _torchvision_weights(c) is not None:
+            return f'{c.arch} ({c.weights})'
+        return f'{c.arch} ({Path(c.weights).name})'
+
     def fingerprint(self) -> dict:
         """What determines the features: the settings, minus the device,
         with ``weights`` replaced by the identity of the weights (a
-        checkpoint name or a file's SHA-256); for ``'descriptors'``, the
-        descriptor's settings and version. Feeds the cache key.
+        checkpoint name or a file's SHA-256). Feeds the cache key.
         """
-        if self.arch == 'descriptors':
-            return self.descriptor_config().fingerprint()
-        out = asdict(self)
+        out = asdict(self.config)
         del out['device']
-        out['resize_size'] = self.resize
-        out['weights'] = _weights_identity(self)
-        if self.weights is not None:
+        out['resize_size'] = self.config.resize
+        out['weights'] = _weights_identity(self.config)
+        if self.config.weights is not None:
             del out['seed']
         return out
 
+    @property
+    def network(self) -> VisionBackbone:
+        if self._network is None:
+            self._network = VisionBackbone(self.config)
+            built = self._network.stage_widths
+            if built != STAGE_WIDTHS[self.config.arch]:
+                raise RuntimeError(f'{self.config.arch} has stage widths {built}, not the declared '
+                                   f'{STAGE_WIDTHS[self.config.arch]}')
+        return self._network
 
-@dataclass
-class BackboneFeatures:
-    """Per-image output of :meth:`VisionBackbone.extract`, on the CPU.
+    def extract(self, images: list[Image.Image]) -> list[dict[str, NodeFeatures]]:
+        """The ``image``, ``region`` and ``scale`` nodes of each photo."""
+        return self.network.extract(images)
 
-    ``C`` is the feature width (ResNet: the last stage's), ``R`` the number
-    of region cells and ``S = 4 * scale_grid ** 2`` the number of pyramid
-    cells (level-major, then row-major).
-    """
+    def encode_crops(self, crops: list[Image.Image]) -> Tensor:
+        """``[K, C]`` features of object crops."""
+        return self.network.encode_crops(crops)
 
-    image: Tensor         # [C]
-    regions: Tensor       # [R, C]
-    region_boxes: Tensor  # [R, 4] normalised xyxy in the original photo
-    scales: Tensor        # [S, C] (ResNet: each stage's channels zero-padded to C)
-    scale_levels: Tensor  # [S] long, stage 0..3
-    scale_boxes: Tensor   # [S, 4] normalised xyxy in the original photo
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}({self.describe()})'
 
 
 class VisionBackbone(nn.Module):
@@ -195,7 +210,7 @@ class VisionBackbone(nn.Module):
     Example:
         >>> backbone = VisionBackbone(VisionConfig(weights=None))
         >>> feats = backbone.extract([Image.new('RGB', (320, 240))])
-        >>> feats[0].regions.shape
+        >>> feats[0]['region'].x.shape
         torch.Size([49, 2048])
     """
 
@@ -203,7 +218,7 @@ class VisionBackbone(nn.Module):
         super().__init__()
         if config.arch not in RESNETS:
             raise ValueError(f"VisionBackbone builds one of {RESNETS} (got arch={config.arch!r}); "
-                             f"build_backbone(config) also builds the weight-free descriptors")
+                             f"graphmner.features.backends.vision_backend(config) builds any backend")
         self.config = config
         resnet = _build_resnet(config)
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu,
@@ -211,6 +226,8 @@ class VisionBackbone(nn.Module):
         self.stages = nn.ModuleList(
             [resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4])
         self.out_channels: int = resnet.fc.in_features
+        #: Output channels of stages 1-4.
+        self.stage_widths: tuple[int, ...] = tuple(_out_channels(stage) for stage in self.stages)
         self.register_buffer('mean', torch.tensor(IMAGENET_MEAN).view(3, 1, 1),
                              persistent=False)
         self.register_buffer('std', torch.tensor(IMAGENET_STD).view(3, 1, 1),
@@ -269,14 +286,17 @@ class VisionBackbone(nn.Module):
     # no_grad, not inference_mode: inference tensors could not be saved for
     # backward by the trainable layers that consume these features.
     @torch.no_grad()
-    def extract(self, images: list[Image.Image]) -> list[BackboneFeatures]:
+    def extract(self, images: list[Image.Image]) -> list[dict[str, NodeFeatures]]:
         r"""Global, region and scale features of a batch, in one forward pass.
 
         Args:
             images (list[PIL.Image.Image]): RGB images of any size.
 
         Returns:
-            list[BackboneFeatures]: One per image, float32 on the CPU.
+            list[dict[str, NodeFeatures]]: One per image, its ``image``
+            (``[1, C]``), ``region`` (``[R, C]``, ``box``) and ``scale`` nodes
+            (``[S, C]``, each stage's channels zero-padded to ``C``; ``level``,
+            ``box``), float32 on the CPU.
         """
         if not images:
             return []
@@ -287,7 +307,7 @@ class VisionBackbone(nn.Module):
 
         image = last.mean(dim=(2, 3))                       # [B, C]
         regions = last.flatten(2).transpose(1, 2)           # [B, H*W, C]
-        region_cells = _cells(_even_edges(height), _even_edges(width))
+        region_cells = cells(even_edges(height), even_edges(width))
 
         grid = self.config.scale_grid
         scales, scale_cells, levels = [], [], []
@@ -296,8 +316,8 @@ class VisionBackbone(nn.Module):
             pooled = pooled.flatten(2).transpose(1, 2)      # [B, g*g, C_l]
             scales.append(F.pad(pooled, (0, channels - pooled.size(-1))))
             scale_cells.append(
-                _cells(_adaptive_edges(fmap.size(2), grid),
-                       _adaptive_edges(fmap.size(3), grid)))
+                cells(adaptive_edges(fmap.size(2), grid),
+                      adaptive_edges(fmap.size(3), grid)))
             levels.append(torch.full((grid * grid, ), level, dtype=torch.long))
         scales = torch.cat(scales, dim=1)                   # [B, S, C]
         scale_cells = torch.cat(scale_cells)                # [S, 4]
@@ -308,11 +328,10 @@ class VisionBackbone(nn.Module):
         # Clones, not views: torch.save writes a view's whole storage, and
         # each image's features are cached on their own.
         return [
-            BackboneFeatures(
-                image=image[i].clone(), regions=regions[i].clone(),
-                region_boxes=_to_image_coords(region_cells, windows[i]),
-                scales=scales[i].clone(), scale_levels=levels.clone(),
-                scale_boxes=_to_image_coords(scale_cells, windows[i]))
+            {'image': NodeFeatures(image[i].view(1, -1).clone()),
+             'region': NodeFeatures(regions[i].clone(), {'box': to_image_coords(region_cells, windows[i])}),
+             'scale': NodeFeatures(scales[i].clone(), {'box': to_image_coords(scale_cells, windows[i]),
+                                                       'level': levels.clone()})}
             for i in range(batch)
         ]
 
@@ -341,46 +360,9 @@ class VisionBackbone(nn.Module):
                 f'image_size={self.config.image_size})')
 
 
-def build_backbone(config: VisionConfig):
-    """The backbone ``config.arch`` names: a :class:`VisionBackbone`, or a
-    :class:`~graphmner.features.descriptors.DescriptorBackbone` for
-    ``'descriptors'``.
-    """
-    if config.arch == 'descriptors':
-        from graphmner.features.descriptors import DescriptorBackbone
-        return DescriptorBackbone(config.descriptor_config())
-    return VisionBackbone(config)
-
-
-def _even_edges(n: int) -> Tensor:
-    """Fractional start/end of ``n`` equal cells: ``[n, 2]``."""
-    i = torch.arange(n, dtype=torch.float32)
-    return torch.stack([i / n, (i + 1) / n], dim=1)
-
-
-def _adaptive_edges(n: int, out: int) -> Tensor:
-    """Fractional windows of ``adaptive_avg_pool`` from ``n`` to ``out``
-    cells (they overlap when ``out`` does not divide ``n``): ``[out, 2]``.
-    """
-    i = torch.arange(out)
-    start = torch.div(i * n, out, rounding_mode='floor')
-    end = torch.div((i + 1) * n + out - 1, out, rounding_mode='floor')
-    return torch.stack([start, end], dim=1).float() / n
-
-
-def _cells(rows: Tensor, cols: Tensor) -> Tensor:
-    """Row-major xyxy boxes of a grid, in crop coordinates: ``[R*C, 4]``."""
-    y = rows.repeat_interleave(cols.size(0), dim=0)
-    x = cols.repeat(rows.size(0), 1)
-    return torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1)
-
-
-def _to_image_coords(boxes: Tensor, window: Tensor) -> Tensor:
-    """Maps boxes from crop coordinates into the original image's."""
-    x0, y0, x1, y1 = window.tolist()
-    scale = boxes.new_tensor([x1 - x0, y1 - y0, x1 - x0, y1 - y0])
-    offset = boxes.new_tensor([x0, y0, x0, y0])
-    return (boxes * scale + offset).clamp_(0.0, 1.0)
+def _out_channels(stage: nn.Sequential) -> int:
+    """Output channels of a ResNet stage (its last block's last batch norm)."""
+    return [m for m in stage.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
 
 
 def _torchvision_weights(config: VisionConfig):

@@ -1,6 +1,6 @@
 """The tweet graph: schema, options, builder, datasets, transforms, inspection and export."""
 from . import schema
-from .builder import GraphBuilder, build_graph
+from .builder import GraphBuilder, backend_widths, build_graph, graph_features
 from .datasets import DEFAULT_CACHE, TweetGraphs, load_dataset, visual_width
 from .export import FORMATS, export, to_networkx
 from .inspect import draw, layout, summary
@@ -8,5 +8,5 @@ from .options import GraphOptions
 from .transforms import KeepRelations
 
 __all__ = ['DEFAULT_CACHE', 'FORMATS', 'GraphBuilder', 'GraphOptions', 'KeepRelations', 'TweetGraphs',
-           'build_graph', 'draw', 'export', 'layout', 'load_dataset', 'schema', 'summary', 'to_networkx',
-           'visual_width']
+           'backend_widths', 'build_graph', 'draw', 'export', 'graph_features', 'layout', 'load_dataset',
+           'schema', 'summary', 'to_networkx', 'visual_width']

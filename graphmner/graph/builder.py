@@ -4,7 +4,8 @@ from its words, the frozen features of its image and its image-to-text words.
 Every graph carries every node type, with zero rows where a tweet has none, so
 that any mix of graphs batches. A tweet without a usable image keeps its
 ``image`` node (zero feature, ``missing=True``) and no region, scale or object
-node: no fake visual evidence.
+node: no fake visual evidence. The visual nodes are written by node type, as
+:data:`~graphmner.features.types.VISUAL_NODES` declares them.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from torch_geometric.data import HeteroData
 
 from ..data.conll import Tweet
 from ..data.labels import BIO_LABELS, repair_iob2
-from ..features.types import ImageFeatures
+from ..features.types import VISUAL_NODES, ImageFeatures, NodeFeatures, VisualWidths
 from . import schema
 from .options import GraphOptions
 
@@ -25,9 +26,6 @@ log = logging.getLogger('graphmner.data')
 
 #: Bumped whenever the builder's output changes, so cached graphs are rebuilt.
 BUILDER_VERSION = 3
-
-#: Backbone width assumed for graphs without any image (ResNet-50/152).
-DEFAULT_FEATURE_DIM = 2048
 
 
 def chain(n: int) -> Tensor:
@@ -53,7 +51,7 @@ def complete_bipartite(n_src: int, n_dst: int) -> Tensor:
 def build_graph(tweet: Tweet, features: ImageFeatures | None = None, *,
                 aux: Sequence[tuple[str, str]] = (), grounds: Tensor | None = None,
                 labels: Sequence[str] = BIO_LABELS,
-                feature_dim: int = DEFAULT_FEATURE_DIM, visual_backend: str = '') -> HeteroData:
+                widths: VisualWidths | None = None, visual_backend: str = '') -> HeteroData:
     """One tweet graph.
 
     Args:
@@ -67,8 +65,12 @@ def build_graph(tweet: Tweet, features: ImageFeatures | None = None, *,
             to every word). (default: :obj:`None`)
         labels (Sequence[str], optional): label set giving ``word.y`` ids.
             (default: :obj:`BIO_LABELS`)
-        feature_dim (int, optional): visual width used when ``features`` is
-            :obj:`None`. (default: :obj:`2048`)
+        widths (VisualWidths, optional): the vision backend's widths, which
+            give the (empty) visual nodes their width when ``features`` is
+            :obj:`None` so that the graph batches with graphs that have an
+            image; without them such a graph's visual ``x`` is 0 wide, a
+            text-only graph that batches only with others like it.
+            (default: :obj:`None`)
         visual_backend (str, optional): what made the visual features (e.g.
             ``'resnet50 (imagenet); yolov8n.pt'``), kept as ``g.visual_backend``
             for pictures and exports. (default: :obj:`''`, not recorded)
@@ -83,34 +85,27 @@ def build_graph(tweet: Tweet, features: ImageFeatures | None = None, *,
     except KeyError as error:
         raise ValueError(f"Tweet '{tweet.image_id}' has label {error} outside the label set "
                          f"{list(labels)}") from None
-    if features is not None:
-        feature_dim = features.dim
     g = HeteroData()
     g[schema.WORD].num_nodes = n
     g[schema.WORD].y = y
     g[schema.WORD].position = torch.arange(n)
 
     missing = features is None
-    g[schema.IMAGE].x = (torch.zeros(1, feature_dim) if missing else features.image.view(1, -1).float())
-    g[schema.IMAGE].missing = torch.tensor([missing])
-
-    def visual(node_type: str, x: Tensor | None, **attrs: Tensor) -> int:
+    names = {}  # graph-level '<type>_names', set with the other lists below
+    for node_type, spec in VISUAL_NODES.items():
+        if missing:
+            nodes = spec.empty(widths.x[node_type] if widths is not None else 0)
+        else:
+            nodes = features[node_type]
         store = g[node_type]
-        store.x = torch.zeros(0, feature_dim) if x is None else x.float()
-        for key, value in attrs.items():
-            store[key] = value
-        return store.x.shape[0]
-
-    f = features
-    n_region = visual(schema.REGION, None if missing else f.regions,
-                      box=torch.zeros(0, 4) if missing else f.region_boxes.float())
-    n_scale = visual(schema.SCALE, None if missing else f.scales,
-                     level=torch.zeros(0, dtype=torch.long) if missing else f.scale_levels.long(),
-                     box=torch.zeros(0, 4) if missing else f.scale_boxes.float())
-    n_object = visual(schema.OBJECT, None if missing else f.objects,
-                      box=torch.zeros(0, 4) if missing else f.object_boxes.float(),
-                      cls=torch.zeros(0, dtype=torch.long) if missing else f.object_classes.long(),
-                      score=torch.zeros(0) if missing else f.object_scores.float())
+        store.x = nodes.x.float()
+        if node_type == schema.IMAGE:
+            store.missing = torch.tensor([missing])
+        for key, (_, dtype) in spec.attrs.items():
+            store[key] = nodes[key].to(dtype)
+        if spec.names:
+            names[f'{node_type}_names'] = list(nodes.names)
+    n_region, n_scale, n_object = (g[t].x.shape[0] for t in (schema.REGION, schema.SCALE, schema.OBJECT))
 
     sources = {s: i for i, s in enumerate(schema.AUX_SOURCES)}
     try:
@@ -142,10 +137,28 @@ def build_graph(tweet: Tweet, features: ImageFeatures | None = None, *,
     g.words = list(tweet.words)
     g.labels = list(tweet.labels)
     g.aux_words = [word for word, _ in aux]
-    g.object_names = [] if missing else list(f.object_names)
+    for key, value in names.items():
+        g[key] = value
     g.image_id = tweet.image_id
     g.visual_backend = visual_backend
     return g
+
+
+def graph_features(g: HeteroData) -> ImageFeatures | None:
+    """The frozen visual features a built graph holds, by node type (:obj:`None`
+    for a missing image): what :func:`build_graph` was given."""
+    if bool(g[schema.IMAGE].missing.any()):
+        return None
+    return ImageFeatures({t: NodeFeatures(g[t].x, {key: g[t][key] for key in spec.attrs},
+                                          list(g[f'{t}_names']) if spec.names else None)
+                          for t, spec in VISUAL_NODES.items()})
+
+
+def backend_widths(options: GraphOptions) -> VisualWidths:
+    """The widths of the visual features ``options`` make: their vision
+    backend's (no weights loaded), what a model reading them is built with."""
+    from ..features.backends import vision_backend
+    return vision_backend(GraphBuilder(options).vision).widths
 
 
 class GraphBuilder:
@@ -192,11 +205,17 @@ class GraphBuilder:
     def detector(self):
         from ..features.detector import DetectorConfig
         o = self.options
-        return DetectorConfig(weights=o.detector_weights, top_k=o.top_k, conf=o.detector_conf)
+        return DetectorConfig(arch=o.detector_arch, weights=o.detector_weights, top_k=o.top_k,
+                              conf=o.detector_conf)
+
+    def widths(self) -> VisualWidths:
+        """The widths of the visual features the vision backend makes (:func:`backend_widths`)."""
+        return backend_widths(self.options)
 
     def visual_backend(self) -> str:
         """What makes the visual features, recorded on every graph as ``g.visual_backend``."""
-        return f'{self.vision.describe()}; {self.detector.describe()}'
+        from ..features.backends import describe_backends, detector_backend, vision_backend
+        return describe_backends(vision_backend(self.vision), detector_backend(self.detector))
 
     def _features(self, tweets: Sequence[Tweet], report: dict, paths: Sequence | None
                   ) -> tuple[list[ImageFeatures | None], list]:
@@ -250,30 +269,30 @@ class GraphBuilder:
                              f'{len(image_paths)} for {len(tweets)} tweets')
         report: dict = {'tweets': len(tweets)}
         features, paths = self._features(tweets, report, image_paths)
-        with_objects = [i for i, f in enumerate(features) if f is not None and len(f.object_names)]
+        with_objects = [i for i, f in enumerate(features) if f is not None and len(f[schema.OBJECT])]
         grounds: list[Tensor | None] = [None] * len(tweets)
         if with_objects:
             phrases = PhraseExtractor(self.options.spacy_model).batch([tweets[i].words for i in with_objects])
             matched = 0
             for i, tweet_phrases in zip(with_objects, phrases):
-                grounding = ground(tweets[i].words, tweet_phrases, features[i].object_names)
+                grounding = ground(tweets[i].words, tweet_phrases, features[i].names(schema.OBJECT))
                 grounds[i] = grounding.edge_index
                 matched += int(grounding.matched.sum())
-            report['objects'] = sum(len(features[i].object_names) for i in with_objects)
+            report['objects'] = sum(len(features[i][schema.OBJECT]) for i in with_objects)
             report['objects_grounded_to_phrases'] = matched
         captions = self.captions
         if captions is not None and not isinstance(captions, Mapping):
             captions = read_captions(captions)
         ocr = self._ocr(tweets, features, paths) if self.options.ocr else None
         graphs = []
-        feature_dim, backend = self.vision.feature_dim, self.visual_backend()
+        widths, backend = self.widths(), self.visual_backend()
         report['visual_backend'] = backend
         for tweet, f, edges in zip(tweets, features, grounds):
             aux = aux_words(tweet.image_id, captions=captions, ocr=ocr,
-                            tags=f.object_names if f is not None else None,
+                            tags=f.names(schema.OBJECT) if f is not None else None,
                             order=self.options.aux_sources)
             graphs.append(build_graph(tweet, f, aux=aux, grounds=edges, labels=self.labels,
-                                      feature_dim=feature_dim, visual_backend=backend))
+                                      widths=widths, visual_backend=backend))
         report['images_missing'] = sum(f is None for f in features)
         report['tweets_with_aux'] = sum(len(g.aux_words) > 0 for g in graphs)
         return graphs, report

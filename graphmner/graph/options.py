@@ -15,8 +15,9 @@ class GraphOptions:
     ``image_root``; without an image root every tweet gets ``image.missing``.
     """
 
-    vision_arch: str = 'resnet50'               # 'resnet50' | 'resnet152' | 'descriptors' (weight-free)
+    vision_arch: str = 'resnet50'               # a vision backend: 'resnet50' | 'resnet152' | 'descriptors'
     vision_weights: str | None = 'imagenet'  # 'imagenet' (from the torch cache), a file, or None (random)
+    detector_arch: str = 'yolo'                 # a detector backend (graphmner.features.backends)
     detector_weights: str | None = 'yolov8n.pt'  # a .pt file, a .yaml for random weights, or None (none)
     top_k: int = 4                              # objects kept per image
     detector_conf: float = 0.25

@@ -14,6 +14,7 @@ import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.transforms import BaseTransform
 
+from ..features.types import VISUAL_NODES
 from . import schema
 from .builder import chain, complete_bipartite
 
@@ -115,7 +116,7 @@ class CompleteBipartite(BaseTransform):
 
 
 #: Node types built from an image's features; a tweet without a usable image has none.
-VISUAL_NODE_TYPES = (schema.REGION, schema.SCALE, schema.OBJECT)
+VISUAL_NODE_TYPES = tuple(t for t, spec in VISUAL_NODES.items() if spec.rows is None)
 #: Aux words read off the image itself (a caption file is keyed by image id and outlives the image).
 IMAGE_AUX_SOURCES = ('tag', 'ocr')
 
@@ -171,7 +172,9 @@ class DropImage(BaseTransform):
                 data[edge_type].edge_index = torch.zeros(2, 0, dtype=torch.long)
         if schema.AUX in data.node_types and 'source' in data[schema.AUX]:
             self._drop_image_words(data)
-        data.object_names = []
+        for node_type in VISUAL_NODE_TYPES:
+            if VISUAL_NODES[node_type].names:
+                data[f'{node_type}_names'] = []
         return data
 
     @staticmethod

@@ -8,15 +8,19 @@ import torch
 from conftest import fake_features
 
 from graphmner.features.cache import FeatureCache
-from graphmner.features.types import ImageFeatures
+from graphmner.features.types import VISUAL_NODES, ImageFeatures
 
 DIGEST = 'ab' * 32
 
 
 def assert_same(a: ImageFeatures, b: ImageFeatures):
-    for name, value in a.to_dict().items():
-        other = getattr(b, name)
-        assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other, name
+    other = b.to_dict()
+    assert set(other) == set(a.to_dict()) == set(VISUAL_NODES)
+    for node_type, node in a.to_dict().items():
+        assert set(node) == set(other[node_type])
+        for name, value in node.items():
+            theirs = other[node_type][name]
+            assert torch.equal(value, theirs) if isinstance(value, torch.Tensor) else value == theirs, name
 
 
 def test_float16_round_trip_reads_float32_rounded_to_half(tmp_path):
@@ -25,16 +29,17 @@ def test_float16_round_trip_reads_float32_rounded_to_half(tmp_path):
     returned = cache.put(DIGEST, features)
     read = cache.get(DIGEST)
     assert_same(returned, read)  # graphs built before and after caching are equal
-    for name in ('image', 'regions', 'scales', 'objects'):
-        value = getattr(read, name)
+    for node_type in VISUAL_NODES:
+        value = read[node_type].x
         assert value.dtype == torch.float32
-        assert torch.equal(value, getattr(features, name).half().float()), name
-        assert not torch.equal(value, getattr(features, name)), f'{name} was not stored in float16'
-    for name in ('region_boxes', 'scale_levels', 'scale_boxes', 'object_boxes', 'object_classes',
-                 'object_scores'):
-        assert torch.equal(getattr(read, name), getattr(features, name)), name
+        assert torch.equal(value, features[node_type].x.half().float()), node_type
+        assert not torch.equal(value, features[node_type].x), f'{node_type}.x was not stored in float16'
+        for name, attr in features[node_type].attrs.items():
+            got = read[node_type][name]
+            assert torch.equal(got, attr) and got.dtype == attr.dtype, name
+    assert read.names('object') == features.names('object') == ['person', 'dog', 'person']
     stored = torch.load(cache.path(DIGEST), weights_only=True)['features']
-    assert stored['regions'].dtype == torch.float16 and stored['region_boxes'].dtype == torch.float32
+    assert stored['region']['x'].dtype == torch.float16 and stored['region']['box'].dtype == torch.float32
 
 
 def test_float16_entries_take_half_the_disk(tmp_path):
@@ -59,10 +64,10 @@ def test_the_key_records_the_storage_dtype(tmp_path):
 
 def test_a_matrix_beyond_float16_range_stays_float32(tmp_path):
     features = fake_features()
-    features.image = features.image * 1e6
+    features['image'].x = features['image'].x * 1e6
     cache = FeatureCache(tmp_path, {'x': 1})
-    assert torch.equal(cache.put(DIGEST, features).image, features.image)
-    assert torch.equal(cache.get(DIGEST).image, features.image) and cache.rejected == []
+    assert torch.equal(cache.put(DIGEST, features)['image'].x, features['image'].x)
+    assert torch.equal(cache.get(DIGEST)['image'].x, features['image'].x) and cache.rejected == []
 
 
 def write_and_read(root, worker, rounds, found):
@@ -97,5 +102,5 @@ def test_processes_writing_one_cache_at_once_never_expose_a_partial_entry(tmp_pa
     # every entry is whole and is one worker's features, never a mixture
     for i in range(6):
         got = cache.get(f'{i:02x}' * 32)
-        assert any(torch.equal(got.regions, fake_features(dim=256, seed=w * 100 + i).regions.half().float())
-                   for w in range(4))
+        written = [fake_features(dim=256, seed=w * 100 + i)['region'].x.half().float() for w in range(4)]
+        assert any(torch.equal(got['region'].x, x) for x in written)

@@ -10,10 +10,12 @@ from torchvision.transforms import v2 as T
 
 from graphmner.data.demo import demo_image_root
 from graphmner.data.images import load_image
+from graphmner.features.backends import vision_backend
 from graphmner.features.descriptors import DescriptorBackbone, DescriptorConfig
 from graphmner.features.detector import DetectorConfig
 from graphmner.features.extract import FeatureExtractor
-from graphmner.features.vision import VisionBackbone, VisionConfig, build_backbone
+from graphmner.features.types import VisualWidths
+from graphmner.features.vision import VisionBackbone, VisionConfig
 
 # Blocks of the default 42-d descriptor.
 HUE, SATURATION, VALUE = slice(0, 8), slice(8, 12), slice(12, 16)
@@ -40,26 +42,29 @@ def solid(rgb, size=(96, 64)):
 def test_shapes_and_widths(backbone, photos):
     feats = backbone.extract([photos['astronaut'], solid((10, 200, 30), (40, 120))])
     assert backbone.out_channels == DescriptorConfig().width == 42
-    assert VisionConfig(arch='descriptors').feature_dim == 42
+    assert vision_backend(VisionConfig(arch='descriptors')).widths == VisualWidths.uniform(42, levels=4)
+    three_levels = DescriptorBackbone(DescriptorConfig(levels=3, hue_bins=4))
+    assert three_levels.widths == VisualWidths.uniform(38, levels=3)
     for f in feats:
-        assert f.image.shape == (42, ) and f.image.dtype == torch.float32
-        assert f.regions.shape == (49, 42) and f.region_boxes.shape == (49, 4)
-        assert f.scales.shape == (16, 42) and f.scale_boxes.shape == (16, 4)
-        assert f.scale_levels.tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
+        assert f['image'].x.shape == (1, 42) and f['image'].x.dtype == torch.float32
+        assert f['region'].x.shape == (49, 42) and f['region']['box'].shape == (49, 4)
+        assert f['scale'].x.shape == (16, 42) and f['scale']['box'].shape == (16, 4)
+        assert f['scale']['level'].tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
     assert backbone.encode_crops([photos['chelsea']] * 3).shape == (3, 42)
     assert backbone.encode_crops([]).shape == (0, 42)
     # Other grids: the width stays, the node counts follow image_size and scale_grid.
     f = DescriptorBackbone(DescriptorConfig(image_size=128, scale_grid=3)).extract([photos['coffee']])[0]
-    assert f.regions.shape == (16, 42) and f.scales.shape == (4 * 9, 42)
+    assert f['region'].x.shape == (16, 42) and f['scale'].x.shape == (4 * 9, 42)
 
 
 def test_boxes_tile_the_whole_photo(backbone, photos):
     f = backbone.extract([photos['chelsea']])[0]
-    torch.testing.assert_close(f.region_boxes[0], torch.tensor([0, 0, 1 / 7, 1 / 7]))
-    torch.testing.assert_close(f.region_boxes[8], torch.tensor([1 / 7, 1 / 7, 2 / 7, 2 / 7]))
-    area = ((f.region_boxes[:, 2] - f.region_boxes[:, 0]) * (f.region_boxes[:, 3] - f.region_boxes[:, 1]))
+    torch.testing.assert_close(f['region']['box'][0], torch.tensor([0, 0, 1 / 7, 1 / 7]))
+    torch.testing.assert_close(f['region']['box'][8], torch.tensor([1 / 7, 1 / 7, 2 / 7, 2 / 7]))
+    box = f['region']['box']
+    area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
     torch.testing.assert_close(area.sum(), torch.tensor(1.0))
-    torch.testing.assert_close(f.scale_boxes[:4], torch.tensor(
+    torch.testing.assert_close(f['scale']['box'][:4], torch.tensor(
         [[0, 0, .5, .5], [.5, 0, 1, .5], [0, .5, .5, 1], [.5, .5, 1, 1]]))
 
 
@@ -67,11 +72,11 @@ def test_uneven_grid_cells_partition_the_pixels():
     # Level 3 of a 96 px photo is 12 px; 12 px in 5 cells: 3, 3, 2, 2, 2 pixels -> exact boxes.
     f = DescriptorBackbone(DescriptorConfig(image_size=96, scale_grid=3, levels=3)).extract(
         [solid((0, 0, 0))])[0]
-    level2 = f.scale_boxes[f.scale_levels == 2]  # 24 px in 3 cells of 8
+    level2 = f['scale']['box'][f['scale']['level'] == 2]  # 24 px in 3 cells of 8
     torch.testing.assert_close(level2[:3, 0], torch.tensor([0, 1 / 3, 2 / 3]))
     f = DescriptorBackbone(DescriptorConfig(image_size=160, scale_grid=3, levels=3)).extract(
         [solid((0, 0, 0))])[0]
-    level2 = f.scale_boxes[f.scale_levels == 2]  # 40 px in 3 cells: 14, 13, 13
+    level2 = f['scale']['box'][f['scale']['level'] == 2]  # 40 px in 3 cells: 14, 13, 13
     torch.testing.assert_close(level2[:3, 0], torch.tensor([0, 14 / 40, 27 / 40]))
     torch.testing.assert_close(level2[:3, 2], torch.tensor([14 / 40, 27 / 40, 1.0]))
 
@@ -87,7 +92,7 @@ def test_solid_colour_by_hand(backbone):
     expected[LAB_MEAN] = torch.tensor(lab, dtype=torch.float32)
     expected[LBP.start + 8] = 1.0                 # flat: every neighbour >= centre, uniform code P
     # no gradient: the orientation block is empty (zero), the magnitude 0; Lab std 0
-    for x in (f.image, f.regions[0], f.regions[48], f.scales[15]):
+    for x in (f['image'].x[0], f['region'].x[0], f['region'].x[48], f['scale'].x[15]):
         torch.testing.assert_close(x, expected, atol=1e-5, rtol=0)
 
 
@@ -95,18 +100,18 @@ def test_grey_photo_casts_no_hue_vote_and_edges_vote_their_orientation(backbone)
     pixels = np.zeros((64, 64, 3), dtype=np.uint8)
     pixels[:, 32:] = 255  # a vertical edge: horizontal gradient, orientation 0
     f = backbone.extract([Image.fromarray(pixels)])[0]
-    assert f.image[HUE].abs().sum() == 0
-    torch.testing.assert_close(f.image[ORIENTATIONS], F.one_hot(torch.tensor(0), 9).float())
-    assert f.image[MAGNITUDE] > 0
+    assert f['image'].x[0][HUE].abs().sum() == 0
+    torch.testing.assert_close(f['image'].x[0][ORIENTATIONS], F.one_hot(torch.tensor(0), 9).float())
+    assert f['image'].x[0][MAGNITUDE] > 0
     # Region cells away from the edge have no gradient.
-    assert f.regions[0, ORIENTATIONS].abs().sum() == 0 and f.regions[0, MAGNITUDE] == 0
-    assert f.regions[3, MAGNITUDE] > 0  # the middle column holds the edge
+    assert f['region'].x[0, ORIENTATIONS].abs().sum() == 0 and f['region'].x[0, MAGNITUDE] == 0
+    assert f['region'].x[3, MAGNITUDE] > 0  # the middle column holds the edge
 
 
 def test_sqrt_histograms_have_unit_norm(backbone, photos):
     f = backbone.extract([photos['coffee']])[0]
     for block in (HUE, SATURATION, VALUE, ORIENTATIONS, LBP):
-        torch.testing.assert_close(f.regions[:, block].norm(dim=1), torch.ones(49))
+        torch.testing.assert_close(f['region'].x[:, block].norm(dim=1), torch.ones(49))
 
 
 def test_cell_colour_equals_the_cell_cut_out(backbone, photos):
@@ -118,17 +123,18 @@ def test_cell_colour_equals_the_cell_cut_out(backbone, photos):
         row, col = divmod(k, 7)
         cell = resized.crop((32 * col, 32 * row, 32 * col + 32, 32 * row + 32))
         alone = DescriptorBackbone(DescriptorConfig(image_size=32, levels=1, scale_grid=1)).extract([cell])[0]
-        torch.testing.assert_close(f.regions[k, COLOUR], alone.image[COLOUR], atol=1e-5, rtol=0)
+        torch.testing.assert_close(f['region'].x[k, COLOUR], alone['image'].x[0][COLOUR], atol=1e-5, rtol=0)
 
 
 def test_image_node_is_the_whole_photo_as_one_window(backbone, photos):
     photo = photos['chelsea']
     f = DescriptorBackbone(DescriptorConfig(scale_grid=1)).extract([photo])[0]
-    torch.testing.assert_close(f.scales[0], f.image)        # level 0, one cell
-    torch.testing.assert_close(backbone.encode_crops([photo])[0], f.image)
+    torch.testing.assert_close(f['scale'].x[0], f['image'].x[0])        # level 0, one cell
+    torch.testing.assert_close(backbone.encode_crops([photo])[0], f['image'].x[0])
     # Histogram blocks of the whole photo are the pixel-weighted mix of its (equal) cells'.
-    regions = backbone.extract([photo])[0].regions
-    torch.testing.assert_close(f.image[VALUE] ** 2, (regions[:, VALUE] ** 2).mean(0), atol=1e-5, rtol=0)
+    regions = backbone.extract([photo])[0]['region'].x
+    torch.testing.assert_close(f['image'].x[0, VALUE] ** 2, (regions[:, VALUE] ** 2).mean(0),
+                               atol=1e-5, rtol=0)
 
 
 def test_deterministic(backbone, photos):
@@ -136,20 +142,24 @@ def test_deterministic(backbone, photos):
     a = backbone.extract(images)
     b = DescriptorBackbone().extract(images)
     for x, y in zip(a, b):
-        assert torch.equal(x.image, y.image) and torch.equal(x.regions, y.regions)
-        assert torch.equal(x.scales, y.scales)
+        assert torch.equal(x['image'].x[0], y['image'].x[0]) and torch.equal(x['region'].x, y['region'].x)
+        assert torch.equal(x['scale'].x, y['scale'].x)
 
 
 def test_fingerprint_is_the_cache_key(tmp_path):
     base = VisionConfig(arch='descriptors')
+    def fingerprint(config):
+        backend = vision_backend(config) if isinstance(config, VisionConfig) else DescriptorBackbone(config)
+        return backend.fingerprint()
+
     # Weights and seed mean nothing to descriptors: the same features, the same key.
-    assert VisionConfig(arch='descriptors', weights=None, seed=5).fingerprint() == base.fingerprint()
-    assert base.fingerprint() == DescriptorConfig().fingerprint()
-    assert base.fingerprint()['version'] >= 1
-    others = [VisionConfig(arch='descriptors', image_size=192).fingerprint(),
-              VisionConfig(arch='descriptors', scale_grid=3).fingerprint(),
-              DescriptorConfig(hue_bins=12).fingerprint(), DescriptorConfig(lbp_radius=2).fingerprint()]
-    assert all(o != base.fingerprint() for o in others)
+    assert fingerprint(VisionConfig(arch='descriptors', weights=None, seed=5)) == fingerprint(base)
+    assert fingerprint(base) == fingerprint(DescriptorConfig())
+    assert fingerprint(base)['version'] >= 1
+    others = [fingerprint(VisionConfig(arch='descriptors', image_size=192)),
+              fingerprint(VisionConfig(arch='descriptors', scale_grid=3)),
+              fingerprint(DescriptorConfig(hue_bins=12)), fingerprint(DescriptorConfig(lbp_radius=2))]
+    assert all(o != fingerprint(base) for o in others)
 
     def cache_dir(vision):
         return FeatureExtractor(vision, DetectorConfig(weights=None), cache_dir=tmp_path).cache.dir
@@ -164,7 +174,7 @@ def test_informative_photos_differ_more_than_crops_of_one_photo(backbone, photos
     crop = T.RandomResizedCrop(160, scale=(0.4, 1.0))
     names = list(photos)
     images = [(name, crop(photos[name])) for name in names for _ in range(4)]
-    x = F.normalize(torch.stack([f.image for f in backbone.extract([im for _, im in images])]), dim=1)
+    x = F.normalize(torch.stack([f['image'].x[0] for f in backbone.extract([im for _, im in images])]), dim=1)
     cosine = x @ x.T
     same = torch.tensor([[a == b for b, _ in images] for a, _ in images])
     off_diagonal = ~torch.eye(len(images), dtype=torch.bool)
@@ -184,8 +194,10 @@ def test_bad_settings_name_the_option():
         DescriptorConfig(image_size=64, scale_grid=3)
     with pytest.raises(ValueError, match=r"VisionBackbone builds one of .*'descriptors'"):
         VisionBackbone(VisionConfig(arch='descriptors'))
-    assert isinstance(build_backbone(VisionConfig(arch='descriptors', scale_grid=3)), DescriptorBackbone)
-    assert build_backbone(VisionConfig(arch='descriptors', scale_grid=3)).config.scale_grid == 3
+    assert isinstance(vision_backend(VisionConfig(arch='descriptors', scale_grid=3)), DescriptorBackbone)
+    assert vision_backend(VisionConfig(arch='descriptors', scale_grid=3)).config.scale_grid == 3
+    with pytest.raises(ValueError, match=r'scale_grid must be between 1 and 7.*got 8'):
+        vision_backend(VisionConfig(arch='descriptors', scale_grid=8))
 
 
 def test_extractor_without_detector_gives_no_objects(tmp_path, photos):
@@ -194,9 +206,9 @@ def test_extractor_without_detector_gives_no_objects(tmp_path, photos):
     extractor = FeatureExtractor(VisionConfig(arch='descriptors'), DetectorConfig(weights=None),
                                  cache_dir=tmp_path / 'cache', progress=False)
     [f] = extractor.extract([path])
-    assert f.objects.shape == (0, 42) and f.object_names == [] and f.regions.shape == (49, 42)
-    assert extractor._detector is None  # never built
+    assert f['object'].x.shape == (0, 42) and f.names('object') == [] and f['region'].x.shape == (49, 42)
+    assert extractor.detector is None
     again = FeatureExtractor(VisionConfig(arch='descriptors'), DetectorConfig(weights=None),
                              cache_dir=tmp_path / 'cache', progress=False)
     [cached] = again.extract([path])
-    assert again.report.cached == 1 and torch.equal(cached.regions, f.regions)
+    assert again.report.cached == 1 and torch.equal(cached['region'].x, f['region'].x)

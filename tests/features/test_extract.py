@@ -13,11 +13,12 @@ from PIL import Image
 if importlib.util.find_spec('ultralytics') is None:
     pytest.skip('ultralytics is not installed', allow_module_level=True)
 
-from graphmner.features.cache import FeatureCache
+from graphmner.features.backends import vision_backend
+from graphmner.features.cache import FEATURES_VERSION, FeatureCache, settings_key
 from graphmner.features.detector import DetectorConfig, ObjectDetector
 from graphmner.features.extract import FeatureExtractor
-from graphmner.features.types import ImageFeatures
-from graphmner.features.vision import VisionBackbone, VisionConfig
+from graphmner.features.types import VISUAL_NODES, ImageFeatures
+from graphmner.features.vision import VisionConfig
 
 VISION = VisionConfig(weights=None, image_size=64)
 DETECTOR = DetectorConfig(weights='yolov8n.yaml', conf=1e-4, imgsz=64)
@@ -27,8 +28,14 @@ DETECTOR = DetectorConfig(weights='yolov8n.yaml', conf=1e-4, imgsz=64)
 def models():
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)
-        return VisionBackbone(VisionConfig(weights=None, image_size=64)), \
-            ObjectDetector(DETECTOR)
+        resnet, detector = vision_backend(VISION), ObjectDetector(DETECTOR)
+        assert resnet.network is not None and detector.model is not None  # loaded once for the module
+        return resnet, detector
+
+
+def flat(features: ImageFeatures) -> dict:
+    """``{'<type>.<attribute>': value}`` of every stored value."""
+    return {f'{t}.{k}': v for t, node in features.to_dict().items() for k, v in node.items()}
 
 
 @pytest.fixture(scope='module')
@@ -55,13 +62,13 @@ def test_extract_shapes(models, photos):
     for f in out:
         assert isinstance(f, ImageFeatures)
         assert f.dim == 2048
-        assert f.regions.shape == (4, 2048) and f.scales.shape == (16, 2048)
-        k = f.objects.size(0)
+        assert f['region'].x.shape == (4, 2048) and f['scale'].x.shape == (16, 2048)
+        k = f['object'].x.size(0)
         assert 0 < k <= DETECTOR.top_k
-        assert f.object_boxes.shape == (k, 4)
-        assert f.object_classes.shape == f.object_scores.shape == (k, )
-        assert len(f.object_names) == k
-        for boxes in (f.region_boxes, f.scale_boxes, f.object_boxes):
+        assert f['object']['box'].shape == (k, 4)
+        assert f['object']['cls'].shape == f['object']['score'].shape == (k, )
+        assert len(f.names('object')) == k
+        for boxes in (f['region']['box'], f['scale']['box'], f['object']['box']):
             assert boxes.min() >= 0 and boxes.max() <= 1
 
 
@@ -80,11 +87,13 @@ def test_cache_hit_second_time(models, photos, tmp_path):
         assert extractor.report.cached == 3 and extractor.report.computed == 0
 
     for a, b in zip(first, second):
-        for name, value in a.to_dict().items():
+        theirs = flat(b)
+        assert set(theirs) == set(flat(a))
+        for name, value in flat(a).items():
             if isinstance(value, torch.Tensor):
-                assert torch.equal(value, getattr(b, name)), name
+                assert torch.equal(value, theirs[name]), name
             else:
-                assert value == getattr(b, name)
+                assert value == theirs[name]
 
     files = sorted(p for p in tmp_path.rglob('*') if p.is_file())
     assert [p.suffix for p in files].count('.pt') == 3
@@ -161,20 +170,27 @@ def _rewrite(change):
     return corrupt
 
 
-def _features(**fields):
-    return _rewrite(lambda e: {**e, 'features': {**e['features'], **{k: f(e['features'][k])
-                                                                       for k, f in fields.items()}}})
+def _node(node_type, key, change):
+    """Rewrites one stored value, ``features[node_type][key]``."""
+    def rewrite(e):
+        node = e['features'][node_type]
+        return {**e, 'features': {**e['features'], node_type: {**node, key: change(node[key])}}}
+    return _rewrite(rewrite)
 
 
 @pytest.mark.parametrize('corrupt, problem', [
     (lambda entry: entry.write_bytes(b'not a torch file'), 'unreadable'),
     (_truncate, 'unreadable'),
-    (_features(regions=lambda r: r[:, :7]), 'wrong shape (regions (4, 7), expected (4, 2048))'),
-    (_features(object_names=lambda names: names + ['extra']), 'wrong shape (objects'),
-    (_features(image=lambda x: torch.full_like(x, float('nan'))), 'not finite'),
+    (_node('region', 'x', lambda r: r[:, :7]), 'wrong shape (region.x (4, 7), expected [N, 2048])'),
+    (_node('object', 'names', lambda names: names + ['extra']), 'wrong shape (object names'),
+    (_node('scale', 'level', lambda level: level[1:]), 'wrong shape (scale.level (15,), expected (16,))'),
+    (_node('image', 'x', lambda x: torch.full_like(x, float('nan'))), 'not finite'),
+    (_rewrite(lambda e: {**e, 'features': {t: v for t, v in e['features'].items() if t != 'scale'}}),
+     "missing ['scale']"),
     (_rewrite(lambda e: {**e, 'version': 0}), 'another version'),
     (_rewrite(lambda e: e['features']), 'not a feature cache entry'),
-], ids=['garbage', 'truncated', 'wrong-width', 'object-count', 'nan', 'wrong-version', 'old-format'])
+], ids=['garbage', 'truncated', 'wrong-width', 'object-count', 'level-count', 'nan', 'missing-type',
+        'wrong-version', 'old-format'])
 def test_corrupt_cache_entry_is_recomputed_and_counted(models, photos, tmp_path, caplog, corrupt, problem):
     extractor = make(models, tmp_path)
     [fresh] = extractor.extract(photos[:1])
@@ -188,10 +204,11 @@ def test_corrupt_cache_entry_is_recomputed_and_counted(models, photos, tmp_path,
     assert any('1 corrupt cache entries recomputed' in r.getMessage() for r in caplog.records)
     # the recomputed features, never the corrupt ones; the entry is whole again
     # (close, not equal: a backbone's first call on a CPU may differ from later ones in the last bits)
-    assert again.object_names == fresh.object_names
-    for name, value in fresh.to_dict().items():
-        if name != 'object_names':
-            torch.testing.assert_close(getattr(again, name), value, rtol=1e-4, atol=1e-4)
+    assert again.names('object') == fresh.names('object')
+    theirs = flat(again)
+    for name, value in flat(fresh).items():
+        if name != 'object.names':
+            torch.testing.assert_close(theirs[name], value, rtol=1e-4, atol=1e-4)
     assert isinstance(extractor.cache.get(entry.stem), ImageFeatures)
     assert extractor.extract(photos[:1]) and extractor.report.cached == 1
 
@@ -199,19 +216,12 @@ def test_corrupt_cache_entry_is_recomputed_and_counted(models, photos, tmp_path,
 def test_cache_loads_weights_only(tmp_path):
     cache = FeatureCache(tmp_path, {'x': 1})
     digest = 'ab' * 32
-    features = ImageFeatures(
-        image=torch.zeros(8), regions=torch.zeros(4, 8),
-        region_boxes=torch.zeros(4, 4), scales=torch.zeros(2, 8),
-        scale_levels=torch.zeros(2, dtype=torch.long),
-        scale_boxes=torch.zeros(2, 4), objects=torch.zeros(0, 8),
-        object_boxes=torch.zeros(0, 4),
-        object_classes=torch.zeros(0, dtype=torch.long),
-        object_scores=torch.zeros(0), object_names=[])
+    features = ImageFeatures({t: spec.empty(8) for t, spec in VISUAL_NODES.items()})
     cache.put(digest, features)
     assert digest in cache and Path(cache.path(digest)).is_file()
     assert (cache.dir / 'settings.json').is_file()
     torch.load(cache.path(digest), weights_only=True)
-    assert cache.get(digest).object_names == []
+    assert cache.get(digest).names('object') == []
     assert cache.get('cd' * 32) is None
 
 
@@ -228,3 +238,35 @@ def test_duplicates_computed_once(models, photos, tmp_path):
     report = extractor.report
     assert (report.cached, report.computed, report.unusable) == (0, 4, 2)
     assert report.total == report.cached + report.computed + report.unusable
+
+
+def test_entries_of_the_flat_layout_are_rebuilt_not_misread(tmp_path, caplog):
+    """Version 1 stored flat fields (regions, scale_levels, ...): the version is in the key, so a
+    new cache never finds them, and one found at a new entry's path is refused and recomputed."""
+    cache = FeatureCache(tmp_path, {'x': 1})
+    assert FEATURES_VERSION == 2 and cache.settings['features_version'] == 2
+    assert settings_key({**cache.settings, 'features_version': 1}) != cache.key
+    digest = 'ef' * 32
+    path = cache.path(digest)
+    path.parent.mkdir(parents=True)
+    flat_entry = {'image': torch.zeros(8), 'regions': torch.zeros(4, 8), 'region_boxes': torch.zeros(4, 4),
+                  'scales': torch.zeros(2, 8), 'scale_levels': torch.zeros(2, dtype=torch.long),
+                  'scale_boxes': torch.zeros(2, 4), 'objects': torch.zeros(0, 8),
+                  'object_boxes': torch.zeros(0, 4), 'object_classes': torch.zeros(0, dtype=torch.long),
+                  'object_scores': torch.zeros(0), 'object_names': []}
+    torch.save({'version': 1, 'settings': cache.key, 'features': flat_entry}, path)
+    assert cache.get(digest) is None and 'another version' in cache.rejected[0][1]
+    torch.save({'version': FEATURES_VERSION, 'settings': cache.key, 'features': flat_entry}, path)
+    assert cache.get(digest) is None
+    assert cache.rejected[1][1] == "missing ['image', 'region', 'scale', 'object']"
+
+
+def test_a_backend_must_fill_every_visual_node_type(models, photos):
+    extractor = make(models, None)
+    extract = extractor.backbone.extract
+    drop_scale = lambda images: [{t: n for t, n in f.items() if t != 'scale'} for f in extract(images)]
+    with mock.patch.object(extractor.backbone, 'extract', drop_scale), \
+            pytest.raises(ValueError, match=r"vision backend 'resnet50' gave the node types \['image', "
+                                            r"'object', 'region'\], not \['image', 'object', 'region', "
+                                            r"'scale'\]"):
+        extractor.extract(photos[:1])

@@ -6,7 +6,9 @@ import torchvision
 from PIL import Image
 from torchvision.transforms import v2 as T
 
-from graphmner.features.vision import BackboneFeatures, VisionBackbone, VisionConfig
+from graphmner.features.backends import vision_backend
+from graphmner.features.types import NodeFeatures, VisualWidths
+from graphmner.features.vision import STAGE_WIDTHS, ResNetBackend, VisionBackbone, VisionConfig
 
 
 @pytest.fixture(scope='module')
@@ -40,18 +42,18 @@ def features(backbone, photos):
 def test_shapes(features):
     assert len(features) == 2
     for f in features:
-        assert isinstance(f, BackboneFeatures)
-        assert f.image.shape == (2048, )
-        assert f.regions.shape == (49, 2048)
-        assert f.region_boxes.shape == (49, 4)
-        assert f.scales.shape == (16, 2048)
-        assert f.scale_boxes.shape == (16, 4)
-        assert f.scale_levels.tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
-        assert f.image.dtype == torch.float32 and not f.image.is_inference()
+        assert set(f) == {'image', 'region', 'scale'} and all(isinstance(n, NodeFeatures) for n in f.values())
+        assert f['image'].x.shape == (1, 2048)
+        assert f['region'].x.shape == (49, 2048)
+        assert f['region']['box'].shape == (49, 4)
+        assert f['scale'].x.shape == (16, 2048)
+        assert f['scale']['box'].shape == (16, 4)
+        assert f['scale']['level'].tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
+        assert f['image'].x[0].dtype == torch.float32 and not f['image'].x[0].is_inference()
 
 
 def test_scales_are_zero_padded(features):
-    scales, levels = features[0].scales, features[0].scale_levels
+    scales, levels = features[0]['scale'].x, features[0]['scale']['level']
     widths = {0: 256, 1: 512, 2: 1024, 3: 2048}
     for level, width in widths.items():
         rows = scales[levels == level]
@@ -61,26 +63,26 @@ def test_scales_are_zero_padded(features):
 
 def test_global_and_pyramid_pooling(features):
     f = features[0]
-    torch.testing.assert_close(f.image, f.regions.mean(0))
+    torch.testing.assert_close(f['image'].x[0], f['region'].x.mean(0))
     # Adaptive pooling 7 -> 2 uses overlapping 4x4 windows: the first cell
     # of the last level is the mean of regions rows 0-3 x cols 0-3, and its
     # box is the union of theirs.
     window = [r * 7 + c for r in range(4) for c in range(4)]
-    torch.testing.assert_close(f.scales[12], f.regions[window].mean(0))
-    union = torch.cat([f.region_boxes[window, :2].min(0).values,
-                       f.region_boxes[window, 2:].max(0).values])
-    torch.testing.assert_close(f.scale_boxes[12], union)
+    torch.testing.assert_close(f['scale'].x[12], f['region'].x[window].mean(0))
+    union = torch.cat([f['region']['box'][window, :2].min(0).values,
+                       f['region']['box'][window, 2:].max(0).values])
+    torch.testing.assert_close(f['scale']['box'][12], union)
 
 
 def test_boxes_in_original_coordinates(features):
     for f in features:
-        for boxes in (f.region_boxes, f.scale_boxes):
+        for boxes in (f['region']['box'], f['scale']['box']):
             assert boxes.min() >= 0 and boxes.max() <= 1
             assert (boxes[:, 2] > boxes[:, 0]).all()
             assert (boxes[:, 3] > boxes[:, 1]).all()
     # Landscape 96x64 -> Resize(256) 384x256 -> CenterCrop(224) keeps
     # x in [80, 304] / 384 and y in [16, 240] / 256.
-    land = features[0].region_boxes
+    land = features[0]['region']['box']
     assert land[:, 0].min() == pytest.approx(80 / 384)
     assert land[:, 2].max() == pytest.approx(304 / 384)
     assert land[:, 1].min() == pytest.approx(16 / 256)
@@ -90,7 +92,7 @@ def test_boxes_in_original_coordinates(features):
     assert (land[0:7, 1] == land[0, 1]).all()
     assert (land[7, 1] > land[0, 1])
     # Portrait 40x120 -> 256x768: x in [16, 240] / 256, y in [272, 496] / 768.
-    portrait = features[1].region_boxes
+    portrait = features[1]['region']['box']
     assert portrait[:, 0].min() == pytest.approx(16 / 256)
     assert portrait[:, 1].min() == pytest.approx(272 / 768)
     assert portrait[:, 3].max() == pytest.approx(496 / 768)
@@ -111,20 +113,20 @@ def test_frozen(backbone, features):
     assert not any(p.requires_grad for p in backbone.parameters())
     backbone.train()
     assert not backbone.training
-    assert not features[0].regions.requires_grad
+    assert not features[0]['region'].x.requires_grad
 
 
 def test_batch_independent(small, photos):
     both = small.extract(photos)
     alone = small.extract([photos[1]])[0]
-    torch.testing.assert_close(alone.regions, both[1].regions, atol=1e-4,
+    torch.testing.assert_close(alone['region'].x, both[1]['region'].x, atol=1e-4,
                                rtol=1e-4)
 
 
 def test_features_own_their_storage(features):
     f = features[0]
-    assert f.image.untyped_storage().nbytes() == 2048 * 4
-    assert f.regions.untyped_storage().nbytes() == 49 * 2048 * 4
+    assert f['image'].x[0].untyped_storage().nbytes() == 2048 * 4
+    assert f['region'].x.untyped_storage().nbytes() == 49 * 2048 * 4
 
 
 def test_encode_crops(small, photos):
@@ -132,18 +134,18 @@ def test_encode_crops(small, photos):
     out = small.encode_crops(crops)
     assert out.shape == (2, 2048) and out.dtype == torch.float32
     # A crop's vector is the global vector of the crop as an image.
-    torch.testing.assert_close(out[0], small.extract(crops[:1])[0].image,
+    torch.testing.assert_close(out[0], small.extract(crops[:1])[0]['image'].x[0],
                                atol=1e-4, rtol=1e-4)
     assert small.encode_crops([]).shape == (0, 2048)
 
 
 def test_other_sizes(small):
     f = small.extract([Image.new('RGB', (50, 50))])[0]
-    assert f.regions.shape == (4, 2048) and f.scales.shape == (16, 2048)
+    assert f['region'].x.shape == (4, 2048) and f['scale'].x.shape == (16, 2048)
     with pytest.warns(UserWarning, match='RANDOM'):
         coarse = VisionBackbone(VisionConfig(weights=None, image_size=64,
                                              scale_grid=1))
-    assert coarse.extract([Image.new('RGB', (50, 50))])[0].scales.shape == (
+    assert coarse.extract([Image.new('RGB', (50, 50))])[0]['scale'].x.shape == (
         4, 2048)
 
 
@@ -173,7 +175,7 @@ def test_local_state_dict(tmp_path, backbone):
     torch.save(state, path)
     loaded = VisionBackbone(VisionConfig(weights=path, image_size=64))
     assert torch.equal(loaded.stem[0].weight, state['conv1.weight'])
-    assert loaded.config.fingerprint()['weights'].startswith('sha256:')
+    assert ResNetBackend(loaded.config).fingerprint()['weights'].startswith('sha256:')
 
     torch.save({'conv1.weight': state['conv1.weight']}, path)
     with pytest.raises(RuntimeError, match='missing keys'):
@@ -181,16 +183,27 @@ def test_local_state_dict(tmp_path, backbone):
 
 
 def test_config_validation_and_fingerprint():
-    with pytest.raises(ValueError, match='arch'):
-        VisionConfig(arch='vgg16')
+    known = r'known: descriptors, resnet152, resnet50$'
+    with pytest.raises(ValueError, match=rf"unknown vision backend 'vgg16' \(VisionConfig.arch, .*{known}"):
+        vision_backend(VisionConfig(arch='vgg16'))
     with pytest.raises(ValueError, match='scale_grid'):
-        VisionConfig(image_size=64, scale_grid=3)
+        vision_backend(VisionConfig(image_size=64, scale_grid=3))
     with pytest.raises(ValueError, match='resize_size'):
         VisionConfig(resize_size=200)
-    base = VisionConfig(weights=None).fingerprint()
-    assert base == VisionConfig(weights=None, device='cuda').fingerprint()
-    assert base == VisionConfig(weights=None, resize_size=256).fingerprint()
-    assert base != VisionConfig(weights=None, scale_grid=1).fingerprint()
-    assert base != VisionConfig(weights=None, seed=1).fingerprint()
-    assert VisionConfig().fingerprint()['weights'] == (
-        'torchvision:resnet50-0676ba61.pth')
+    fingerprint = lambda **settings: vision_backend(VisionConfig(**settings)).fingerprint()
+    base = fingerprint(weights=None)
+    assert base == fingerprint(weights=None, device='cuda')
+    assert base == fingerprint(weights=None, resize_size=256)
+    assert base != fingerprint(weights=None, scale_grid=1)
+    assert base != fingerprint(weights=None, seed=1)
+    assert fingerprint()['weights'] == 'torchvision:resnet50-0676ba61.pth'
+
+
+def test_widths_are_known_before_loading_and_match_the_network(backbone):
+    for arch in ('resnet50', 'resnet152'):
+        resnet = vision_backend(VisionConfig(arch=arch, weights='imagenet'))  # no weight file needed
+        assert resnet.widths == VisualWidths({t: 2048 for t in ('image', 'region', 'scale', 'object')},
+                                             (256, 512, 1024, 2048))
+        assert resnet.describe() == f'{arch} (imagenet)'
+    assert backbone.stage_widths == STAGE_WIDTHS['resnet50']
+    assert vision_backend(VisionConfig(weights=None)).describe() == 'resnet50 (RANDOM weights)'

@@ -4,8 +4,9 @@ from conftest import fake_features
 from torch_geometric.data import Batch
 
 from graphmner.data.conll import Tweet
+from graphmner.features.types import VISUAL_NODES, VisualWidths
 from graphmner.graph import schema
-from graphmner.graph.builder import all_pairs, build_graph, chain, complete_bipartite
+from graphmner.graph.builder import all_pairs, build_graph, chain, complete_bipartite, graph_features
 from graphmner.graph.transforms import KeepRelations
 
 
@@ -36,21 +37,40 @@ def test_graph_with_image_has_every_node_and_edge_type(tweet):
     assert not g['image'].missing.item()
     # every visual node carries the extractor's output, row for row
     f = features
-    for node, attr, value in [('image', 'x', f.image.view(1, -1)), ('region', 'x', f.regions),
-                              ('region', 'box', f.region_boxes), ('scale', 'x', f.scales),
-                              ('scale', 'level', f.scale_levels), ('scale', 'box', f.scale_boxes),
-                              ('object', 'x', f.objects), ('object', 'box', f.object_boxes),
-                              ('object', 'cls', f.object_classes), ('object', 'score', f.object_scores)]:
+    for node, attr, value in [('image', 'x', f['image'].x), ('region', 'x', f['region'].x),
+                              ('region', 'box', f['region']['box']), ('scale', 'x', f['scale'].x),
+                              ('scale', 'level', f['scale']['level']), ('scale', 'box', f['scale']['box']),
+                              ('object', 'x', f['object'].x), ('object', 'box', f['object']['box']),
+                              ('object', 'cls', f['object']['cls']),
+                              ('object', 'score', f['object']['score'])]:
         assert torch.equal(g[node][attr], value), f'{node}.{attr}'
+    # the graph gives back what it was built from
+    back = graph_features(g)
+    assert back.to_dict().keys() == f.to_dict().keys() and back.names('object') == ['person', 'dog']
+    for node_type, node in f.to_dict().items():
+        for key, value in node.items():
+            same = torch.equal(back[node_type].x if key == 'x' else back[node_type][key], value) \
+                if key != 'names' else back.names(node_type) == value
+            assert same, f'{node_type}.{key}'
+    assert graph_features(build_graph(tweet)) is None
+
+
+def test_the_visual_node_types_are_the_schemas():
+    visual = {schema.IMAGE, schema.REGION, schema.SCALE, schema.OBJECT}
+    assert set(VISUAL_NODES) == visual and visual <= set(schema.NODE_TYPES)
 
 
 def test_missing_image_gives_no_visual_evidence(tweet):
-    g = build_graph(tweet)
+    widths = VisualWidths({'image': 5, 'region': 6, 'scale': 7, 'object': 8}, (7, ) * 4)
+    g = build_graph(tweet, widths=widths)
     assert g.validate()
-    assert g['image'].missing.item() and g['image'].x.abs().sum() == 0
-    for node_type in ('region', 'scale', 'object'):
-        assert g[node_type].x.shape == (0, 2048)
+    assert g['image'].missing.item() and g['image'].x.abs().sum() == 0 and g['image'].x.shape == (1, 5)
+    for node_type, width in (('region', 6), ('scale', 7), ('object', 8)):
+        assert g[node_type].x.shape == (0, width)
+    assert g['scale'].level.dtype == torch.long and g['object'].box.shape == (0, 4) and g.object_names == []
     assert g[schema.GROUNDS].edge_index.shape == (2, 0)
+    # without the backend's widths, a text-only graph: visual x is 0 wide
+    assert build_graph(tweet)['image'].x.shape == (1, 0) and build_graph(tweet)['region'].x.shape == (0, 0)
 
 
 def test_unmatched_objects_are_general(tweet):
@@ -61,7 +81,7 @@ def test_unmatched_objects_are_general(tweet):
 def test_graphs_with_and_without_images_batch_together(tweet):
     keep = KeepRelations([schema.WORD_NEXT, schema.GROUNDS, schema.INFORMS])
     batch = Batch.from_data_list([keep(build_graph(tweet, fake_features(2, dim=2048))),
-                                  keep(build_graph(tweet))])
+                                  keep(build_graph(tweet, widths=VisualWidths.uniform(2048)))])
     assert batch['word'].num_nodes == 12 and batch['region'].num_nodes == 49
     assert batch[schema.GROUNDS].edge_index[1].max() < 6  # the second graph has no objects
     assert schema.WORD_INTRA not in batch.edge_types and 'scale' not in batch.node_types
@@ -104,6 +124,7 @@ def test_builder_records_the_backend_and_its_width_on_every_graph(tmp_path, twee
     assert [g.visual_backend for g in graphs] == [backend] * 2 and report['visual_backend'] == backend
     assert graphs[0]['region'].x.shape == (49, 42) and graphs[0]['object'].x.shape == (0, 42)
     assert graphs[1]['image'].missing.item() and graphs[1]['image'].x.shape == (1, 42)
+    assert builder.widths() == VisualWidths.uniform(42)
     batch = Batch.from_data_list(graphs)
     assert batch['image'].x.shape == (2, 42) and batch.visual_backend == [backend] * 2
 

@@ -96,7 +96,8 @@ def test_hostile_images_never_crash_a_build(tmp_path):
 # -- the graph cache ---------------------------------------------------------------------------
 
 #: A changed value for every GraphOptions field: each must give a new cache entry.
-CHANGED = {'vision_arch': 'resnet152', 'vision_weights': 'other.pth', 'detector_weights': 'yolov8s.pt',
+CHANGED = {'vision_arch': 'resnet152', 'vision_weights': 'other.pth', 'detector_arch': 'cascade',
+           'detector_weights': 'yolov8s.pt',
            'top_k': 7, 'detector_conf': 0.5, 'scale_grid': 3, 'spacy_model': 'en_core_web_lg',
            'aux_sources': ('caption', ), 'ocr': True, 'extra': {'note': 1}}
 

@@ -12,6 +12,7 @@ import torch
 from conftest import fake_features, load_experiment
 
 from graphmner.data.conll import Tweet
+from graphmner.features.types import VisualWidths
 from graphmner.graph.builder import build_graph
 from graphmner.graph.export import FORMATS, export, to_networkx
 
@@ -26,7 +27,7 @@ def graphs():
     return {
         'full': build_graph(TWEET, fake_features(2, 8), aux=[('a', 'caption'), ('dog', 'tag')],
                             grounds=torch.tensor([[0, 1], [1, 4]]), visual_backend=BACKEND),
-        'missing': build_graph(TWEET, None, feature_dim=8),
+        'missing': build_graph(TWEET, None, widths=VisualWidths.uniform(8)),
     }
 
 

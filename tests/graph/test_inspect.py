@@ -9,6 +9,7 @@ import torch
 from conftest import fake_features
 
 from graphmner.data.conll import Tweet
+from graphmner.features.types import VisualWidths
 from graphmner.graph.builder import build_graph
 from graphmner.graph.inspect import draw, layout, summary
 
@@ -28,7 +29,7 @@ def full():
 
 @pytest.fixture
 def missing():
-    return build_graph(TWEET, None, feature_dim=8)
+    return build_graph(TWEET, None, widths=VisualWidths.uniform(8))
 
 
 def test_summary_full(full):

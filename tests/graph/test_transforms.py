@@ -5,6 +5,7 @@ from conftest import fake_features
 from torch_geometric.data import Batch
 
 from graphmner.data.conll import Tweet
+from graphmner.features.types import VisualWidths
 from graphmner.graph import schema
 from graphmner.graph.builder import build_graph
 from graphmner.graph.transforms import CompleteBipartite, DropImage, ImageAsObject, KeepRelations
@@ -27,7 +28,8 @@ def test_image_as_object_only_for_a_usable_image_without_objects(tweet):
     assert g[schema.GROUNDS].edge_index.tolist() == [[0] * 6, list(range(6))]
     assert torch.equal(g[schema.REV_GROUNDS].edge_index, g[schema.GROUNDS].edge_index.flip(0))
     assert g[schema.CONTAINS_OBJECT].edge_index.tolist() == [[0], [0]]
-    for unchanged in (build_graph(tweet, None, feature_dim=8), build_graph(tweet, fake_features(2, 8))):
+    for unchanged in (build_graph(tweet, None, widths=VisualWidths.uniform(8)),
+                      build_graph(tweet, fake_features(2, 8))):
         out = ImageAsObject()(unchanged.clone())
         assert torch.equal(out[schema.OBJECT].x, unchanged[schema.OBJECT].x)
         assert torch.equal(out[schema.GROUNDS].edge_index, unchanged[schema.GROUNDS].edge_index)
@@ -65,7 +67,7 @@ def test_dropped_image_graph_is_the_builders_no_image_graph(tweet):
     aux = [('a', 'caption'), ('dog', 'caption'), ('person', 'tag'), ('dog', 'tag'), ('EXIT', 'ocr')]
     with_image = build_graph(tweet, fake_features(2, 8), aux=aux, grounds=torch.tensor([[0], [1]]),
                              visual_backend='fake')
-    no_image = build_graph(tweet, None, aux=aux[:2], feature_dim=8, visual_backend='fake')
+    no_image = build_graph(tweet, None, aux=aux[:2], widths=VisualWidths.uniform(8), visual_backend='fake')
     assert_same_graph(DropImage(1.0)(with_image.clone()), no_image)
     assert_same_graph(DropImage(0.0)(with_image.clone()), with_image)
     # what a model keeps of the graph is dropped the same way

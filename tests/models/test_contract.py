@@ -8,6 +8,7 @@ from conftest import batch_for, fake_features
 from graphmner import models
 from graphmner.data.conll import read_conll
 from graphmner.data.demo import demo_split_path
+from graphmner.features.types import VisualWidths
 from graphmner.graph.builder import build_graph
 from graphmner.metrics import get_spans, span_scores
 
@@ -19,7 +20,7 @@ def graphs():
     for i, tweet in enumerate(tweets):
         features = None if i % 3 == 2 else fake_features(num_objects=i % 3, dim=2048, seed=i)
         aux = [('a', 'caption'), ('dog', 'caption'), ('dog', 'tag')] if i % 2 == 0 else []
-        out.append(build_graph(tweet, features, aux=aux))
+        out.append(build_graph(tweet, features, aux=aux, widths=VisualWidths.uniform(2048)))
     return out
 
 

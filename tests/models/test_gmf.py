@@ -1,7 +1,6 @@
 """GMF on the tiny random encoder: the pyramid it reads (levels sliced from
 their padding), the prefix it injects and its masks, consistency matching,
 the objective, the ablation switches and persistence."""
-import dataclasses
 import math
 
 import pytest
@@ -10,6 +9,7 @@ from conftest import batch_for, fake_features
 
 from graphmner import models
 from graphmner.data.conll import Tweet
+from graphmner.features.types import NodeFeatures, VisualWidths
 from graphmner.graph import schema
 from graphmner.graph.builder import build_graph
 from graphmner.models.gmf import GMF, GMFConfig
@@ -28,9 +28,10 @@ def pyramid_features(num_objects=2, seed=0, grid=GRID, dims=DIMS):
     scales = torch.zeros(len(dims) * S, DIM)
     for level, width in enumerate(dims):
         scales[level * S:(level + 1) * S, :width] = torch.randn(S, width, generator=g) * (level + 1) + level
-    return dataclasses.replace(fake_features(num_objects, DIM, seed=seed), scales=scales,
-                               scale_levels=torch.arange(len(dims)).repeat_interleave(S),
-                               scale_boxes=torch.rand(len(dims) * S, 4, generator=g))
+    features = fake_features(num_objects, DIM, seed=seed)
+    features.nodes['scale'] = NodeFeatures(scales, {'level': torch.arange(len(dims)).repeat_interleave(S),
+                                                    'box': torch.rand(len(dims) * S, 4, generator=g)})
+    return features
 
 
 def make(tiny_encoder, seed=0, **overrides):
@@ -46,7 +47,7 @@ def graphs(tweet, long_tweet):
     return [build_graph(tweet, pyramid_features(1, seed=0)),
             build_graph(long_tweet, pyramid_features(3, seed=1)),
             build_graph(Tweet('demo_3', ['Snow', 'in', 'Boston'], ['O', 'O', 'B-LOC']), None,
-                        feature_dim=DIM),
+                        widths=VisualWidths.uniform(DIM)),
             build_graph(tweet, pyramid_features(0, seed=2))]
 
 

@@ -9,6 +9,7 @@ from conftest import batch_for, fake_features
 from torch_geometric.data import Batch
 
 from graphmner import models
+from graphmner.features.types import VisualWidths
 from graphmner.graph import schema
 from graphmner.graph.builder import build_graph
 from graphmner.models.maf import MAF, MAFConfig
@@ -28,7 +29,7 @@ def with_image(tweet, seed=0):
 
 
 def image_less(tweet):
-    return build_graph(tweet, None, feature_dim=DIM)
+    return build_graph(tweet, None, widths=VisualWidths.uniform(DIM))
 
 
 def mixed_graphs(tweet, long_tweet, n):

@@ -7,6 +7,7 @@ import torch
 from conftest import batch_for, fake_features
 
 from graphmner import models
+from graphmner.features.types import VisualWidths
 from graphmner.graph import schema
 from graphmner.graph.builder import build_graph
 from graphmner.models.umgf import UMGF, UMGFConfig, UMGFFusionLayer
@@ -84,11 +85,11 @@ def test_each_ablation_changes_the_output(tiny_encoder, grounded, switch):
 
 def test_missing_image_means_no_visual_node(tiny_encoder, tweet):
     model = make(tiny_encoder)
-    missing = batch_for(model, [build_graph(tweet, None, feature_dim=DIM)])
+    missing = batch_for(model, [build_graph(tweet, None, widths=VisualWidths.uniform(DIM))])
     assert missing[schema.OBJECT].x.shape == (0, DIM) and missing[schema.GROUNDS].edge_index.shape == (2, 0)
     # an image without objects becomes one object node, the whole image, linked to every word
     no_object = build_graph(tweet, fake_features(0, DIM))
-    batch = batch_for(model, [build_graph(tweet, None, feature_dim=DIM), no_object])
+    batch = batch_for(model, [build_graph(tweet, None, widths=VisualWidths.uniform(DIM)), no_object])
     assert batch[schema.OBJECT].batch.tolist() == [1]
     torch.testing.assert_close(batch[schema.OBJECT].x[0], no_object[schema.IMAGE].x[0])
     assert batch[schema.GROUNDS].edge_index.tolist() == [[0] * 6, list(range(6, 12))]
@@ -97,8 +98,9 @@ def test_missing_image_means_no_visual_node(tiny_encoder, tweet):
 
 def test_batch_mixing_graphs_with_and_without_images(tiny_encoder, tweet, long_tweet, grounded):
     model = make(tiny_encoder)
-    graphs = [build_graph(long_tweet, None, feature_dim=DIM), grounded,
-              build_graph(tweet, fake_features(0, DIM)), build_graph(tweet, None, feature_dim=DIM)]
+    graphs = [build_graph(long_tweet, None, widths=VisualWidths.uniform(DIM)), grounded,
+              build_graph(tweet, fake_features(0, DIM)),
+              build_graph(tweet, None, widths=VisualWidths.uniform(DIM))]
     batch = batch_for(model, graphs)
     model.train()
     loss, _ = model.loss(batch)
@@ -144,7 +146,7 @@ def test_dense_word_attention_gives_the_message_passing_values(tiny_encoder, lon
     dense = make(tiny_encoder).eval()
     sparse = make(tiny_encoder, dense_word_attention=False).eval()
     sparse.load_state_dict(dense.state_dict())
-    batch = batch_for(dense, [grounded, build_graph(long_tweet, feature_dim=DIM)])
+    batch = batch_for(dense, [grounded, build_graph(long_tweet, widths=VisualWidths.uniform(DIM))])
     torch.testing.assert_close(dense(batch).emissions, sparse(batch).emissions)
 
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 from conftest import fake_features
 
+from graphmner.features.types import VisualWidths
 from graphmner.graph import schema
 from graphmner.graph.builder import build_graph
 from graphmner.models.umgf import UMGF, UMGFConfig
@@ -45,7 +46,8 @@ def test_model_fits_on_the_training_graphs_object_nodes(tiny_encoder, tweet):
     torch.manual_seed(0)
     model = UMGF(UMGFConfig(encoder=tiny_encoder, d_model=16, heads=2, ffn=8, visual_dim=8))
     graphs = [build_graph(tweet, fake_features(2, 8, seed=1)),
-              build_graph(tweet, fake_features(3, 8, seed=2)), build_graph(tweet, None, feature_dim=8)]
+              build_graph(tweet, fake_features(3, 8, seed=2)),
+              build_graph(tweet, None, widths=VisualWidths.uniform(8))]
     transform = model.graph_transform()
     model.fit_feature_statistics([transform(g.clone()) for g in graphs])
     objects = torch.cat([graphs[0][schema.OBJECT].x, graphs[1][schema.OBJECT].x])
