@@ -236,7 +236,7 @@ def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_
 
     from .. import models
     from ..data.datasets import is_folder_dataset
-    from ..graph import load_dataset, visual_width
+    from ..graph import backend_widths, load_dataset
     from ..metrics import format_scores
     from ..train import Trainer
 
@@ -264,11 +264,9 @@ def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_
             f'../shared/data/captions/blip2_{Path(args.dataset).name}.txt), or the images (--image-root) for '
             'tags and OCR, '
             'or --set model.aux_sources=[] to train without image text')
-    model_fields = {f.name for f in dataclasses.fields(cls.config_class)}
-    width = visual_width(data['train'])
-    if 'visual_dim' in model_fields and width is not None:
-        # The model's visual input width is the data's (ResNet 2048, the weight-free backend's own).
-        settings['model']['visual_dim'] = width
+    # The model's visual input widths are the vision backend's (GMF's pyramid level widths included).
+    fitted = cls.config_class(**settings['model']).fit_visual_widths(backend_widths(data['train'].options))
+    settings['model'] = dataclasses.asdict(fitted)
     torch.manual_seed(train_config.seed)  # the model's initial weights depend on it
     model = models.build(args.model, labels=data['train'].labels, **settings['model']).to(distributed.device)
     train_report = data['train'].report

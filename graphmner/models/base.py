@@ -31,6 +31,7 @@ from torch_geometric.utils import to_dense_batch
 
 from .. import __version__
 from ..data.labels import BIO_LABELS
+from ..features.types import VisualWidths
 from ..graph import schema
 from ..graph.transforms import KeepRelations
 from ..io import atomic_save
@@ -68,6 +69,34 @@ class EncoderConfig:
     dropout: float = 0.1                # on the word states before the emission layer
     constrained_decoding: bool = True   # forbid transitions the tag scheme rules out
     tag_scheme: str = 'bio'             # the CRF's tags: 'bio', or 'bioes' (E- ends, S- single)
+
+    def fit_visual_widths(self, widths: VisualWidths) -> EncoderConfig:
+        """This config with its visual input widths set to the vision
+        backend's ``widths``: what a model is built with. A model that reads
+        no visual feature keeps its config."""
+        return self
+
+    def check_visual_widths(self, widths: VisualWidths, source: str = 'the data') -> None:
+        """Raises :class:`ValueError` (one line naming both) when this config
+        was built for visual widths other than ``widths``, e.g. a checkpoint
+        read with features of another backend."""
+        fitted = self.fit_visual_widths(widths)
+        wrong = [f.name for f in dataclasses.fields(self) if getattr(fitted, f.name) != getattr(self, f.name)]
+        if wrong:
+            built = ', '.join(f'{name}={getattr(self, name)}' for name in wrong)
+            given = ', '.join(f'{name}={getattr(fitted, name)}' for name in wrong)
+            raise ValueError(f'{type(self).__name__} was built for visual widths {built}; {source} has '
+                             f'{given}')
+
+
+def shared_width(widths: VisualWidths, node_types: Sequence[str], owner: str) -> int:
+    """The one ``x`` width of ``node_types`` (read by ``owner`` through one
+    ``visual_dim``); a backend giving them different widths is a :class:`ValueError`."""
+    found = {t: widths.x[t] for t in node_types}
+    if len(set(found.values())) != 1:
+        raise ValueError(f'{owner} reads {", ".join(node_types)} through one visual_dim, but the vision '
+                         f'backend gives them the widths {found}')
+    return found[node_types[0]]
 
 
 class MNERModel(nn.Module):

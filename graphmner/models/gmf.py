@@ -51,6 +51,7 @@ maps unrefined), ``cm=False`` (no CM loss; the objective is ``L_ner``).
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -60,12 +61,13 @@ from torch_geometric.data import Batch, HeteroData
 from torch_geometric.utils import degree, to_dense_batch
 
 from ..data.labels import BIO_LABELS
+from ..features.types import VisualWidths
 from ..graph import schema
 from ..nn.contrastive import symmetric_info_nce
 from ..nn.cross_scale_attention import CrossScaleAttention
 from ..nn.standardize import FeatureStandardizer
 from ..nn.visual_clue_prefix import VisualCluePrefix
-from .base import EncoderConfig, MNERModel, MNEROutput
+from .base import EncoderConfig, MNERModel, MNEROutput, shared_width
 
 #: Backbone stages 1-4, the pyramid levels of the ``scale`` nodes.
 PYRAMID_LEVELS = 4
@@ -75,9 +77,10 @@ PYRAMID_LEVELS = 4
 class GMFConfig(EncoderConfig):
     """GMF settings (paper §4.2; what the paper leaves out is marked)."""
 
-    visual_dim: int = 2048                # width of image / object / (padded) scale features; run.py fills it
+    visual_dim: int = 2048                # width of image / object / (padded) scale features
     scale_dims: list[int] | None = None   # channels of each level in scale.x (ResNet-50: 256, 512, 1024,
     #                                       2048); None: every level uses all visual_dim channels
+    #                                       (both: fit_visual_widths, the vision backend's)
     reduction: int = 16                   # r of CSA (not in the paper: BAM's)
     dilation: int = 4                     # of CSA's two 3x3 convolutions (not in the paper: BAM's)
     temperature: float = 0.21             # tau of CM (paper: Twitter-2015 0.21, Twitter-2017 0.174)
@@ -91,6 +94,14 @@ class GMFConfig(EncoderConfig):
     vcg: bool = True                      # visual clue guidance (False: "w/o VCG")
     csa: bool = True                      # cross-scale attention (False: "w/o CSA")
     cm: bool = True                       # consistency matching (False: "w/o CM")
+
+    def fit_visual_widths(self, widths: VisualWidths) -> GMFConfig:
+        dim = shared_width(widths, (schema.SCALE, schema.OBJECT, schema.IMAGE), 'GMF')
+        if len(widths.levels) != PYRAMID_LEVELS:
+            raise ValueError(f'GMF reads {PYRAMID_LEVELS} pyramid levels, but the vision backend gives '
+                             f'{len(widths.levels)} (widths {list(widths.levels)})')
+        levels = None if all(w == dim for w in widths.levels) else list(widths.levels)
+        return dataclasses.replace(self, visual_dim=dim, scale_dims=levels)
 
     def __post_init__(self):
         if self.scale_dims is not None:

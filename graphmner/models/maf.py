@@ -50,6 +50,7 @@ The official code instead fed such tweets a stock photo
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,20 +60,21 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 
 from ..data.labels import BIO_LABELS
+from ..features.types import VisualWidths
 from ..graph import schema
 from ..nn.contrastive import symmetric_info_nce
 from ..nn.cross_modal_gate import CrossModalGate
 from ..nn.cross_modal_interaction import CrossModalInteraction
 from ..nn.cross_modal_matching import CrossModalMatching
 from ..nn.standardize import FeatureStandardizer
-from .base import EncoderConfig, MNERModel, MNEROutput
+from .base import EncoderConfig, MNERModel, MNEROutput, shared_width
 
 
 @dataclass
 class MAFConfig(EncoderConfig):
     """MAF settings (official code's defaults, ``run_gate_cl.py``)."""
 
-    visual_dim: int = 2048            # region / image feature width (ResNet-152)
+    visual_dim: int = 2048            # region / image feature width (fit_visual_widths: the backend's)
     heads: int | None = None          # cross-attention heads; None: the encoder's (official: BERT's 12)
     ffn: int | None = None            # FFN width; None: the encoder's intermediate size (official 3072)
     attention_dropout: float = 0.1    # on the word <- region attention weights (BERT's)
@@ -83,6 +85,10 @@ class MAFConfig(EncoderConfig):
     negatives: int = 16               # 2k: tweets swapped per training batch (negative_rate)
     gate: bool = True                 # False: R = M ("w/o gate")
     nll_weight: float = 0.62          # lambda: lambda * L_crf + (1 - lambda) * (L_cm + L_ca) (lamb)
+
+    def fit_visual_widths(self, widths: VisualWidths) -> MAFConfig:
+        dim = shared_width(widths, (schema.REGION, schema.IMAGE), 'MAF')
+        return dataclasses.replace(self, visual_dim=dim)
 
     def __post_init__(self):
         if self.heads is not None and self.heads <= 0:

@@ -32,6 +32,7 @@ self-attention has no value/output projection (``visual_value_projection=False``
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,13 +41,14 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 
 from ..data.labels import BIO_LABELS
+from ..features.types import VisualWidths
 from ..graph import schema
 from ..graph.schema import edge_type_name
 from ..graph.transforms import CompleteBipartite, ImageAsObject
 from ..nn.cross_modal_gate import CrossModalGate
 from ..nn.graph_attention import GraphMultiHeadAttention
 from ..nn.standardize import FeatureStandardizer
-from .base import EncoderConfig, MNERModel, MNEROutput
+from .base import EncoderConfig, MNERModel, MNEROutput, shared_width
 
 EDGES = ('grounded', 'all')
 _WORD_INTRA = edge_type_name(schema.WORD_INTRA)      # 'word__intra__word'
@@ -64,7 +66,7 @@ class UMGFConfig(EncoderConfig):
     ffn: int = 256                      # hidden width of the position-wise FFN (code: d_hidden)
     num_layers: int = 2                 # L (paper: 2; official code: 6)
     dropout: float = 0.5                # everywhere in the fusion (code: 0.4)
-    visual_dim: int = 2048              # object / image feature width (run.py takes the data's)
+    visual_dim: int = 2048              # object / image feature width (fit_visual_widths: the backend's)
     edges: str = 'grounded'             # 'grounded': the graph's NP rule; 'all': every word <-> object
     targeted_objects: bool = True       # False: every object is general (linked to every word)
     visual_self_attention: bool = True  # False: no object <-> object attention ("w/o VCorr.")
@@ -73,6 +75,11 @@ class UMGFConfig(EncoderConfig):
     # Word attention computed densely per tweet, masked to the 'intra' edges (same values,
     # ~3x faster); False runs it through MessagePassing, where AttentionExplainer can hook it.
     dense_word_attention: bool = True
+
+    def fit_visual_widths(self, widths: VisualWidths) -> UMGFConfig:
+        # Without objects UMGF reads the image as one (ImageAsObject).
+        dim = shared_width(widths, (schema.OBJECT, schema.IMAGE), 'UMGF')
+        return dataclasses.replace(self, visual_dim=dim)
 
     def __post_init__(self):
         if self.edges not in EDGES:
