@@ -212,3 +212,22 @@ def test_extractor_without_detector_gives_no_objects(tmp_path, photos):
                              cache_dir=tmp_path / 'cache', progress=False)
     [cached] = again.extract([path])
     assert again.report.cached == 1 and torch.equal(cached['region'].x, f['region'].x)
+
+
+def test_features_are_bit_identical_to_the_flat_layouts():
+    """SHA-256 of the float32 bytes of the astronaut photo's image, region (x, box) and scale
+    (x, level, box) nodes and of one crop, in that order, computed with the code of before the
+    node-type layout (ImageFeatures of flat fields): the demo and probe features did not change."""
+    import hashlib
+
+    from skimage import data
+
+    photo = Image.fromarray(data.astronaut())
+    backbone = DescriptorBackbone()
+    f = backbone.extract([photo])[0]
+    crop = backbone.encode_crops([photo.crop((10, 20, 200, 150))])
+    digest = hashlib.sha256()
+    for t in (f['image'].x, f['region'].x, f['region']['box'], f['scale'].x, f['scale']['level'],
+              f['scale']['box'], crop):
+        digest.update(t.contiguous().numpy().tobytes())
+    assert digest.hexdigest() == 'a769eae995ccc7207b496196b73b1c2ed26a01935c4be9bf5153edf3b5507247'
