@@ -21,7 +21,7 @@ Graph-level attributes: ``words``, ``aux_words`` (lists of str), ``object_names`
 (list of str), ``image_id`` (str), ``labels`` (list of str) and ``visual_backend``
 (str, what made the visual features).
 
-Every visual ``x`` has the width of the vision backend (``VisionConfig.feature_dim``):
+Every visual ``x`` has the width of the vision backend (its ``widths``, :func:`~graphmner.graph.backend_widths`):
 2048 for ResNet-50/152 (a ``scale`` row zero-padded from its stage's 256 / 512 / 1024
 channels), 42 for the weight-free ``'descriptors'`` (every level the same width).
 
