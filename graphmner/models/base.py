@@ -29,16 +29,16 @@ from torch_geometric.data import Batch, HeteroData
 from torch_geometric.transforms import BaseTransform, Compose
 from torch_geometric.utils import to_dense_batch
 
-from .. import __version__
 from ..data.labels import BIO_LABELS
 from ..graph import schema
 from ..graph.transforms import KeepRelations
-from ..io import atomic_save
+from ..io import CheckpointError, atomic_save, load_checkpoint
 from ..metrics import span_scores
 from ..nn.crf import CRF
 from ..nn.encoder import TextEncoder
 from ..nn.standardize import FeatureStandardizer
 from ..nn.tagging import TagScheme
+from ..version import __version__
 
 EdgeType = tuple[str, str, str]
 
@@ -286,12 +286,55 @@ class MNERModel(nn.Module):
         atomic_save(self.checkpoint(), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> MNERModel:
-        from . import load  # the registry dispatches on the stored name
-        model = load(path, map_location=map_location)
-        if not isinstance(model, cls):
-            raise TypeError(f"'{path}' holds a '{model.name}' model, not {cls.__name__}")
+    def from_config(cls, labels: Sequence[str] | None = None, **config: Any) -> MNERModel:
+        """The model built from keyword config values (unknown keys are an
+        error); ``labels`` default to :data:`BIO_LABELS`."""
+        known = {f.name for f in dataclasses.fields(cls.config_class)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"Unknown config key(s) for '{cls.name}': {', '.join(unknown)}; "
+                             f"valid: {', '.join(sorted(known))}")
+        return cls(cls.config_class(**config), BIO_LABELS if labels is None else labels)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> MNERModel:
+        """The model a checkpoint read by :func:`read_checkpoint` holds."""
+        model = cls.from_config(checkpoint['labels'], **checkpoint['config'])
+        model.load_state_dict(checkpoint['state_dict'])
+        model.data_config = checkpoint.get('data', {})
         return model
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> MNERModel:
+        """The model saved at ``path``, which must be one of this class (any
+        registered model: :func:`graphmner.models.load`)."""
+        checkpoint = read_checkpoint(path, map_location)
+        if checkpoint['model'] != getattr(cls, 'name', None):
+            raise TypeError(f"'{path}' holds a '{checkpoint['model']}' model, not {cls.__name__}")
+        return cls.from_checkpoint(checkpoint)
 
     def extra_repr(self) -> str:
         return f"labels={len(self.labels)}, tags={len(self.tags)} ({self.config.tag_scheme})"
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> dict[str, Any]:
+    """A model checkpoint's contents, checked to be one (name, config, labels,
+    state) of this :data:`CHECKPOINT_FORMAT`.
+
+    Raises:
+        CheckpointError: a missing or unreadable file, a file that is not a
+            graphmner model checkpoint (a trainer's ``last.pt`` included), or
+            one written with another checkpoint format.
+    """
+    checkpoint = load_checkpoint(path, map_location)
+    if not isinstance(checkpoint, dict) or 'model' not in checkpoint or 'state_dict' not in checkpoint:
+        hint = " (a trainer state: use the run's best.pt)" if isinstance(checkpoint, dict) and \
+            'optimizer' in checkpoint else ''
+        raise CheckpointError(f"'{path}' is not a graphmner model checkpoint{hint}")
+    written = checkpoint.get('format', 1)
+    if written != CHECKPOINT_FORMAT:
+        version = checkpoint.get('graphmner_version', 'before 0.2')
+        raise CheckpointError(f"'{path}' was written by graphmner {version} (checkpoint format {written}); "
+                              f'this is graphmner {__version__} (format {CHECKPOINT_FORMAT}): retrain, or '
+                              'load it with that version')
+    return checkpoint
