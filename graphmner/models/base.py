@@ -9,8 +9,9 @@ top of that every model gets, from this class:
 
 - :meth:`loss` for training: the weighted CRF NLL plus the method's weighted
   :meth:`auxiliary_losses`, every part in the log;
-- :meth:`decode` (BIO labels per tweet) and :meth:`evaluate` (span scores),
-  which never compute a loss, in any of the model's :attr:`views`;
+- :meth:`decode` (BIO labels per tweet, and with ``marginals=True`` each
+  decoded tag's posterior) and :meth:`evaluate` (span scores), which never
+  compute a loss, in any of the model's :attr:`views`;
 - :meth:`save` / :func:`load` that record the class by its registry name, its
   config and its labels, so a checkpoint rebuilds itself.
 """
@@ -31,7 +32,7 @@ from torch_geometric.utils import to_dense_batch
 
 from ..data.labels import BIO_LABELS
 from ..graph import schema
-from ..graph.transforms import KeepRelations
+from ..graph.transforms import BuildRelations, KeepRelations
 from ..io import CheckpointError, atomic_save, load_checkpoint
 from ..metrics import span_scores
 from ..nn.crf import CRF
@@ -99,9 +100,12 @@ class EncoderConfig:
 
 class MNERModel(nn.Module):
     """Base class: subclasses set ``name``, ``config_class``, ``relations``,
-    ``node_types`` (and ``views`` if they have several) and implement
-    :meth:`forward`; methods with extra objectives add
-    :meth:`auxiliary_losses` and :meth:`loss_weights`.
+    ``node_types``, ``visual_node_types`` (and ``views`` and ``text_view`` if
+    they have several) and implement :meth:`forward`, which starts with the
+    shared checks (:meth:`check_batch`, :meth:`check_words`) and reads image
+    presence through :meth:`image_mask`; methods with extra objectives add
+    :meth:`auxiliary_losses` (a function of the batch and the output, which it
+    leaves as they are) and :meth:`loss_weights`.
 
     The data and every output speak IOB2 (``labels``); the CRF runs on the
     tags of :attr:`tagging` (the labels, or their BIOES expansion).
@@ -117,8 +121,11 @@ class MNERModel(nn.Module):
 
     name: ClassVar[str]
     config_class: ClassVar[type]
-    #: The edge types the model reads; the data pipeline drops the others.
-    relations: ClassVar[tuple[EdgeType, ...]] = (schema.WORD_NEXT, )
+    #: The edge types the model reads (their edges, in ``forward``); the data
+    #: pipeline drops the others and builds these where the schema builds them
+    #: on demand. A relation the method realises without edges (the CRF's word
+    #: order, an encoder's attention) is not declared: it is display-only.
+    relations: ClassVar[tuple[EdgeType, ...]] = ()
     #: The node types the model reads besides those the relations touch
     #: (``word`` and ``image`` always stay).
     node_types: ClassVar[tuple[str, ...]] = ()
@@ -187,8 +194,11 @@ class MNERModel(nn.Module):
 
     # -- shared plumbing ------------------------------------------------------------
     def graph_transform(self) -> Compose:
-        """What the data pipeline applies to every graph before batching."""
-        return Compose([KeepRelations(self.relations, self.node_types), *self.graph_transforms()])
+        """What the data pipeline applies to every graph before batching: keep
+        what the model reads, apply its graph rules, then build its relations
+        that the schema builds on demand (from the nodes as the rules left them)."""
+        return Compose([KeepRelations(self.relations, self.node_types), *self.graph_transforms(),
+                        BuildRelations(self.relations)])
 
     @staticmethod
     def words_of(batch: Batch) -> list[list[str]]:

@@ -80,7 +80,6 @@ class ITA(MNERModel):
 
     name = 'ita'
     config_class = ITAConfig
-    relations = (schema.WORD_NEXT, )
     node_types = (schema.AUX, )  # read as text beside the tweet, through no edge
     views = VIEWS
     text_view = 'text'
