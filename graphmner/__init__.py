@@ -4,7 +4,7 @@
 subpackages hold the data, features, graphs, layers, models and training.
 Importing the package itself stays light: ``Tagger`` is loaded on first use.
 """
-__version__ = '0.2.0'
+from .version import __version__
 
 __all__ = ['Tagger', '__version__']
 

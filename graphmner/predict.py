@@ -19,8 +19,7 @@ its least sure word, and it is 1.0 only when each of those marginals is.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,19 +36,6 @@ from .graph.datasets import DEFAULT_CACHE
 from .graph.options import GraphOptions
 from .metrics import get_spans
 from .models import MNERModel, load
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """The forward-backward recursion is ~2T small ops on [B, C, C] tensors: with
-    several intra-op threads each op pays a thread wake-up that dwarfs its work
-    (measured on 2 busy cores, B=32, T=40, C=9: 266 ms with 2 threads, 15 ms with 1)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class PredictionError(ValueError):
@@ -153,15 +139,8 @@ class Tagger:
         for start in range(0, len(graphs), self.batch_size):
             batch = Batch.from_data_list([self.transform(g.clone())
                                           for g in graphs[start:start + self.batch_size]]).to(self.device)
-            result = self.model(batch)
-            paths = self.model.crf.decode(result.emissions, result.mask)            # [B, T]
-            with _one_thread():
-                marginals = self.model.crf.marginals(result.emissions, result.mask)  # [B, T, C]
-            chosen = marginals.gather(-1, paths.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [B, T]
-            lengths = result.mask.sum(1).tolist()
-            labels = self.model.tagging.to_labels(paths, lengths)
-            out.extend((row, chosen[b, :n].double().tolist())
-                       for b, (row, n) in enumerate(zip(labels, lengths)))
+            labels, marginals = self.model.decode(batch, marginals=True)
+            out.extend(zip(labels, marginals))
         return out
 
     def predict(self, tweets: str | Sequence[str] | Sequence[Sequence[str]],
@@ -216,7 +195,7 @@ class Tagger:
             notes.append(f'image {why}: tagged from the text')
         elif image is None and self.reads_images:
             notes.append('no image: tagged from the text')
-        if len(self.model.views) > 1 and not getattr(g, 'aux_words', None):
+        if self.model.text_view is not None and not getattr(g, 'aux_words', None):
             notes.append('no image text (caption/tags) for this tweet: text-only view')
         return Prediction(words, labels, entities, None if image is None else str(image),
                           self.reads_images and image is not None and not missing, notes)

@@ -10,6 +10,7 @@ import torch
 from conftest import load_experiment
 
 from graphmner.graph import schema
+from graphmner.graph.inspect import display_graph
 
 SIZES = {'train': 48, 'dev': 16, 'test': 32}
 
@@ -64,7 +65,8 @@ def test_with_image_of_swaps_only_the_image(probe, graphs):
     assert torch.equal(swapped['word'].y, g['word'].y)
     for node_type in (schema.IMAGE, schema.REGION, schema.SCALE):
         assert torch.equal(swapped[node_type].x, donor[node_type].x)
-    assert swapped[schema.INFORMS].edge_index.shape == g[schema.INFORMS].edge_index.shape
+    shown, shown_swapped = display_graph(g), display_graph(swapped)
+    assert shown_swapped[schema.INFORMS].edge_index.shape == shown[schema.INFORMS].edge_index.shape
     shuffled = probe.shuffled_images(graphs['test'][:3], batch_size=2)
     assert [probe.photo_of(s) for s in shuffled] == [probe.photo_of(g) for g in graphs['test'][:3]]
     assert torch.equal(shuffled[0]['image'].x, graphs['test'][1]['image'].x)

@@ -16,7 +16,7 @@ import logging
 import re
 from pathlib import Path
 
-from . import Parser, UsageError, run_guarded
+from .common import Parser, UsageError, run_guarded
 
 FORMATS = ('graphml', 'gexf', 'json', 'cyjs', 'html', 'png')
 

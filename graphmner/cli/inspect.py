@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import UsageError, run_guarded
+from .common import UsageError, run_guarded
 from .export import add_dataset_arguments, load_split
 
 

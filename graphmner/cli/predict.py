@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import UsageError, run_guarded
+from .common import UsageError, run_guarded
 
 INPUT_FORMATS = ('conll', 'jsonl', 'text')
 OUTPUT_FORMATS = ('jsonl', 'conll')

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import (
+from .common import (
     MODEL_NAMES,
     REPOSITORY,
     Parser,

@@ -16,6 +16,8 @@ from .conll import Tweet, read_conll
 from .labels import BIO_LABELS, split_label
 
 DATASETS = ('demo', 'twitter2015', 'twitter2017')
+#: The folder of the demo's CoNLL files, inside this package (see :mod:`graphmner.data.demo`).
+DEMO_DIR: Path = Path(__file__).resolve().parent / 'demo'
 SPLITS = ('train', 'dev', 'test')
 #: Split name -> file name; ``dev`` is stored as ``valid.txt``, as in the Twitter releases.
 SPLIT_FILES = {'train': 'train.txt', 'dev': 'valid.txt', 'test': 'test.txt'}
@@ -48,7 +50,6 @@ def split_path(name: str | os.PathLike, split: str, data_root: str | os.PathLike
                                     f"(it needs {', '.join(SPLIT_FILES.values())})")
         return path
     if name == 'demo':
-        from .demo import DEMO_DIR
         return DEMO_DIR / SPLIT_FILES[split]
     if data_root is None:
         raise ValueError(f"'{name}' is read from a local copy: set data_root (--data-root) to the "

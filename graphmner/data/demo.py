@@ -18,11 +18,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from .datasets import DEMO_DIR, split_path
+
 __all__ = ['DEMO_DIR', 'DEMO_CAPTIONS', 'DEMO_OPTIONS', 'SHARED_MODELS', 'demo_split_path',
            'demo_image_root']
-
-#: The folder of the demo's CoNLL files.
-DEMO_DIR: Path = Path(__file__).resolve().parent / 'demo'
 
 #: Hand-written captions of the demo photos, in the BLIP-2 caption format.
 DEMO_CAPTIONS: Path = DEMO_DIR / 'captions.txt'
@@ -57,7 +56,6 @@ def demo_split_path(split: str) -> Path:
     Raises:
         ValueError: If ``split`` is not one of the three.
     """
-    from .datasets import split_path
     return split_path('demo', split)
 
 

@@ -5,7 +5,10 @@ Every graph carries every node type, with zero rows where a tweet has none, so
 that any mix of graphs batches. A tweet without a usable image keeps its
 ``image`` node (zero feature, ``missing=True``) and no region, scale or object
 node: no fake visual evidence. The visual nodes are written by node type, as
-:data:`~graphmner.features.types.VISUAL_NODES` declares them.
+:data:`~graphmner.features.types.VISUAL_NODES` declares them. Of the edges a
+graph stores only the relations of :data:`~graphmner.graph.schema.STORED` (the
+noun-phrase grounding); the others follow from the node counts
+(:func:`relation_edges`) and are built on demand.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from .options import GraphOptions
 log = logging.getLogger('graphmner.data')
 
 #: Bumped whenever the builder's output changes, so cached graphs are rebuilt.
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4
 
 
 def chain(n: int) -> Tensor:
@@ -46,6 +49,27 @@ def complete_bipartite(n_src: int, n_dst: int) -> Tensor:
     """Every source -> every destination: ``[2, n_src * n_dst]``."""
     return torch.stack([torch.arange(n_src).repeat_interleave(n_dst),
                         torch.arange(n_dst).repeat(n_src)])
+
+
+def relation_edges(data: HeteroData, edge_type: tuple[str, str, str]) -> Tensor:
+    """The edges of a relation built on demand, by its rule in
+    :data:`schema.RULES`, from the graph's node counts (a type the graph lacks
+    counts 0): ``[2, E]``.
+
+    Raises:
+        ValueError: a stored relation (its edges are not a rule's) or an unknown one.
+    """
+    rule = schema.RULES.get(edge_type)
+    if rule is None or rule == 'stored':
+        raise ValueError(f'{edge_type} is not built on demand; those are '
+                         f"{[r for r, k in schema.RULES.items() if k != 'stored']}")
+    src, _, dst = edge_type
+    n_src, n_dst = (int(data[t].num_nodes or 0) if t in data.node_types else 0 for t in (src, dst))
+    if rule == 'chain':
+        return chain(n_src)
+    if rule == 'all_pairs':
+        return all_pairs(n_src)
+    return complete_bipartite(n_src, n_dst)
 
 
 def build_graph(tweet: Tweet, features: ImageFeatures | None = None, *,
@@ -105,7 +129,7 @@ def build_graph(tweet: Tweet, features: ImageFeatures | None = None, *,
             store[key] = nodes[key].to(dtype)
         if spec.names:
             names[f'{node_type}_names'] = list(nodes.names)
-    n_region, n_scale, n_object = (g[t].x.shape[0] for t in (schema.REGION, schema.SCALE, schema.OBJECT))
+    n_object = g[schema.OBJECT].x.shape[0]
 
     sources = {s: i for i, s in enumerate(schema.AUX_SOURCES)}
     try:
@@ -122,17 +146,9 @@ def build_graph(tweet: Tweet, features: ImageFeatures | None = None, *,
                          f"got max indices ({int(grounds[0].max())}, {int(grounds[1].max())})")
     grounds = grounds.long().view(2, -1)
 
-    g[schema.WORD_NEXT].edge_index = chain(n)
-    g[schema.WORD_INTRA].edge_index = all_pairs(n)
-    g[schema.OBJECT_INTRA].edge_index = all_pairs(n_object)
+    # The stored relations only; the rest are built on demand (relation_edges).
     g[schema.GROUNDS].edge_index = grounds
     g[schema.REV_GROUNDS].edge_index = grounds.flip(0)
-    g[schema.INFORMS].edge_index = complete_bipartite(n_region, n)
-    g[schema.GUIDES].edge_index = complete_bipartite(n_scale, n)
-    g[schema.AUX_NEXT].edge_index = chain(len(aux))
-    g[schema.DESCRIBES].edge_index = complete_bipartite(len(aux), n)
-    g[schema.CONTAINS_REGION].edge_index = complete_bipartite(1, n_region)
-    g[schema.CONTAINS_OBJECT].edge_index = complete_bipartite(1, n_object)
 
     g.words = list(tweet.words)
     g.labels = list(tweet.labels)

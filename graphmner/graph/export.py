@@ -27,6 +27,7 @@ from .inspect import (
     _edge_name,
     _num,
     aux_sources,
+    display_graph,
     image_missing,
     layout,
     node_labels,
@@ -70,8 +71,11 @@ def to_networkx(g: HeteroData, edge_weights: Mapping[EdgeKey, Tensor] | None = N
     ``relation`` and, for relations in ``edge_weights``, ``weight``.
     Graph attributes: ``image_id``, ``schema_version``, ``text``,
     ``image_missing`` and ``visual_backend`` (what made the visual features).
-    Feature vectors are not exported.
+    Feature vectors are not exported. The relations are those of
+    :func:`~graphmner.graph.inspect.display_graph` (the stored ones and those
+    built on demand).
     """
+    g = display_graph(g)
     G = nx.MultiDiGraph()
     image_id = getattr(g, 'image_id', None)
     G.graph.update(image_id=str(image_id or ''), schema_version=schema.SCHEMA_VERSION,

@@ -6,9 +6,13 @@ Layout (data coordinates, y up): words in reading order along the bottom
 (``y = 0``), the image panel above them (visual nodes at the centres of their
 normalised boxes, the ``image`` node left of the panel), aux words in a row at
 the top.
+
+A graph stores only some relations (:data:`~graphmner.graph.schema.STORED`);
+pictures, summaries and exports show it as :func:`display_graph` completes it.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -16,6 +20,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from . import schema
+from .transforms import BuildRelations
 
 EdgeKey = str | tuple[str, str, str]
 
@@ -50,6 +55,16 @@ EDGE_STYLES: dict[str, tuple[str, str]] = {
 # geometry of the layout
 PANEL_BOTTOM = 1.5
 AUX_GAP = 1.0
+
+
+def display_graph(g: HeteroData) -> HeteroData:
+    """``g`` with every relation the schema builds on demand between node types
+    it has and that it lacks (a shallow copy; ``g`` is unchanged): the whole
+    graph of :data:`schema.EDGE_TYPES` for a graph as built, a model's
+    relations and the display ones among its node types after its transform."""
+    wanted = [e for e in schema.EDGE_TYPES if schema.RULES[e] != 'stored' and e not in g.edge_types
+              and e[0] in g.node_types and e[2] in g.node_types]
+    return BuildRelations(wanted)(copy.copy(g)) if wanted else g
 
 
 def _num(g: HeteroData, node_type: str) -> int:
@@ -193,7 +208,9 @@ def _edge_name(edge_type: EdgeKey) -> str:
 def summary(g: HeteroData) -> str:
     """Human-readable summary of one tweet graph: the missing-image flag and
     the backend that made the visual features, node and edge counts per type,
-    the words with labels, objects (class, score) and aux words."""
+    the words with labels, objects (class, score) and aux words (of
+    :func:`display_graph`)."""
+    g = display_graph(g)
     lines = []
     image_id = getattr(g, 'image_id', None)
     lines.append(f'Tweet graph {image_id!s}  (image missing: {image_missing(g)})')
@@ -252,7 +269,8 @@ def draw(g: HeteroData, ax=None, edge_weights: Mapping[EdgeKey, Tensor] | None =
     """Draws one tweet graph with matplotlib (works under the Agg backend).
 
     Args:
-        g (HeteroData): a schema-v1 tweet graph.
+        g (HeteroData): a schema-v1 tweet graph, drawn as :func:`display_graph`
+            completes it.
         ax (matplotlib.axes.Axes, optional): where to draw; a new figure otherwise.
         edge_weights (dict, optional): ``{edge_type: Tensor[E]}`` (tuple or
             ``'src__rel__dst'`` keys), e.g. attention or gate values; scaled to
@@ -275,6 +293,7 @@ def draw(g: HeteroData, ax=None, edge_weights: Mapping[EdgeKey, Tensor] | None =
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
 
+    g = display_graph(g)
     if ax is None:
         n = _num(g, schema.WORD)
         fig, ax = plt.subplots(figsize=(min(max(6.0, 0.7 * n + 2), 16.0) + 3.5, 7.0))

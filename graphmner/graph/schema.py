@@ -25,24 +25,33 @@ Every visual ``x`` has the width of the vision backend (its ``widths``, :func:`~
 2048 for ResNet-50/152 (a ``scale`` row zero-padded from its stage's 256 / 512 / 1024
 channels), 42 for the weight-free ``'descriptors'`` (every level the same width).
 
-Edge types (see :data:`EDGE_TYPES`):
+Edge types (see :data:`EDGE_TYPES`). A graph stores only the relations whose
+edges carry information of their own (:data:`STORED`: UMGF's noun-phrase
+grounding); every other relation follows from the node counts by its rule
+(:data:`RULES`) and is built on demand (:class:`~graphmner.graph.transforms.BuildRelations`):
+for a model, the relations it declares (``MNERModel.relations``), after its
+other graph rules; for pictures and exports, all of them
+(:func:`~graphmner.graph.inspect.display_graph`). "read by" names the models
+that declare a relation (:data:`READ_BY`); a relation no model reads is
+display-only (:data:`DISPLAY_ONLY`): the method realises it without edges, as
+said in brackets.
 
-=====================================  ===================================================  ==========
-relation                               rule                                                 read by
-=====================================  ===================================================  ==========
-``('word', 'next', 'word')``           i -> i+1                                             all
-``('word', 'intra', 'word')``          every ordered pair i != j                            UMGF
-``('object', 'intra', 'object')``      every ordered pair i != j                            UMGF
-``('object', 'grounds', 'word')``      object matched to a noun phrase -> that phrase's     UMGF
+=====================================  ===================================================  =========  ==========
+relation                               rule                                                 stored     read by
+=====================================  ===================================================  =========  ==========
+``('word', 'next', 'word')``           i -> i+1                                             on demand  display (the CRF's chain)
+``('word', 'intra', 'word')``          every ordered pair i != j                            on demand  umgf
+``('object', 'intra', 'object')``      every ordered pair i != j                            on demand  umgf
+``('object', 'grounds', 'word')``      object matched to a noun phrase -> that phrase's     stored     umgf
                                        words; unmatched ("general") object -> every word
-``('word', 'rev_grounds', 'object')``  reverse of ``grounds``                               UMGF
-``('region', 'informs', 'word')``      every region -> every word                           MAF
-``('scale', 'guides', 'word')``        every scale cell -> every word                       GMF
-``('aux', 'next', 'aux')``             i -> i+1                                             ITA
-``('aux', 'describes', 'word')``       every aux word -> every word                         ITA
-``('image', 'contains', 'region')``    containment                                          MAF, GMF
-``('image', 'contains', 'object')``    containment                                          UMGF
-=====================================  ===================================================  ==========
+``('word', 'rev_grounds', 'object')``  reverse of ``grounds``                               stored     umgf
+``('region', 'informs', 'word')``      every region -> every word                           on demand  maf
+``('scale', 'guides', 'word')``        every scale cell -> every word                       on demand  display (GMF's prefix attention)
+``('aux', 'next', 'aux')``             i -> i+1                                             on demand  display (ITA's encoder reads the aux words in order)
+``('aux', 'describes', 'word')``       every aux word -> every word                         on demand  display (ITA's encoder attention)
+``('image', 'contains', 'region')``    every region of the image                            on demand  display (MAF, GMF read the image per graph)
+``('image', 'contains', 'object')``    every object of the image                            on demand  display (UMGF, GMF read the image per graph)
+=====================================  ===================================================  =========  ==========
 
 ``word.y`` holds IOB2-repaired label ids (a chunk-starting ``I-X`` becomes
 ``B-X``, as conlleval reads it) so that a constrained CRF can train on
@@ -85,6 +94,26 @@ CONTAINS_OBJECT: Final = (IMAGE, 'contains', OBJECT)
 EDGE_TYPES: Final[tuple[tuple[str, str, str], ...]] = (
     WORD_NEXT, WORD_INTRA, OBJECT_INTRA, GROUNDS, REV_GROUNDS, INFORMS,
     GUIDES, AUX_NEXT, DESCRIBES, CONTAINS_REGION, CONTAINS_OBJECT)
+
+#: How each relation's edges follow from the graph: ``'chain'`` (i -> i+1),
+#: ``'all_pairs'`` (every ordered pair i != j), ``'complete'`` (every source ->
+#: every destination) or ``'stored'`` (kept in the graph as built).
+RULES: Final[dict[tuple[str, str, str], str]] = {
+    WORD_NEXT: 'chain', WORD_INTRA: 'all_pairs', OBJECT_INTRA: 'all_pairs', GROUNDS: 'stored',
+    REV_GROUNDS: 'stored', INFORMS: 'complete', GUIDES: 'complete', AUX_NEXT: 'chain',
+    DESCRIBES: 'complete', CONTAINS_REGION: 'complete', CONTAINS_OBJECT: 'complete'}
+
+#: The relations a built graph stores; the others are built on demand from :data:`RULES`.
+STORED: Final[tuple[tuple[str, str, str], ...]] = tuple(r for r in EDGE_TYPES if RULES[r] == 'stored')
+
+#: The models (registry names) whose declared ``relations`` read each relation;
+#: a test holds it to the models' declarations.
+READ_BY: Final[dict[tuple[str, str, str], tuple[str, ...]]] = {
+    WORD_INTRA: ('umgf', ), OBJECT_INTRA: ('umgf', ), GROUNDS: ('umgf', ), REV_GROUNDS: ('umgf', ),
+    INFORMS: ('maf', )}
+
+#: The relations no model reads: built for pictures and exports only.
+DISPLAY_ONLY: Final[tuple[tuple[str, str, str], ...]] = tuple(r for r in EDGE_TYPES if r not in READ_BY)
 
 #: Where an ``aux`` word came from (``aux.source`` stores the index); defined by
 #: the image-to-text extractors that produce them.

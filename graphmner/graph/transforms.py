@@ -2,8 +2,10 @@
 
 A model declares the relations and node types it reads and the graph rules it
 needs; the data pipeline applies them before batching
-(:meth:`graphmner.models.base.MNERModel.graph_transform`), so nothing graph-
-building is recomputed inside a model's ``forward``.
+(:meth:`graphmner.models.base.MNERModel.graph_transform`): keep what the model
+reads, apply its rules, then build the declared relations that the schema
+builds on demand (:class:`BuildRelations`), so nothing graph-building is
+recomputed inside a model's ``forward``.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from torch_geometric.transforms import BaseTransform
 
 from ..features.types import VISUAL_NODES
 from . import schema
-from .builder import chain, complete_bipartite
+from .builder import complete_bipartite, relation_edges
 
 
 class KeepRelations(BaseTransform):
@@ -58,6 +60,42 @@ class KeepRelations(BaseTransform):
                 f'node_types={sorted(self.node_types)})')
 
 
+class BuildRelations(BaseTransform):
+    r"""Builds the edges of every relation in ``relations`` that the schema
+    builds on demand (:data:`schema.RULES`), from the graph's node counts, so
+    they follow the nodes as they are now (after :class:`ImageAsObject` or
+    :class:`DropImage`, say); stored relations are left as they are. Edge
+    types end in schema order.
+
+    Args:
+        relations (Iterable[tuple[str, str, str]]): edge types of
+            :data:`schema.EDGE_TYPES`.
+    """
+
+    def __init__(self, relations: Iterable[tuple[str, str, str]]):
+        relations = tuple(tuple(r) for r in relations)
+        unknown = [r for r in relations if r not in schema.EDGE_TYPES]
+        if unknown:
+            raise ValueError(f'Unknown relation(s) {unknown}; valid: {list(schema.EDGE_TYPES)}')
+        self.relations = tuple(r for r in relations if schema.RULES[r] != 'stored')
+
+    def forward(self, data: HeteroData) -> HeteroData:
+        for edge_type in self.relations:
+            data[edge_type].edge_index = relation_edges(data, edge_type)
+        present = [e for e in schema.EDGE_TYPES if e in data.edge_types]
+        if [e for e in data.edge_types if e in schema.EDGE_TYPES] != present:
+            stores = {e: data[e].to_dict() for e in present}
+            for edge_type in present:
+                del data[edge_type]
+            for edge_type in present:
+                for key, value in stores[edge_type].items():
+                    data[edge_type][key] = value
+        return data
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}({[schema.edge_type_name(r) for r in self.relations]})'
+
+
 class ImageAsObject(BaseTransform):
     r"""A graph whose image is usable but has no ``object`` node gets one: the
     whole image (its global feature and box ``[0, 0, 1, 1]``), a "general"
@@ -76,12 +114,14 @@ class ImageAsObject(BaseTransform):
         objects.cls = torch.tensor([-1])  # no detector class
         objects.score = torch.ones(1)
         n = data[schema.WORD].num_nodes
+        # The stored relations; those built on demand follow the new node.
         for edge_type, edges in ((schema.GROUNDS, complete_bipartite(1, n)),
-                                 (schema.REV_GROUNDS, complete_bipartite(n, 1)),
-                                 (schema.OBJECT_INTRA, torch.zeros(2, 0, dtype=torch.long)),
-                                 (schema.CONTAINS_OBJECT, complete_bipartite(1, 1))):
+                                 (schema.REV_GROUNDS, complete_bipartite(n, 1))):
             if edge_type in data.edge_types:
                 data[edge_type].edge_index = edges
+        for edge_type in data.edge_types:
+            if schema.OBJECT in (edge_type[0], edge_type[2]) and schema.RULES.get(edge_type) != 'stored':
+                data[edge_type].edge_index = relation_edges(data, edge_type)
         return data
 
 
@@ -186,10 +226,9 @@ class DropImage(BaseTransform):
         data.aux_words = [word for word, k in zip(data.aux_words, keep.tolist()) if k]
         aux.source = aux.source[keep]
         aux.num_nodes = kept
-        if schema.AUX_NEXT in data.edge_types:
-            data[schema.AUX_NEXT].edge_index = chain(kept)
-        if schema.DESCRIBES in data.edge_types:
-            data[schema.DESCRIBES].edge_index = complete_bipartite(kept, data[schema.WORD].num_nodes)
+        for edge_type in data.edge_types:
+            if schema.AUX in (edge_type[0], edge_type[2]) and schema.RULES.get(edge_type) != 'stored':
+                data[edge_type].edge_index = relation_edges(data, edge_type)
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(p={self.p}, seed={self.seed})'

@@ -1,65 +1,72 @@
 """Model registry: ``available()``, ``build(name, **config)`` and ``load(path)``.
 
 Every model is a :class:`~graphmner.models.base.MNERModel` registered under the
-name users pass to ``experiments/run.py --model``.
+name users pass to ``experiments/run.py --model``: the built-in ones are listed
+once, in :mod:`graphmner.models.names`, and others join with :func:`register`.
+Importing this package loads no model (nor torch): a model's module is imported
+when the model is first asked for, and the classes below (``UMGF``,
+``MNERModel``, ...) are loaded on first access.
 """
 from __future__ import annotations
 
-import dataclasses
+import importlib
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from .names import BUILTIN_MODELS, MODEL_NAMES
 
-from .. import __version__
-from ..data.labels import BIO_LABELS
-from ..io import CheckpointError, load_checkpoint
-from .base import CHECKPOINT_FORMAT, EncoderConfig, MNERModel, MNEROutput
-from .bert_crf import BertCRF, BertCRFConfig
-from .gmf import GMF
-from .ita import ITA, ITAConfig
-from .maf import MAF, MAFConfig
-from .umgf import UMGF, UMGFConfig
+if TYPE_CHECKING:
+    import torch
+
+    from .base import MNERModel
 
 _REGISTRY: dict[str, type[MNERModel]] = {}
 
+#: Public name -> the module of this package that defines it (loaded on first access).
+_LAZY = {'MNERModel': 'base', 'MNEROutput': 'base', 'EncoderConfig': 'base', 'CHECKPOINT_FORMAT': 'base',
+         'BertCRF': 'bert_crf', 'BertCRFConfig': 'bert_crf', 'GMF': 'gmf', 'GMFConfig': 'gmf',
+         'ITA': 'ita', 'ITAConfig': 'ita', 'MAF': 'maf', 'MAFConfig': 'maf', 'UMGF': 'umgf',
+         'UMGFConfig': 'umgf'}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f'{__name__}.{_LAZY[name]}'), name)
+    raise AttributeError(f"module '{__name__}' has no attribute '{name}'")
+
+
+def _builtin(name: str) -> type[MNERModel]:
+    module, cls = BUILTIN_MODELS[name].split(':')
+    return getattr(importlib.import_module(f'{__name__}.{module}'), cls)
+
 
 def register(cls: type[MNERModel]) -> type[MNERModel]:
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"Model name '{cls.name}' is taken by {_REGISTRY[cls.name].__name__}")
+    """Adds a model class under its ``name`` (a built-in name only for the built-in class)."""
+    taken = _REGISTRY.get(cls.name) or (_builtin(cls.name) if cls.name in BUILTIN_MODELS else None)
+    if taken is not None and taken is not cls:
+        raise ValueError(f"Model name '{cls.name}' is taken by {taken.__name__}")
     _REGISTRY[cls.name] = cls
     return cls
 
 
-register(BertCRF)
-register(UMGF)
-register(ITA)
-register(MAF)
-register(GMF)
-
-
 def available() -> list[str]:
     """Names accepted by :func:`build` and ``run.py --model``."""
-    return sorted(_REGISTRY)
+    return sorted({*MODEL_NAMES, *_REGISTRY})
 
 
 def model_class(name: str) -> type[MNERModel]:
-    try:
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"Unknown model '{name}'; available: {', '.join(available())}") from None
+    if name in BUILTIN_MODELS:
+        return register(_builtin(name))
+    raise ValueError(f"Unknown model '{name}'; available: {', '.join(available())}")
 
 
-def build(name: str, labels: Sequence[str] = BIO_LABELS, **config: Any) -> MNERModel:
-    """Builds model ``name`` from keyword config values (unknown keys are an error)."""
-    cls = model_class(name)
-    known = {f.name for f in dataclasses.fields(cls.config_class)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ValueError(f"Unknown config key(s) for '{name}': {', '.join(unknown)}; "
-                         f"valid: {', '.join(sorted(known))}")
-    return cls(cls.config_class(**config), labels)
+def build(name: str, labels: Sequence[str] | None = None, **config: Any) -> MNERModel:
+    """Builds model ``name`` from keyword config values (unknown keys are an
+    error); ``labels`` default to :data:`~graphmner.data.labels.BIO_LABELS`."""
+    return model_class(name).from_config(labels, **config)
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> MNERModel:
@@ -67,28 +74,20 @@ def load(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> M
 
     Raises:
         CheckpointError: a missing or unreadable file, a file that is not a
-            graphmner model checkpoint (a trainer's ``last.pt`` included), or
-            one written with another checkpoint format.
+            graphmner model checkpoint (a trainer's ``last.pt`` included), one
+            written with another checkpoint format, or one of a model this
+            graphmner does not have.
     """
-    checkpoint = load_checkpoint(path, map_location)
-    if not isinstance(checkpoint, dict) or 'model' not in checkpoint or 'state_dict' not in checkpoint:
-        hint = " (a trainer state: use the run's best.pt)" if isinstance(checkpoint, dict) and \
-            'optimizer' in checkpoint else ''
-        raise CheckpointError(f"'{path}' is not a graphmner model checkpoint{hint}")
-    written = checkpoint.get('format', 1)
-    if written != CHECKPOINT_FORMAT:
-        version = checkpoint.get('graphmner_version', 'before 0.2')
-        raise CheckpointError(f"'{path}' was written by graphmner {version} (checkpoint format {written}); "
-                              f'this is graphmner {__version__} (format {CHECKPOINT_FORMAT}): retrain, or '
-                              'load it with that version')
-    if checkpoint['model'] not in _REGISTRY:
+    from ..io import CheckpointError
+    from .base import read_checkpoint
+
+    checkpoint = read_checkpoint(path, map_location)
+    if checkpoint['model'] not in available():
         raise CheckpointError(f"'{path}' holds a '{checkpoint['model']}' model, which this graphmner does "
                               f"not have (available: {', '.join(available())})")
-    model = build(checkpoint['model'], checkpoint['labels'], **checkpoint['config'])
-    model.load_state_dict(checkpoint['state_dict'])
-    model.data_config = checkpoint.get('data', {})
-    return model
+    return model_class(checkpoint['model']).from_checkpoint(checkpoint)
 
 
-__all__ = ['BertCRF', 'BertCRFConfig', 'EncoderConfig', 'ITA', 'ITAConfig', 'MAF', 'MAFConfig', 'MNERModel',
-           'MNEROutput', 'UMGF', 'UMGFConfig', 'available', 'build', 'load', 'model_class', 'register']
+__all__ = ['BertCRF', 'BertCRFConfig', 'EncoderConfig', 'GMF', 'GMFConfig', 'ITA', 'ITAConfig', 'MAF',
+           'MAFConfig', 'MNERModel', 'MNEROutput', 'MODEL_NAMES', 'UMGF', 'UMGFConfig', 'available', 'build',
+           'load', 'model_class', 'register']

@@ -9,8 +9,9 @@ top of that every model gets, from this class:
 
 - :meth:`loss` for training: the weighted CRF NLL plus the method's weighted
   :meth:`auxiliary_losses`, every part in the log;
-- :meth:`decode` (BIO labels per tweet) and :meth:`evaluate` (span scores),
-  which never compute a loss, in any of the model's :attr:`views`;
+- :meth:`decode` (BIO labels per tweet, and with ``marginals=True`` each
+  decoded tag's posterior) and :meth:`evaluate` (span scores), which never
+  compute a loss, in any of the model's :attr:`views`;
 - :meth:`save` / :func:`load` that record the class by its registry name, its
   config and its labels, so a checkpoint rebuilds itself.
 """
@@ -29,19 +30,46 @@ from torch_geometric.data import Batch, HeteroData
 from torch_geometric.transforms import BaseTransform, Compose
 from torch_geometric.utils import to_dense_batch
 
-from .. import __version__
 from ..data.labels import BIO_LABELS
 from ..features.types import VisualWidths
 from ..graph import schema
-from ..graph.transforms import KeepRelations
-from ..io import atomic_save
+from ..graph.transforms import BuildRelations, KeepRelations
+from ..io import CheckpointError, atomic_save, load_checkpoint
 from ..metrics import span_scores
 from ..nn.crf import CRF
 from ..nn.encoder import TextEncoder
 from ..nn.standardize import FeatureStandardizer
 from ..nn.tagging import TagScheme
+from ..version import __version__
 
 EdgeType = tuple[str, str, str]
+
+
+def image_missing(data: Batch | HeteroData, reader: str = 'The model') -> Tensor:
+    """``[B]`` bool (``[1]`` for one graph): the tweet has no usable image.
+
+    Raises:
+        ValueError: the graphs have no ``image.missing`` (every graph
+            :func:`~graphmner.graph.build_graph` makes has it).
+    """
+    image = data[schema.IMAGE]
+    if 'missing' not in image:
+        raise ValueError(f"{reader} reads 'image.missing' (which tweets have no usable image); the graphs "
+                         'have none: build them with graphmner.graph.build_graph')
+    return image.missing.view(-1).bool()
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """The forward-backward recursion is ~2T small ops on [B, C, C] tensors: with
+    several intra-op threads each op pays a thread wake-up that dwarfs its work
+    (measured on 2 busy cores, B=32, T=40, C=9: 266 ms with 2 threads, 15 ms with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 #: Bumped whenever a checkpoint's layout changes; :func:`graphmner.models.load`
 #: refuses other formats with a message instead of failing half-way.
@@ -101,9 +129,12 @@ def shared_width(widths: VisualWidths, node_types: Sequence[str], owner: str) ->
 
 class MNERModel(nn.Module):
     """Base class: subclasses set ``name``, ``config_class``, ``relations``,
-    ``node_types`` (and ``views`` if they have several) and implement
-    :meth:`forward`; methods with extra objectives add
-    :meth:`auxiliary_losses` and :meth:`loss_weights`.
+    ``node_types``, ``visual_node_types`` (and ``views`` and ``text_view`` if
+    they have several) and implement :meth:`forward`, which starts with the
+    shared checks (:meth:`check_batch`, :meth:`check_words`) and reads image
+    presence through :meth:`image_mask`; methods with extra objectives add
+    :meth:`auxiliary_losses` (a function of the batch and the output, which it
+    leaves as they are) and :meth:`loss_weights`.
 
     The data and every output speak IOB2 (``labels``); the CRF runs on the
     tags of :attr:`tagging` (the labels, or their BIOES expansion).
@@ -119,8 +150,11 @@ class MNERModel(nn.Module):
 
     name: ClassVar[str]
     config_class: ClassVar[type]
-    #: The edge types the model reads; the data pipeline drops the others.
-    relations: ClassVar[tuple[EdgeType, ...]] = (schema.WORD_NEXT, )
+    #: The edge types the model reads (their edges, in ``forward``); the data
+    #: pipeline drops the others and builds these where the schema builds them
+    #: on demand. A relation the method realises without edges (the CRF's word
+    #: order, an encoder's attention) is not declared: it is display-only.
+    relations: ClassVar[tuple[EdgeType, ...]] = ()
     #: The node types the model reads besides those the relations touch
     #: (``word`` and ``image`` always stay).
     node_types: ClassVar[tuple[str, ...]] = ()
@@ -128,6 +162,12 @@ class MNERModel(nn.Module):
     views: ClassVar[tuple[str, ...]] = ('default', )
     #: The views whose mean dev F1 selects the best checkpoint; empty: the view in force.
     selection_views: ClassVar[tuple[str, ...]] = ()
+    #: The view that tags a tweet without image text (aux words) where the model
+    #: reads them, said in predictions; :obj:`None`: the model has no such fallback.
+    text_view: ClassVar[str | None] = None
+    #: The node types whose ``x`` the model reads, each ``config.visual_dim`` wide
+    #: (checked by :meth:`check_batch`); a model with any also reads ``image.missing``.
+    visual_node_types: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: EncoderConfig, labels: Sequence[str] = BIO_LABELS, *, pooler: bool = False):
         super().__init__()
@@ -183,8 +223,11 @@ class MNERModel(nn.Module):
 
     # -- shared plumbing ------------------------------------------------------------
     def graph_transform(self) -> Compose:
-        """What the data pipeline applies to every graph before batching."""
-        return Compose([KeepRelations(self.relations, self.node_types), *self.graph_transforms()])
+        """What the data pipeline applies to every graph before batching: keep
+        what the model reads, apply its graph rules, then build its relations
+        that the schema builds on demand (from the nodes as the rules left them)."""
+        return Compose([KeepRelations(self.relations, self.node_types), *self.graph_transforms(),
+                        BuildRelations(self.relations)])
 
     @staticmethod
     def words_of(batch: Batch) -> list[list[str]]:
@@ -193,6 +236,34 @@ class MNERModel(nn.Module):
             raise TypeError(f'Models read a torch_geometric Batch of tweet graphs, got '
                             f'{type(batch).__name__} (use Batch.from_data_list([...]))')
         return batch.words
+
+    def image_mask(self, batch: Batch) -> Tensor:
+        """``[B]`` bool: the tweet has a usable image (``image.missing`` False).
+        The one missing-image policy of every model: a graph without
+        ``image.missing`` is refused, never guessed to have an image."""
+        return ~image_missing(batch, type(self).__name__)
+
+    def check_batch(self, batch: Batch) -> None:
+        """Refuses a batch the model cannot read: visual features of another
+        width than ``config.visual_dim`` (:attr:`visual_node_types`), or, for a
+        model that reads any, no ``image.missing``."""
+        if not self.visual_node_types:
+            return
+        image_missing(batch, type(self).__name__)
+        dim = self.config.visual_dim
+        for node_type in self.visual_node_types:
+            store = batch[node_type] if node_type in batch.node_types else {}
+            if 'x' in store and store.x.shape[-1] != dim:
+                raise ValueError(f'{type(self).__name__} was built for visual_dim={dim}, got {node_type} '
+                                 f'features of width {store.x.shape[-1]}')
+
+    @staticmethod
+    def check_words(batch: Batch, word_mask: Tensor) -> None:
+        """Refuses a batch whose word nodes are not the words the encoder read
+        (``word_mask`` ``[B, T]``): node states would land on the wrong words."""
+        nodes, read = batch[schema.WORD].num_nodes, int(word_mask.sum())
+        if read != nodes:
+            raise ValueError(f"The batch has {nodes} word nodes but its 'words' lists {read} words")
 
     def target_tags(self, batch: Batch) -> Tensor | None:
         """The gold CRF tags ``[B, T]`` (0 at padding) from the BIO ids in
@@ -241,11 +312,21 @@ class MNERModel(nn.Module):
             self._view = kept
 
     @torch.no_grad()
-    def decode(self, batch: Batch) -> list[list[str]]:
-        """Viterbi labels per tweet (one BIO label per word)."""
+    def decode(self, batch: Batch, marginals: bool = False
+               ) -> list[list[str]] | tuple[list[list[str]], list[list[float]]]:
+        """Viterbi labels per tweet (one BIO label per word); with
+        ``marginals=True`` also, per tweet, the posterior marginal (CRF
+        forward-backward) of each word's decoded tag."""
         out = self(batch)
         paths = self.crf.decode(out.emissions, out.mask)  # [B, T], -1 at padding
-        return self.tagging.to_labels(paths, out.mask.sum(1).tolist())
+        lengths = out.mask.sum(1).tolist()
+        labels = self.tagging.to_labels(paths, lengths)
+        if not marginals:
+            return labels
+        with _one_thread():
+            posterior = self.crf.marginals(out.emissions, out.mask)  # [B, T, C]
+        chosen = posterior.gather(-1, paths.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [B, T]
+        return labels, [chosen[b, :n].double().tolist() for b, n in enumerate(lengths)]
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[Batch], scheme: str = 'conlleval') -> dict[str, Any]:
@@ -287,22 +368,21 @@ class MNERModel(nn.Module):
     @torch.no_grad()
     def fit_feature_statistics(self, graphs: Iterable[HeteroData]) -> None:
         """Fits every :class:`FeatureStandardizer` of the model on the visual
-        nodes of ``graphs`` (the training split), skipping the ``image`` node
-        of tweets whose image is missing. A standardizer that sees no node
+        nodes of ``graphs`` (the training split) whose image is usable (the
+        policy of :meth:`image_mask`), each on its node types' rows (of its
+        pyramid level, where it has one). A standardizer that sees no node
         stays the identity."""
         standardizers = [m for m in self.modules() if isinstance(m, FeatureStandardizer)]
         if not standardizers:
             return
-        wanted = {t for m in standardizers for t in m.node_types}
-        rows: dict[str, list[Tensor]] = {t: [] for t in wanted}
+        rows: list[list[Tensor]] = [[] for _ in standardizers]
         for g in graphs:
-            missing = bool(g[schema.IMAGE].missing.any()) if 'missing' in g[schema.IMAGE] else False
-            for t in wanted:
-                if t not in g.node_types or 'x' not in g[t] or (t == schema.IMAGE and missing):
-                    continue
-                rows[t].append(g[t].x)
-        for m in standardizers:
-            m.fit([r for t in m.node_types for r in rows[t]])
+            if bool(image_missing(g, type(self).__name__).any()):
+                continue
+            for m, chunks in zip(standardizers, rows):
+                chunks += [m.rows_of(g[t]) for t in m.node_types if t in g.node_types and 'x' in g[t]]
+        for m, chunks in zip(standardizers, rows):
+            m.fit(chunks)
 
     # -- persistence -----------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -315,12 +395,55 @@ class MNERModel(nn.Module):
         atomic_save(self.checkpoint(), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> MNERModel:
-        from . import load  # the registry dispatches on the stored name
-        model = load(path, map_location=map_location)
-        if not isinstance(model, cls):
-            raise TypeError(f"'{path}' holds a '{model.name}' model, not {cls.__name__}")
+    def from_config(cls, labels: Sequence[str] | None = None, **config: Any) -> MNERModel:
+        """The model built from keyword config values (unknown keys are an
+        error); ``labels`` default to :data:`BIO_LABELS`."""
+        known = {f.name for f in dataclasses.fields(cls.config_class)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"Unknown config key(s) for '{cls.name}': {', '.join(unknown)}; "
+                             f"valid: {', '.join(sorted(known))}")
+        return cls(cls.config_class(**config), BIO_LABELS if labels is None else labels)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> MNERModel:
+        """The model a checkpoint read by :func:`read_checkpoint` holds."""
+        model = cls.from_config(checkpoint['labels'], **checkpoint['config'])
+        model.load_state_dict(checkpoint['state_dict'])
+        model.data_config = checkpoint.get('data', {})
         return model
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> MNERModel:
+        """The model saved at ``path``, which must be one of this class (any
+        registered model: :func:`graphmner.models.load`)."""
+        checkpoint = read_checkpoint(path, map_location)
+        if checkpoint['model'] != getattr(cls, 'name', None):
+            raise TypeError(f"'{path}' holds a '{checkpoint['model']}' model, not {cls.__name__}")
+        return cls.from_checkpoint(checkpoint)
 
     def extra_repr(self) -> str:
         return f"labels={len(self.labels)}, tags={len(self.tags)} ({self.config.tag_scheme})"
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> dict[str, Any]:
+    """A model checkpoint's contents, checked to be one (name, config, labels,
+    state) of this :data:`CHECKPOINT_FORMAT`.
+
+    Raises:
+        CheckpointError: a missing or unreadable file, a file that is not a
+            graphmner model checkpoint (a trainer's ``last.pt`` included), or
+            one written with another checkpoint format.
+    """
+    checkpoint = load_checkpoint(path, map_location)
+    if not isinstance(checkpoint, dict) or 'model' not in checkpoint or 'state_dict' not in checkpoint:
+        hint = " (a trainer state: use the run's best.pt)" if isinstance(checkpoint, dict) and \
+            'optimizer' in checkpoint else ''
+        raise CheckpointError(f"'{path}' is not a graphmner model checkpoint{hint}")
+    written = checkpoint.get('format', 1)
+    if written != CHECKPOINT_FORMAT:
+        version = checkpoint.get('graphmner_version', 'before 0.2')
+        raise CheckpointError(f"'{path}' was written by graphmner {version} (checkpoint format {written}); "
+                              f'this is graphmner {__version__} (format {CHECKPOINT_FORMAT}): retrain, or '
+                              'load it with that version')
+    return checkpoint

@@ -43,5 +43,6 @@ class BertCRF(MNERModel):
 
     def forward(self, batch: Batch) -> MNEROutput:
         text = self.encoder(self.words_of(batch))
+        self.check_words(batch, text.word_mask)
         emissions = self.emission(self.dropout(text.words))  # [B, T, C]
         return MNEROutput(emissions, text.word_mask)

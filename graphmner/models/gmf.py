@@ -52,12 +52,12 @@ maps unrefined), ``cm=False`` (no CM loss; the objective is ``L_ner``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.data import Batch, HeteroData
+from torch_geometric.data import Batch
 from torch_geometric.utils import degree, to_dense_batch
 
 from ..data.labels import BIO_LABELS
@@ -145,6 +145,7 @@ class GMF(MNERModel):
     # The prefix realises ('scale', 'guides', 'word') densely (every cell -> every word, as
     # attention), so the relation's edge list is not read and is dropped before batching.
     node_types = (schema.SCALE, schema.OBJECT)
+    visual_node_types = (schema.SCALE, schema.OBJECT, schema.IMAGE)
 
     def __init__(self, config: GMFConfig, labels: Sequence[str] = BIO_LABELS):
         super().__init__(config, labels, pooler=config.cm)
@@ -155,8 +156,8 @@ class GMF(MNERModel):
         self.emission = nn.Linear(H, len(self.tags))    # w_MNER (Eq. 20)
         if c.vcg:
             # Raw features -> per-dimension z-scores with training-set statistics.
-            self.scale_standardizers = nn.ModuleList(FeatureStandardizer(dim, (schema.SCALE, ))
-                                                     for dim in dims)
+            self.scale_standardizers = nn.ModuleList(FeatureStandardizer(dim, (schema.SCALE, ), level=i)
+                                                     for i, dim in enumerate(dims))
             self.object_standardizer = FeatureStandardizer(c.visual_dim, (schema.OBJECT, ))
             self.csa = nn.ModuleList(CrossScaleAttention(dim, c.reduction, c.dilation)
                                      for dim in dims) if c.csa else None
@@ -169,14 +170,6 @@ class GMF(MNERModel):
             self.image_mlp = _mlp(c.visual_dim, H)      # P_g -> P_n
 
     # -- visual input ------------------------------------------------------------------
-    @staticmethod
-    def image_missing(batch: Batch) -> Tensor:
-        """``[B]`` bool: the tweet has no usable image."""
-        image = batch[schema.IMAGE]
-        if 'missing' not in image:
-            return torch.zeros(batch.num_graphs, dtype=torch.bool, device=image.x.device)
-        return image.missing.view(-1).bool()
-
     def pyramid(self, batch: Batch) -> tuple[Tensor, Tensor] | None:
         """Each level's standardised ``g x g`` map, refined by CSA and mapped to
         the encoder width: ``[N, D, S, H]`` for the N graphs that have scale
@@ -193,9 +186,6 @@ class GMF(MNERModel):
         if grid * grid * D != int(counts[graphs[0]]) or (counts[graphs] != cells * D).any():
             raise ValueError(f'GMF expects {D} levels of g x g scale cells per image, got '
                              f'{sorted(set(counts[graphs].tolist()))} scale nodes per graph')
-        if x.shape[-1] != self.config.visual_dim:
-            raise ValueError(f'GMF was built for visual_dim={self.config.visual_dim}, got scale features '
-                             f'of width {x.shape[-1]}')
         levels = []
         for i, dim in enumerate(dims):
             rows = x[level == i, :dim]                       # drops level i's zero padding
@@ -238,10 +228,12 @@ class GMF(MNERModel):
 
     # -- forward -----------------------------------------------------------------------
     def forward(self, batch: Batch) -> MNEROutput:
+        self.check_batch(batch)
         words = self.words_of(batch)
         clues = self.visual_clues(batch) if self.config.vcg else None
         layer_prefix, prefix_mask = clues if clues is not None else (None, None)
         text = self.encoder(words, layer_prefix=layer_prefix, prefix_mask=prefix_mask)  # Eq. 13: H
+        self.check_words(batch, text.word_mask)
         emissions = self.emission(self.dropout(text.words))             # Eq. 20: [B, T, C]
         return MNEROutput(emissions, text.word_mask)
 
@@ -249,7 +241,7 @@ class GMF(MNERModel):
     def auxiliary_losses(self, batch: Batch, output: MNEROutput) -> dict[str, Tensor]:
         if not self.config.cm:
             return {}
-        with_image = (~self.image_missing(batch)).nonzero().view(-1)
+        with_image = self.image_mask(batch).nonzero().view(-1)
         if with_image.numel() < 2:  # no pair to contrast: skip the extra encoder pass
             return {'cm': output.emissions.new_zeros(())}
         words = self.words_of(batch)
@@ -265,29 +257,3 @@ class GMF(MNERModel):
         if not self.config.cm:
             return {'nll': 1.0}
         return {'nll': self.config.alpha, 'cm': 1.0 - self.config.alpha}  # Eq. 22
-
-    # -- feature statistics --------------------------------------------------------------
-    @torch.no_grad()
-    def fit_feature_statistics(self, graphs: Iterable[HeteroData]) -> None:
-        """Fits the standardizers on the training graphs that have an image.
-        Each level's statistics come from its own channels only: ``scale.x`` is
-        zero-padded to the widest level, so a padded dimension mixes levels."""
-        dims = self.config.level_dims
-        scales: list[list[Tensor]] = [[] for _ in dims]
-        objects, images = [], []
-        for g in graphs:
-            if 'missing' in g[schema.IMAGE] and bool(g[schema.IMAGE].missing.any()):
-                continue
-            images.append(g[schema.IMAGE].x)
-            if schema.OBJECT in g.node_types and 'x' in g[schema.OBJECT]:
-                objects.append(g[schema.OBJECT].x)
-            if schema.SCALE in g.node_types and 'x' in g[schema.SCALE]:
-                for i, dim in enumerate(dims):
-                    scales[i].append(g[schema.SCALE].x[g[schema.SCALE].level == i, :dim])
-        fits = []
-        if self.config.vcg:
-            fits += [(self.object_standardizer, objects), *zip(self.scale_standardizers, scales)]
-        if self.config.cm:
-            fits.append((self.image_standardizer, images))
-        for standardizer, rows in fits:
-            standardizer.fit(rows)  # no rows: it stays the identity

@@ -12,7 +12,8 @@ the text-only corpus and the doc corpus, each tweet seen once per view):
 ``NLL_text + (1-r) * NLL_image_text + r * CVA`` for tweets with aux words,
 ``NLL_text`` for tweets without. In the model contract's terms: in training,
 :meth:`ITA.forward` returns the text-only view (the student, whose NLL is the
-main term) and :meth:`ITA.auxiliary_losses` runs the image-text view.
+main term) with the image-text view of the tweets with aux words in its
+``extras``, which :meth:`ITA.auxiliary_losses` scores.
 
 Inference views: ``'auto'`` (image-text where a tweet has aux words, the
 config's default), ``'image-text'``, ``'text'``; the dev score that selects
@@ -79,9 +80,9 @@ class ITA(MNERModel):
 
     name = 'ita'
     config_class = ITAConfig
-    relations = (schema.WORD_NEXT, )
     node_types = (schema.AUX, )  # read as text beside the tweet, through no edge
     views = VIEWS
+    text_view = 'text'
     #: The views whose mean dev F1 selects the checkpoint (official: the macro-average of both).
     selection_views = ('image-text', 'text')
 
@@ -127,20 +128,37 @@ class ITA(MNERModel):
 
     def forward(self, batch: Batch) -> MNEROutput:
         words, aux = self.words_of(batch), self.aux_of(batch)
-        if self.training or self.view == 'text' or (self.view == 'auto' and not any(aux)):
-            return self._view_output(words, None)[0]
-        return self._view_output(words, aux)[0]
+        if self.training:
+            out = self._training_output(words, aux)
+        elif self.view == 'text' or (self.view == 'auto' and not any(aux)):
+            out = self._view_output(words, None)[0]
+        else:
+            out = self._view_output(words, aux)[0]
+        self.check_words(batch, out.mask)
+        return out
 
-    def auxiliary_losses(self, batch: Batch, output: MNEROutput) -> dict[str, Tensor]:
-        """The image-text view's NLL and CVA over the tweets with aux words;
-        ``output`` is the text-only view (the student)."""
-        words, aux = self.words_of(batch), self.aux_of(batch)
+    def _training_output(self, words: list[list[str]], aux: list[list[str]]) -> MNEROutput:
+        """The text-only view (the student) and, in ``extras``, the image-text
+        view of the tweets with aux words: ``image_text_index`` ``[A]`` (their
+        rows), ``image_text_emissions`` ``[A, T', C]`` and ``image_text_mask``."""
+        text = self._view_output(words, None)[0]
         has = [i for i, a in enumerate(aux) if a]
         if not has:
-            return {}
-        idx = torch.tensor(has, device=output.emissions.device)
+            return text
         image_text, truncated = self._view_output([words[i] for i in has], [aux[i] for i in has])
-        e_i, m_i = image_text.emissions, image_text.mask
+        extras = {'image_text_index': torch.tensor(has, device=text.emissions.device),
+                  'image_text_emissions': image_text.emissions, 'image_text_mask': image_text.mask}
+        # The trainer sums counts over an epoch.
+        return MNEROutput(text.emissions, text.mask, extras, {'aux_words_truncated': truncated})
+
+    def auxiliary_losses(self, batch: Batch, output: MNEROutput) -> dict[str, Tensor]:
+        """The image-text view's NLL and CVA over the tweets with aux words,
+        from a training ``output`` (the text-only view, the student, with the
+        image-text view in its ``extras``); none without aux words."""
+        extras = output.extras
+        if 'image_text_emissions' not in extras:
+            return {}
+        idx, e_i, m_i = extras['image_text_index'], extras['image_text_emissions'], extras['image_text_mask']
         tags = self.target_tags(batch)[idx, :e_i.shape[1]].to(e_i.device)
         losses = {'nll_image_text': self.crf.nll(e_i, tags, m_i)}
         if self.config.cva:
@@ -148,7 +166,6 @@ class ITA(MNERModel):
             teacher = self.crf.log_marginals(e_i.detach(), m_i, temperature=T)
             student = self.crf.log_marginals(output.emissions[idx, :e_i.shape[1]], m_i, temperature=T)
             losses['cva'] = cross_view_kl(teacher, student, m_i, T)
-        output.counts['aux_words_truncated'] = truncated  # the trainer sums counts over an epoch
         return losses
 
     def loss_weights(self) -> dict[str, float]:

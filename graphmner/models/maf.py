@@ -119,6 +119,7 @@ class MAF(MNERModel):
     config_class = MAFConfig
     relations = (schema.INFORMS, )
     node_types = (schema.REGION, schema.IMAGE)
+    visual_node_types = (schema.REGION, schema.IMAGE)
 
     def __init__(self, config: MAFConfig, labels: Sequence[str] = BIO_LABELS):
         super().__init__(config, labels, pooler=True)
@@ -146,27 +147,17 @@ class MAF(MNERModel):
 
     # -- the graph it reads -------------------------------------------------------------
     def usable_images(self, batch: Batch) -> Tensor:
-        """``[B]`` bool: the tweet has an image (``image.missing`` False) with regions."""
-        image = batch[schema.IMAGE]
-        if 'missing' not in image:
-            raise ValueError("MAF reads 'image.missing' (which tweets have no usable image); the "
-                             'batch has none: build the graphs with graphmner.graph.build_graph')
-        regions = batch[schema.REGION]
-        for name, x in (('region', regions.x), ('image', image.x)):
-            if x.shape[-1] != self.config.visual_dim:
-                raise ValueError(f'MAF was built for visual_dim={self.config.visual_dim}, got {name} '
-                                 f'features of width {x.shape[-1]}')
-        has_regions = torch.bincount(regions.batch, minlength=batch.num_graphs) > 0
-        return ~image.missing.view(-1).bool() & has_regions
+        """``[B]`` bool: the tweet has a usable image (:meth:`image_mask`) with regions."""
+        has_regions = torch.bincount(batch[schema.REGION].batch, minlength=batch.num_graphs) > 0
+        return self.image_mask(batch) & has_regions
 
     # -- forward -----------------------------------------------------------------------
     def forward(self, batch: Batch) -> MNEROutput:
+        self.check_batch(batch)
         text = self.encoder(self.words_of(batch))
         mask = text.word_mask                                     # [B, T]
+        self.check_words(batch, mask)
         word_batch = batch[schema.WORD].batch
-        if int(mask.sum()) != word_batch.numel():
-            raise ValueError(f"The batch has {word_batch.numel()} word nodes but its 'words' lists "
-                             f'{int(mask.sum())} words')
         has_image = self.usable_images(batch)                     # [B]
         t = self.dropout(text.words)                              # T [B, T, H]
         t_nodes = t[mask]                                         # [N_w, H]

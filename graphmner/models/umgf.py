@@ -196,6 +196,7 @@ class UMGF(MNERModel):
     name = 'umgf'
     config_class = UMGFConfig
     relations = (schema.WORD_INTRA, schema.OBJECT_INTRA, schema.GROUNDS, schema.REV_GROUNDS)
+    visual_node_types = (schema.OBJECT, schema.IMAGE)  # the image becomes the object of a tweet without any
 
     def __init__(self, config: UMGFConfig, labels: Sequence[str] = BIO_LABELS):
         super().__init__(config, labels)
@@ -232,15 +233,11 @@ class UMGF(MNERModel):
 
     # -- forward -----------------------------------------------------------------------
     def forward(self, batch: Batch) -> MNEROutput:
+        self.check_batch(batch)
         text = self.encoder(self.words_of(batch))                # words [B, T, H]
+        self.check_words(batch, text.word_mask)
         word_batch = batch[schema.WORD].batch
-        if int(text.word_mask.sum()) != word_batch.numel():
-            raise ValueError(f"The batch has {word_batch.numel()} word nodes but its 'words' lists "
-                             f'{int(text.word_mask.sum())} words')
         objects = batch[schema.OBJECT]
-        if objects.x.shape[-1] != self.config.visual_dim:
-            raise ValueError(f'UMGF was built for visual_dim={self.config.visual_dim}, got object '
-                             f'features of width {objects.x.shape[-1]}')
         h_word = self.text_proj(text.words[text.word_mask])      # H_x^(0) [N_w, d]
         h_object = self.visual_mlp(self.standardize(objects.x))  # H_o^(0) [N_o, d]
         edge_index = {_WORD_INTRA: batch[schema.WORD_INTRA].edge_index,

@@ -34,13 +34,18 @@ class FeatureStandardizer(nn.Module):
             :meth:`~graphmner.models.base.MNERModel.fit_feature_statistics`).
         eps (float, optional): a standard deviation at or below it counts as
             constant. (default: :obj:`1e-5`)
+        level (int, optional): fit only on the rows of this pyramid level
+            (``scale.level``), each cut to its first ``channels`` columns (a
+            level narrower than ``x``, which is zero-padded to the widest).
+            (default: :obj:`None`: every row)
 
     Shapes:
         - **input:** :math:`(*, C)`
         - **output:** :math:`(*, C)`
     """
 
-    def __init__(self, channels: int, node_types: tuple[str, ...], eps: float = 1e-5):
+    def __init__(self, channels: int, node_types: tuple[str, ...], eps: float = 1e-5,
+                 level: int | None = None):
         super().__init__()
         if channels <= 0:
             raise ValueError(f"'channels' must be positive, got {channels}")
@@ -49,6 +54,7 @@ class FeatureStandardizer(nn.Module):
         self.channels = channels
         self.node_types = tuple(node_types)
         self.eps = eps
+        self.level = level
         self.register_buffer('mean', torch.zeros(channels))
         self.register_buffer('std', torch.ones(channels))
         self.register_buffer('fitted', torch.tensor(False))
@@ -86,6 +92,13 @@ class FeatureStandardizer(nn.Module):
         self.std.copy_(std.to(self.std.dtype))
         self.fitted.fill_(True)
 
+    def rows_of(self, store) -> Tensor:
+        """The rows of one graph's node store (``x``, and ``level`` with
+        :attr:`level` set) that :meth:`fit` reads: ``[N, channels]``."""
+        if self.level is None:
+            return store.x
+        return store.x[store.level == self.level, :self.channels]
+
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.channels:
             raise ValueError(f'{type(self).__name__} expects features of width {self.channels}, '
@@ -93,4 +106,5 @@ class FeatureStandardizer(nn.Module):
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:
-        return f'{self.channels}, node_types={self.node_types}, fitted={bool(self.fitted)}'
+        level = '' if self.level is None else f', level={self.level}'
+        return f'{self.channels}, node_types={self.node_types}{level}, fitted={bool(self.fitted)}'

@@ -6,8 +6,15 @@ from torch_geometric.data import Batch
 from graphmner.data.conll import Tweet
 from graphmner.features.types import VISUAL_NODES, VisualWidths
 from graphmner.graph import schema
-from graphmner.graph.builder import all_pairs, build_graph, chain, complete_bipartite, graph_features
-from graphmner.graph.transforms import KeepRelations
+from graphmner.graph.builder import (
+    all_pairs,
+    build_graph,
+    chain,
+    complete_bipartite,
+    graph_features,
+    relation_edges,
+)
+from graphmner.graph.transforms import BuildRelations, KeepRelations
 
 
 def test_edge_helpers_by_hand():
@@ -17,21 +24,27 @@ def test_edge_helpers_by_hand():
     assert complete_bipartite(2, 2).tolist() == [[0, 0, 1, 1], [0, 1, 0, 1]]
 
 
-def test_graph_with_image_has_every_node_and_edge_type(tweet):
+def test_graph_with_image_has_every_node_type_and_the_stored_relations(tweet):
     aux = [('a', 'caption'), ('cat', 'caption'), ('cat', 'tag')]
     grounds = torch.tensor([[0, 1], [1, 1]])  # object 0 -> 'Rob', object 1 -> 'Rob'
     features = fake_features(num_objects=2, dim=8)
     g = build_graph(tweet, features, aux=aux, grounds=grounds)
-    assert g.validate()
     assert set(g.node_types) == set(schema.NODE_TYPES)
-    assert set(g.edge_types) == set(schema.EDGE_TYPES)
+    assert g.edge_types == list(schema.STORED) == [schema.GROUNDS, schema.REV_GROUNDS]
     assert g['word'].num_nodes == 6 and g['word'].y.tolist() == [0, 1, 0, 0, 0, 0]
     assert g['region'].x.shape == (49, 8) and g['scale'].level.tolist()[:5] == [0, 0, 0, 0, 1]
-    assert g[schema.WORD_INTRA].edge_index.shape == (2, 30)
-    assert g[schema.INFORMS].edge_index.shape == (2, 49 * 6)
     assert g[schema.GROUNDS].edge_index.tolist() == [[0, 1], [1, 1]]
     assert g[schema.REV_GROUNDS].edge_index.tolist() == [[1, 1], [0, 1]]
-    assert g[schema.DESCRIBES].edge_index.shape == (2, 18)
+    # every other relation follows from the node counts, built on demand, in schema order
+    full = BuildRelations(schema.EDGE_TYPES)(g.clone())
+    assert full.validate() and full.edge_types == list(schema.EDGE_TYPES)
+    counts = {schema.WORD_NEXT: 5, schema.WORD_INTRA: 30, schema.OBJECT_INTRA: 2, schema.GROUNDS: 2,
+              schema.REV_GROUNDS: 2, schema.INFORMS: 49 * 6, schema.GUIDES: 16 * 6, schema.AUX_NEXT: 2,
+              schema.DESCRIBES: 18, schema.CONTAINS_REGION: 49, schema.CONTAINS_OBJECT: 2}
+    assert {e: full[e].num_edges for e in full.edge_types} == counts
+    assert full[schema.AUX_NEXT].edge_index.tolist() == [[0, 1], [1, 2]]
+    assert full[schema.CONTAINS_OBJECT].edge_index.tolist() == [[0, 0], [0, 1]]
+    assert torch.equal(full[schema.INFORMS].edge_index, complete_bipartite(49, 6))
     assert g['aux'].source.tolist() == [0, 0, 2]
     assert g.aux_words == ['a', 'cat', 'cat'] and g.object_names == ['person', 'dog']
     assert not g['image'].missing.item()
@@ -78,12 +91,19 @@ def test_unmatched_objects_are_general(tweet):
     assert g[schema.GROUNDS].edge_index.shape == (2, 12)  # 2 objects x 6 words
 
 
+def test_relation_edges_refuses_a_stored_relation(tweet):
+    with pytest.raises(ValueError, match=r"^\('object', 'grounds', 'word'\) is not built on demand"):
+        relation_edges(build_graph(tweet), schema.GROUNDS)
+
+
 def test_graphs_with_and_without_images_batch_together(tweet):
-    keep = KeepRelations([schema.WORD_NEXT, schema.GROUNDS, schema.INFORMS])
+    relations = [schema.WORD_NEXT, schema.GROUNDS, schema.INFORMS]
+    keep = lambda g: BuildRelations(relations)(KeepRelations(relations)(g))
     batch = Batch.from_data_list([keep(build_graph(tweet, fake_features(2, dim=2048))),
                                   keep(build_graph(tweet, widths=VisualWidths.uniform(2048)))])
     assert batch['word'].num_nodes == 12 and batch['region'].num_nodes == 49
     assert batch[schema.GROUNDS].edge_index[1].max() < 6  # the second graph has no objects
+    assert batch[schema.INFORMS].num_edges == 49 * 6 and batch[schema.WORD_NEXT].num_edges == 10
     assert schema.WORD_INTRA not in batch.edge_types and 'scale' not in batch.node_types
     assert batch.words[1] == tweet.words
 

@@ -10,8 +10,9 @@ from conftest import fake_features
 
 from graphmner.data.conll import Tweet
 from graphmner.features.types import VisualWidths
+from graphmner.graph import schema
 from graphmner.graph.builder import build_graph
-from graphmner.graph.inspect import draw, layout, summary
+from graphmner.graph.inspect import display_graph, draw, layout, summary
 
 TWEET = Tweet('demo_1', ['Handsome', 'Rob', 'after', 'a', 'fish', 'dinner'],
               ['O', 'B-PER', 'O', 'O', 'O', 'O'])
@@ -84,7 +85,9 @@ def test_draw_hides_dense_by_default(full):
 
     dense = {'word__intra__word', 'region__informs__word', 'scale__guides__word', 'aux__describes__word',
              'word__rev_grounds__object'}
-    edges = {'__'.join(e): full[e].num_edges for e in full.edge_types}
+    shown = display_graph(full)
+    assert shown.edge_types == list(schema.EDGE_TYPES) and full.edge_types == list(schema.STORED)
+    edges = {'__'.join(e): shown[e].num_edges for e in shown.edge_types}
     assert all(edges[name] > 0 for name in dense)
     ax = plt.subplots()[1]
     draw(full, ax=ax, boxes=False)

@@ -61,8 +61,8 @@ def test_graph_file_reads_each_graph_by_index(demo, tmp_path):
     with pytest.raises(IndexError, match='graph 24 of a file of 24'):
         graphs[24]
     assert [g.image_id for g in graphs] == [g.image_id for g in demo]
-    keep = KeepRelations((schema.WORD_NEXT, ))
-    assert GraphFile(path, transform=keep)[0].edge_types == [schema.WORD_NEXT]
+    keep = KeepRelations((schema.GROUNDS, ))
+    assert GraphFile(path, transform=keep)[0].edge_types == [schema.GROUNDS]
     # DataLoader workers (forked, and pickled copies) each read through their own handle
     copy = pickle.loads(pickle.dumps(graphs))
     assert_same_graph(copy[3], demo[3])

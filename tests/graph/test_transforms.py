@@ -8,14 +8,20 @@ from graphmner.data.conll import Tweet
 from graphmner.features.types import VisualWidths
 from graphmner.graph import schema
 from graphmner.graph.builder import build_graph
-from graphmner.graph.transforms import CompleteBipartite, DropImage, ImageAsObject, KeepRelations
+from graphmner.graph.transforms import (
+    BuildRelations,
+    CompleteBipartite,
+    DropImage,
+    ImageAsObject,
+    KeepRelations,
+)
 
 
 def test_keep_relations_keeps_declared_node_types(tweet):
     g = build_graph(tweet, fake_features(2, 8), aux=[('a', 'caption')])
-    kept = KeepRelations([schema.WORD_NEXT], node_types=[schema.AUX])(g.clone())
-    assert set(kept.node_types) == {schema.WORD, schema.IMAGE, schema.AUX}
-    assert kept.edge_types == [schema.WORD_NEXT]
+    kept = KeepRelations([schema.GROUNDS], node_types=[schema.AUX])(g.clone())
+    assert set(kept.node_types) == {schema.WORD, schema.IMAGE, schema.AUX, schema.OBJECT}
+    assert kept.edge_types == [schema.GROUNDS]
     with pytest.raises(ValueError, match=r"Unknown node type\(s\) \['pixel'\]"):
         KeepRelations([], node_types=['pixel'])
 
@@ -27,7 +33,12 @@ def test_image_as_object_only_for_a_usable_image_without_objects(tweet):
     assert g[schema.OBJECT].box.tolist() == [[0.0, 0.0, 1.0, 1.0]] and g[schema.OBJECT].cls.tolist() == [-1]
     assert g[schema.GROUNDS].edge_index.tolist() == [[0] * 6, list(range(6))]
     assert torch.equal(g[schema.REV_GROUNDS].edge_index, g[schema.GROUNDS].edge_index.flip(0))
-    assert g[schema.CONTAINS_OBJECT].edge_index.tolist() == [[0], [0]]
+    # the relations built on demand follow the new node
+    built = BuildRelations([schema.CONTAINS_OBJECT, schema.OBJECT_INTRA])(g.clone())
+    assert built[schema.CONTAINS_OBJECT].edge_index.tolist() == [[0], [0]]
+    assert built[schema.OBJECT_INTRA].edge_index.shape == (2, 0)
+    assert ImageAsObject()(BuildRelations([schema.CONTAINS_OBJECT])(image_only.clone()))[
+        schema.CONTAINS_OBJECT].edge_index.tolist() == [[0], [0]]
     for unchanged in (build_graph(tweet, None, widths=VisualWidths.uniform(8)),
                       build_graph(tweet, fake_features(2, 8))):
         out = ImageAsObject()(unchanged.clone())
@@ -70,9 +81,22 @@ def test_dropped_image_graph_is_the_builders_no_image_graph(tweet):
     no_image = build_graph(tweet, None, aux=aux[:2], widths=VisualWidths.uniform(8), visual_backend='fake')
     assert_same_graph(DropImage(1.0)(with_image.clone()), no_image)
     assert_same_graph(DropImage(0.0)(with_image.clone()), with_image)
-    # what a model keeps of the graph is dropped the same way
-    keep = KeepRelations([schema.GROUNDS, schema.DESCRIBES], node_types=[schema.AUX])
+    # what a model keeps of the graph, relations built on demand included, is dropped the same way
+    relations = [schema.GROUNDS, schema.DESCRIBES, schema.AUX_NEXT, schema.INFORMS]
+    keep = lambda g: BuildRelations(relations)(KeepRelations(relations, node_types=[schema.AUX])(g))
+    kept = keep(with_image.clone())
+    assert kept[schema.DESCRIBES].num_edges == 5 * 6
     assert_same_graph(DropImage(1.0)(keep(with_image.clone())), keep(no_image.clone()))
+
+
+def test_build_relations_builds_only_the_on_demand_ones_in_schema_order(tweet):
+    g = build_graph(tweet, fake_features(2, 8), grounds=torch.tensor([[0], [1]]))
+    built = BuildRelations([schema.INFORMS, schema.GROUNDS, schema.WORD_NEXT])(g.clone())
+    assert built.edge_types == [schema.WORD_NEXT, schema.GROUNDS, schema.REV_GROUNDS, schema.INFORMS]
+    assert torch.equal(built[schema.GROUNDS].edge_index, g[schema.GROUNDS].edge_index)  # stored: kept
+    assert built[schema.WORD_NEXT].edge_index.tolist() == [[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]]
+    with pytest.raises(ValueError, match='Unknown relation'):
+        BuildRelations([('word', 'likes', 'word')])
 
 
 def test_dropped_demo_tweets_equal_the_builder_without_their_photos(tmp_path):

@@ -130,3 +130,49 @@ def test_registry_explains_unknown_names_and_keys(tiny_encoder):
         models.build('no-such-model')
     with pytest.raises(ValueError, match="Unknown config key.*'?dropuot"):
         models.build('bert-crf', encoder=tiny_encoder, dropuot=0.2)
+
+
+def snapshot(value):
+    """A deep copy of tensors in dicts / lists / dataclass fields, to compare after a call."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: snapshot(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [snapshot(v) for v in value]
+    return value
+
+
+def same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b.detach())
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_no_method_mutates_its_inputs(model, graphs):
+    """The output given to auxiliary_losses (emissions, mask, extras, counts) and the batch given
+    to loss / decode come back as they went in."""
+    model.train()
+    batch = batch_for(model, graphs)
+    stores = lambda b: {**{t: dict(b[t]) for t in b.node_types}, **{e: dict(b[e]) for e in b.edge_types},
+                        'words': b.words, 'aux_words': b.aux_words}
+    before_batch = snapshot(stores(batch))
+    out = model(batch)
+    fields = lambda o: {'emissions': o.emissions, 'mask': o.mask, 'extras': o.extras, 'counts': o.counts}
+    before = snapshot(fields(out))
+    model.auxiliary_losses(batch, out)
+    assert same(before, fields(out))
+    model.loss(batch)
+    model.eval()
+    model.decode(batch, marginals=True)
+    assert same(before_batch, stores(batch))
+
+
+def test_the_text_view_is_declared_among_the_views(model):
+    """A model that tags tweets without image text in a fallback view names it; the others have none."""
+    assert model.text_view is None or model.text_view in model.views
+    assert (model.text_view is not None) == (model.name == 'ita')

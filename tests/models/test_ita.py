@@ -51,10 +51,12 @@ def test_aux_in_input_not_in_emissions(tiny_encoder, tweet):
     assert views['image-text'].shape == views['text'].shape == (1, len(tweet.words), len(model.tags))
     torch.testing.assert_close(views['auto'], views['image-text'])
     assert not torch.allclose(views['image-text'], views['text'], atol=1e-3)
-    # the student reads the text view in training
+    # in training the output is the text view (the student); the image-text view rides in its extras
     calls.clear()
-    model.train()(batch)
-    assert calls == [None]
+    out = model.train()(batch)
+    assert calls == [None, [['a', 'man', 'smiling']]]
+    assert set(out.extras) == {'image_text_index', 'image_text_emissions', 'image_text_mask'}
+    assert out.extras['image_text_index'].tolist() == [0] and out.counts == {'aux_words_truncated': 0}
 
 
 def no_dropout(model):
