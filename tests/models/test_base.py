@@ -8,6 +8,7 @@ from torch_geometric.data import Batch
 from graphmner import models
 from graphmner.data.conll import Tweet
 from graphmner.data.labels import BIO_LABELS, bio_to_bioes, repair_iob2
+from graphmner.features.types import VisualWidths
 from graphmner.graph.builder import build_graph
 
 
@@ -54,7 +55,8 @@ VISUAL_MODELS = ['umgf', 'maf', 'gmf']
 def visual_graphs(dim: int = 2048) -> list:
     from conftest import fake_features
     tweets = random_tweets(3, seed=5)
-    return [build_graph(t, fake_features(num_objects=i, dim=dim, seed=i) if i < 2 else None, feature_dim=dim)
+    return [build_graph(t, fake_features(num_objects=i, dim=dim, seed=i) if i < 2 else None,
+                        widths=VisualWidths.uniform(dim))
             for i, t in enumerate(tweets)]
 
 
