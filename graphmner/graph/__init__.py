@@ -3,10 +3,10 @@ from . import schema
 from .builder import GraphBuilder, build_graph
 from .datasets import DEFAULT_CACHE, TweetGraphs, load_dataset, visual_width
 from .export import FORMATS, export, to_networkx
-from .inspect import draw, layout, summary
+from .inspect import display_graph, draw, layout, summary
 from .options import GraphOptions
-from .transforms import KeepRelations
+from .transforms import BuildRelations, KeepRelations
 
-__all__ = ['DEFAULT_CACHE', 'FORMATS', 'GraphBuilder', 'GraphOptions', 'KeepRelations', 'TweetGraphs',
-           'build_graph', 'draw', 'export', 'layout', 'load_dataset', 'schema', 'summary', 'to_networkx',
-           'visual_width']
+__all__ = ['BuildRelations', 'DEFAULT_CACHE', 'FORMATS', 'GraphBuilder', 'GraphOptions', 'KeepRelations',
+           'TweetGraphs', 'build_graph', 'display_graph', 'draw', 'export', 'layout', 'load_dataset',
+           'schema', 'summary', 'to_networkx', 'visual_width']
