@@ -3,10 +3,10 @@ from . import schema
 from .builder import GraphBuilder, backend_widths, build_graph, graph_features
 from .datasets import DEFAULT_CACHE, TweetGraphs, load_dataset, visual_width
 from .export import FORMATS, export, to_networkx
-from .inspect import draw, layout, summary
+from .inspect import display_graph, draw, layout, summary
 from .options import GraphOptions
-from .transforms import KeepRelations
+from .transforms import BuildRelations, KeepRelations
 
-__all__ = ['DEFAULT_CACHE', 'FORMATS', 'GraphBuilder', 'GraphOptions', 'KeepRelations', 'TweetGraphs',
-           'backend_widths', 'build_graph', 'draw', 'export', 'graph_features', 'layout', 'load_dataset',
-           'schema', 'summary', 'to_networkx', 'visual_width']
+__all__ = ['BuildRelations', 'DEFAULT_CACHE', 'FORMATS', 'GraphBuilder', 'GraphOptions', 'KeepRelations',
+           'TweetGraphs', 'backend_widths', 'build_graph', 'display_graph', 'draw', 'export',
+           'graph_features', 'layout', 'load_dataset', 'schema', 'summary', 'to_networkx', 'visual_width']
