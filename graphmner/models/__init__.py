@@ -14,6 +14,7 @@ import torch
 
 from .. import __version__
 from ..data.labels import BIO_LABELS
+from ..graph.data_config import DataConfig
 from ..io import CheckpointError, load_checkpoint
 from .base import CHECKPOINT_FORMAT, EncoderConfig, MNERModel, MNEROutput
 from .bert_crf import BertCRF, BertCRFConfig
@@ -21,6 +22,9 @@ from .gmf import GMF
 from .ita import ITA, ITAConfig
 from .maf import MAF, MAFConfig
 from .umgf import UMGF, UMGFConfig
+
+#: Checkpoint formats :func:`load` reads: this one, and format 2 (its data config an untyped dict).
+READABLE_FORMATS = (2, CHECKPOINT_FORMAT)
 
 _REGISTRY: dict[str, type[MNERModel]] = {}
 
@@ -76,7 +80,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> M
             'optimizer' in checkpoint else ''
         raise CheckpointError(f"'{path}' is not a graphmner model checkpoint{hint}")
     written = checkpoint.get('format', 1)
-    if written != CHECKPOINT_FORMAT:
+    if written not in READABLE_FORMATS:
         version = checkpoint.get('graphmner_version', 'before 0.2')
         raise CheckpointError(f"'{path}' was written by graphmner {version} (checkpoint format {written}); "
                               f'this is graphmner {__version__} (format {CHECKPOINT_FORMAT}): retrain, or '
@@ -86,7 +90,11 @@ def load(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> M
                               f"not have (available: {', '.join(available())})")
     model = build(checkpoint['model'], checkpoint['labels'], **checkpoint['config'])
     model.load_state_dict(checkpoint['state_dict'])
-    model.data_config = checkpoint.get('data', {})
+    data = checkpoint.get('data')
+    try:  # format 2 stored an untyped dict of the same record, without the visual widths
+        model.data_config = None if data is None else DataConfig.from_dict(data)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"'{path}' holds a data config this graphmner cannot read ({error})") from None
     return model
 
 

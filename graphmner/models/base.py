@@ -32,6 +32,7 @@ from torch_geometric.utils import to_dense_batch
 from .. import __version__
 from ..data.labels import BIO_LABELS
 from ..graph import schema
+from ..graph.data_config import DataConfig
 from ..graph.transforms import KeepRelations
 from ..io import atomic_save
 from ..metrics import span_scores
@@ -44,7 +45,7 @@ EdgeType = tuple[str, str, str]
 
 #: Bumped whenever a checkpoint's layout changes; :func:`graphmner.models.load`
 #: refuses other formats with a message instead of failing half-way.
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 
 
 @dataclass
@@ -115,7 +116,7 @@ class MNERModel(nn.Module):
         #: How the training graphs were built (graph options, captions, tokenizer
         #: style, versions): saved in the checkpoint, so that a new tweet gets the
         #: same graph (see :class:`graphmner.predict.Tagger`).
-        self.data_config: dict[str, Any] = {}
+        self.data_config: DataConfig | None = None
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -279,7 +280,8 @@ class MNERModel(nn.Module):
     def checkpoint(self) -> dict[str, Any]:
         return {'format': CHECKPOINT_FORMAT, 'graphmner_version': __version__, 'model': self.name,
                 'config': dataclasses.asdict(self.config), 'labels': list(self.labels),
-                'data': self.data_config, 'state_dict': self.state_dict()}
+                'data': None if self.data_config is None else self.data_config.to_dict(),
+                'state_dict': self.state_dict()}
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the checkpoint atomically (temporary file, then rename)."""
