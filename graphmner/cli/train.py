@@ -33,48 +33,54 @@ NAMED_DATASETS = ('demo', 'twitter2015', 'twitter2017')
 DEMO_ENCODER = '../shared/models/all-MiniLM-L6-v2'
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument('--model', required=True, choices=MODEL_NAMES, help='the method to train')
-    p.add_argument('--dataset', default='demo', metavar='NAME_OR_FOLDER',
-                   help=f"{', '.join(NAMED_DATASETS)} (default: demo), or a folder holding train.txt, "
-                   'valid.txt, test.txt (e.g. --dataset data/my_corpus)')
-    p.add_argument('--data-root', help='folder holding twitter2015/ and twitter2017/ '
-                   '(e.g. --data-root ../shared/data)')
-    p.add_argument('--image-root', help='folder of the tweet images (<image_id>.jpg); without it '
-                   'every image counts as missing (e.g. --image-root data/twitter2017_images)')
-    p.add_argument('--captions', help='BLIP-2 caption file (<image_id>.jpg :<caption>) for aux nodes '
-                   '(e.g. --captions ../shared/data/captions/blip2_twitter2017.txt)')
-    p.add_argument('--vision-weights', help="ResNet weights: 'imagenet' (torch hub cache), a state-dict "
-                   "file, or 'none' for random weights (data.vision_weights; "
-                   'e.g. --vision-weights resnet152.pth)')
-    p.add_argument('--detector-weights', help="YOLO weights: a .pt file, a .yaml for random weights, or "
-                   "'none' for no detector (data.detector_weights; e.g. --detector-weights yolov8n.pt)")
-    p.add_argument('--spacy-model', help='spaCy pipeline name or folder for noun phrases (data.spacy_model; '
-                   'e.g. --spacy-model ../shared/models/en_core_web_sm-3.8.0)')
-    p.add_argument('--encoder', help='text encoder: hub name or local folder (default: the config '
-                   f"file's; for the demo {DEMO_ENCODER} if it exists; e.g. --encoder bert-base-uncased)")
-    p.add_argument('--epochs', type=int, help='training epochs, at least 1 (e.g. --epochs 3)')
-    p.add_argument('--seed', type=int, help='seed of weights, batches and dropout (e.g. --seed 1)')
-    p.add_argument('--batch-size', type=int, help='training batch size, at least 1: the global batch, '
-                   'shared out over the processes of a torchrun (e.g. --batch-size 16)')
-    p.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), help='training forward in float32 '
-                   "(default), or bfloat16 / float16 autocast (fp16 needs CUDA; train.precision)")
-    p.add_argument('--out', help='run folder (default: runs/<model>-<dataset>-seed<seed> under the working '
-                   'directory)')
-    p.add_argument('--cache-dir', help='folder of the built-graph and feature caches (default: '
-                   'graphs/cache, or $GRAPHMNER_CACHE)')
-    p.add_argument('--graphs-on-disk', action='store_true', help='build each split into a graph file in the '
-                   'cache and read the graphs from disk one at a time (memory flat in the corpus size), '
-                   'instead of holding each split in memory')
-    p.add_argument('--config', help="YAML file to use instead of the package's "
-                   'configs/<model>_<dataset>.yaml')
-    p.add_argument('--set', action='append', default=[], metavar='SECTION.KEY=VALUE',
-                   help='override one setting, typed by its config (repeatable; e.g. --set model.dropout=0.5 '
-                   '--set train.head_lr=1e-3)')
-    p.add_argument('--resume', action='store_true', help='continue from <out>/last.pt')
-    p.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N' (under torchrun 'cuda': each "
-                   'process takes the GPU of its LOCAL_RANK)')
-    p.add_argument('--verbose', action='store_true', help="show third-party libraries' warnings")
+def add_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """The command's flags on ``p``, but those in ``exclude`` (names without dashes: a script
+    training several runs, experiments/compare.py, sets ``model`` and ``out`` itself)."""
+    def add(flag: str, **kwargs: Any) -> None:
+        if flag.removeprefix('--') not in exclude:
+            p.add_argument(flag, **kwargs)
+
+    add('--model', required=True, choices=MODEL_NAMES, help='the method to train')
+    add('--dataset', default='demo', metavar='NAME_OR_FOLDER',
+        help=f"{', '.join(NAMED_DATASETS)} (default: demo), or a folder holding train.txt, "
+        'valid.txt, test.txt (e.g. --dataset data/my_corpus)')
+    add('--data-root', help='folder holding twitter2015/ and twitter2017/ '
+        '(e.g. --data-root ../shared/data)')
+    add('--image-root', help='folder of the tweet images (<image_id>.jpg); without it '
+        'every image counts as missing (e.g. --image-root data/twitter2017_images)')
+    add('--captions', help='BLIP-2 caption file (<image_id>.jpg :<caption>) for aux nodes '
+        '(e.g. --captions ../shared/data/captions/blip2_twitter2017.txt)')
+    add('--vision-weights', help="ResNet weights: 'imagenet' (torch hub cache), a state-dict "
+        "file, or 'none' for random weights (data.vision_weights; "
+        'e.g. --vision-weights resnet152.pth)')
+    add('--detector-weights', help="YOLO weights: a .pt file, a .yaml for random weights, or "
+        "'none' for no detector (data.detector_weights; e.g. --detector-weights yolov8n.pt)")
+    add('--spacy-model', help='spaCy pipeline name or folder for noun phrases (data.spacy_model; '
+        'e.g. --spacy-model ../shared/models/en_core_web_sm-3.8.0)')
+    add('--encoder', help='text encoder: hub name or local folder (default: the config '
+        f"file's; for the demo {DEMO_ENCODER} if it exists; e.g. --encoder bert-base-uncased)")
+    add('--epochs', type=int, help='training epochs, at least 1 (e.g. --epochs 3)')
+    add('--seed', type=int, help='seed of weights, batches and dropout (e.g. --seed 1)')
+    add('--batch-size', type=int, help='training batch size, at least 1: the global batch, '
+        'shared out over the processes of a torchrun (e.g. --batch-size 16)')
+    add('--precision', choices=('fp32', 'bf16', 'fp16'), help='training forward in float32 '
+        "(default), or bfloat16 / float16 autocast (fp16 needs CUDA; train.precision)")
+    add('--out', help='run folder (default: runs/<model>-<dataset>-seed<seed> under the working '
+        'directory)')
+    add('--cache-dir', help='folder of the built-graph and feature caches (default: '
+        'graphs/cache, or $GRAPHMNER_CACHE)')
+    add('--graphs-on-disk', action='store_true', help='build each split into a graph file in the '
+        'cache and read the graphs from disk one at a time (memory flat in the corpus size), '
+        'instead of holding each split in memory')
+    add('--config', help="YAML file to use instead of the package's "
+        'configs/<model>_<dataset>.yaml')
+    add('--set', action='append', default=[], metavar='SECTION.KEY=VALUE',
+        help='override one setting, typed by its config (repeatable; e.g. --set model.dropout=0.5 '
+        '--set train.head_lr=1e-3)')
+    add('--resume', action='store_true', help='continue from <out>/last.pt')
+    add('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N' (under torchrun 'cuda': each "
+        'process takes the GPU of its LOCAL_RANK)')
+    add('--verbose', action='store_true', help="show third-party libraries' warnings")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
