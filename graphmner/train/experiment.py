@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ..models.base import MNERModel
 
 __all__ = ['DEMO_ENCODER', 'ExperimentError', 'RunResult', 'RunSpec', 'build_model', 'check_device',
-           'check_encoder', 'config_file', 'evaluate_graphs', 'fit_visual_width', 'graphs_as_trained',
+           'check_encoder', 'config_file', 'evaluate_graphs', 'fit', 'fit_visual_width', 'graphs_as_trained',
            'load_spec', 'run', 'save_predictions']
 
 #: The offline encoder of this project's machines, beside the checkout (relative to the working
@@ -331,6 +331,18 @@ def build_model(spec: RunSpec, train_graphs: Sequence[Any], labels: Sequence[str
                         **{f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
 
 
+def fit(spec: RunSpec, model: MNERModel, train: Sequence[Any], dev: Sequence[Any], distributed=None):
+    """Trains ``model`` on the ``train`` graphs, keeping the best on ``dev``, as ``spec.train`` says,
+    into ``spec.run_dir`` (``spec.resume``: from its ``last.pt``); returns the
+    :class:`~graphmner.train.Trainer`, for its scores and history."""
+    from .trainer import Trainer
+
+    trainer = Trainer(model, train, dev, spec.train, spec.run_dir, device=spec.device,
+                      distributed=distributed)
+    trainer.fit(resume=spec.resume)
+    return trainer
+
+
 def run(spec: RunSpec) -> RunResult:
     """Validates ``spec``, then trains and evaluates it into its run folder.
 
@@ -384,7 +396,6 @@ def _load_splits(spec: RunSpec, images: bool) -> dict[str, Any]:
 def _run(spec: RunSpec, run_dir: Path, distributed) -> RunResult:
     from .. import models
     from ..graph.data_config import DataConfig
-    from .trainer import Trainer
 
     setup_logging(run_dir, distributed.rank)
     if distributed.is_main:
@@ -415,8 +426,7 @@ def _run(spec: RunSpec, run_dir: Path, distributed) -> RunResult:
         log.info('%s: %d tweets, %d without a usable image, %d with aux words', split, len(dataset),
                  report.get('images_missing', 0), report.get('tweets_with_aux', 0))
 
-    trainer = Trainer(model, data['train'], data['dev'], spec.train, run_dir, distributed=distributed)
-    trainer.fit(resume=spec.resume)
+    trainer = fit(spec, model, data['train'], data['dev'], distributed)
     if not distributed.is_main:
         return RunResult({}, run_dir, model)  # rank 0 alone evaluates and writes the run folder
     dev = trainer.test(data['dev'], 'dev')
