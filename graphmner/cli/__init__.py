@@ -15,14 +15,10 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 #: The registered model names (kept here so that --help needs no torch import;
 #: a test checks them against graphmner.models.available()).
 MODEL_NAMES = ('bert-crf', 'gmf', 'ita', 'maf', 'umgf')
-
-#: The repository this package sits in when run from a checkout (configs live in experiments/).
-REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 class UsageError(ValueError):
