@@ -209,13 +209,16 @@ def load_spec(model: str, dataset: str = 'demo', config: str | os.PathLike | Non
     if not path.is_file():
         raise ExperimentError(f"no config '{path}': write one or pass --config")
     classes = {'model': cls.config_class, 'train': TrainConfig, 'data': GraphOptions}
-    settings = read_config(path, classes)
-    for section, items in (values or {}).items():
-        if section not in SECTIONS:
-            raise ExperimentError(f"unknown settings section '{section}'; valid: {', '.join(SECTIONS)}")
-        for key, value in items.items():
-            set_value(section, classes[section], settings[section], key, value)
-    apply_overrides(settings, list(overrides), classes)
+    try:
+        settings = read_config(path, classes)
+        for section, items in (values or {}).items():
+            if section not in SECTIONS:
+                raise ExperimentError(f"unknown settings section '{section}'; valid: {', '.join(SECTIONS)}")
+            for key, value in items.items():
+                set_value(section, classes[section], settings[section], key, value)
+        apply_overrides(settings, list(overrides), classes)
+    except SettingsError as error:
+        raise ExperimentError(str(error)) from None
     if dataset == 'demo' and 'encoder' not in settings['model']:
         settings['model']['encoder'] = str(DEMO_ENCODER.resolve() if DEMO_ENCODER.is_dir() else DEMO_ENCODER)
     try:
