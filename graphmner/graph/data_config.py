@@ -12,13 +12,10 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .options import GraphOptions
 from .schema import AUX, IMAGE, WORD
-
-if TYPE_CHECKING:
-    from ..train.experiment import RunSpec
 
 
 @dataclass
@@ -60,16 +57,18 @@ class DataConfig:
         return cls(options=GraphOptions(**options), **{k: v for k, v in values.items() if k in known})
 
     @classmethod
-    def of_training(cls, spec: RunSpec, train_graphs: Any) -> DataConfig:
-        """The record of a run's training split (a loaded dataset with its build report)."""
+    def of_training(cls, dataset: str, train_graphs: Any, captions: str | None = None) -> DataConfig:
+        """The record of a run's training split of ``dataset`` (a loaded dataset with its build
+        report), built with the caption file ``captions`` (None: the dataset's own, if any)."""
         from ..data.datasets import dataset_definition, is_folder_dataset
 
         report = train_graphs.report
         with_aux = report.get('tweets_with_aux', 0) > 0
-        captions = None
-        if with_aux and spec.captions is not None:
-            captions = str(Path(spec.captions).resolve())
-        elif with_aux and spec.dataset == 'demo':
+        if not with_aux:
+            captions = None
+        elif captions is not None:
+            captions = str(Path(captions).resolve())
+        elif dataset == 'demo':
             from ..data.demo import DEMO_CAPTIONS
             captions = str(DEMO_CAPTIONS)
         backend = report.get('visual_backend', '')
@@ -77,8 +76,8 @@ class DataConfig:
         with_image = report.get('images_missing', 0) < report.get('tweets', 0)
         searched = train_graphs if with_image else [train_graphs[i] for i in range(min(1, len(train_graphs)))]
         return cls(
-            dataset=str(Path(spec.dataset).resolve()) if is_folder_dataset(spec.dataset) else spec.dataset,
-            options=train_graphs.options, tokenizer=dataset_definition(spec.dataset).tokenizer,
+            dataset=str(Path(dataset).resolve()) if is_folder_dataset(dataset) else dataset,
+            options=train_graphs.options, tokenizer=dataset_definition(dataset).tokenizer,
             captions=captions, visual_backend=backend if isinstance(backend, str) else '; '.join(backend),
             visual_widths=visual_widths(searched),
             images_seen=report.get('tweets', 0) - report.get('images_missing', 0))

@@ -421,7 +421,7 @@ def _run(spec: RunSpec, run_dir: Path, distributed) -> RunResult:
             'tags and OCR, or --set model.aux_sources=[] to train without image text')
     model = build_model(spec, data['train'], data['train'].labels).to(distributed.device)
     settings['model'] = dataclasses.asdict(model.config)  # the visual width the data gave
-    model.data_config = DataConfig.of_training(spec, data['train'])
+    model.data_config = DataConfig.of_training(spec.dataset, data['train'], spec.captions)
     for split, dataset in data.items():
         # Applied on access: no split is copied into a list of graphs.
         dataset.transform = model.graph_transform()

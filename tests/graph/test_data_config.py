@@ -1,6 +1,5 @@
 """graphmner.graph.data_config: the typed data record a checkpoint carries (format 3), and format 2's."""
 import dataclasses
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -27,8 +26,7 @@ def test_each_dataset_knows_its_tokenizer_style():
     for name in ('demo', 'twitter2015', 'some/folder'):
         assert dataset_definition(name).tokenizer == 'twitter2015'
     for dataset, style in (('twitter2017', 'twitter2017'), ('twitter2015', 'twitter2015')):
-        spec = SimpleNamespace(dataset=dataset, captions=None)
-        record = DataConfig.of_training(spec, _Split(report={'tweets': 3, 'images_missing': 3}))
+        record = DataConfig.of_training(dataset, _Split(report={'tweets': 3, 'images_missing': 3}))
         assert record.tokenizer == style and record.images_seen == 0 and record.dataset == dataset
 
 
