@@ -32,7 +32,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graphmner.cli import MODEL_NAMES, Parser, UsageError, offline_environment, run_guarded
+from graphmner.cli import (
+    MODEL_NAMES,
+    Parser,
+    UsageError,
+    offline_environment,
+    quiet_third_parties,
+    run_guarded,
+)
 
 log = logging.getLogger('graphmner.extract')
 SPLITS = ('train', 'dev', 'test')
@@ -170,6 +177,7 @@ def check(builder, photos: Photos) -> dict:
 def main(argv: list[str] | None = None) -> int:
     offline_environment()
     args = parse_args(argv)
+    quiet_third_parties()
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s %(message)s', datefmt='%H:%M:%S',
                         force=True)
     return run_guarded('extract.py', lambda: extract(args))
@@ -177,9 +185,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def extract(args: argparse.Namespace) -> int:
     from graphmner.train.distributed import Distributed
+    from graphmner.train.experiment import check_device
 
     index, count = parse_shard(args.shard)
     builder, image_root, cache_dir, options = extractor_settings(args)
+    check_device(args.device)  # probed before any photo is read
     photos = find_photos(args.dataset, args.splits, args.data_root, image_root)
     # Under torchrun the ranks meet once every shard is written; rank 0 then checks.
     distributed = Distributed.from_environment('cpu') if args.shard is None else Distributed()
