@@ -5,7 +5,9 @@
         --encoder ../shared/models/all-MiniLM-L6-v2 --epochs 3 --seed 1 --out runs/compare
     python experiments/compare.py --runs runs/bert-crf-twitter2017-seed1 runs/ita-twitter2017-seed1
 
-Each model trains through ``run.py`` into ``<out>/<model>``; ``--runs`` only
+Each model trains into ``<out>/<model>`` as a run spec of the experiment API
+(graphmner/train/experiment.py), with the flags of ``graphmner train`` (``--help``
+lists them); every spec is validated before the first model trains. ``--runs`` only
 tabulates run folders that already hold a ``metrics.json``. Columns: dev and
 test span F1 of the best dev epoch, test F1 per type, training tweets/s, and the
 test F1 of each view of a multi-view model (ITA).
@@ -18,10 +20,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import run
-
+from graphmner.cli import MODEL_NAMES, Parser, offline_environment, quiet_third_parties, run_guarded
+from graphmner.cli.train import add_arguments, spec_from_args
 from graphmner.data.labels import ENTITY_TYPES as TYPES
 
 
@@ -44,21 +46,41 @@ def table(rows: list[dict[str, Any]]) -> str:
     return '\n'.join([render(header), *(render(row) for row in lines)])
 
 
-def main(argv: list[str] | None = None) -> str:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = Parser(prog='compare.py', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--runs', nargs='+', help='tabulate these run folders instead of training')
-    p.add_argument('--models', nargs='+', default=['bert-crf', 'umgf', 'ita'])
+    p.add_argument('--models', nargs='+', default=['bert-crf', 'umgf', 'ita'], choices=MODEL_NAMES)
     p.add_argument('--out', default='runs/compare', help='parent folder of the runs (one per model)')
-    args, passed_on = p.parse_known_args(argv)  # the rest goes to run.py unchanged
+    add_arguments(p, exclude=('model', 'out', 'resume'))
+    return p.parse_args(argv)
+
+
+def train(args: argparse.Namespace) -> list[Path]:
+    """Trains each model into ``<out>/<model>`` (every spec validated first); their folders."""
+    from graphmner.train import experiment
+
+    folders = [Path(args.out) / model for model in args.models]
+    specs = [spec_from_args(argparse.Namespace(**{**vars(args), 'model': model, 'out': str(folder),
+                                                  'resume': False}))
+             for model, folder in zip(args.models, folders)]
+    for spec in specs:
+        spec.validate()
+    for spec in specs:
+        print(experiment.run(spec).summary())
+    return folders
+
+
+def main(argv: list[str] | None = None) -> str:
+    offline_environment()
+    args = parse_args(argv)
+    quiet_third_parties(args.verbose)
     if args.runs:
         folders = [Path(r) for r in args.runs]
         missing = [str(f) for f in folders if not (f / 'metrics.json').exists()]
         if missing:
             raise SystemExit(f"No metrics.json in: {', '.join(missing)}")
     else:
-        folders = [Path(args.out) / model for model in args.models]
-        for model, folder in zip(args.models, folders):
-            run.main(['--model', model, '--out', str(folder), *passed_on])
+        folders = run_guarded('compare.py', lambda: train(args))
     rendered = table([json.loads((f / 'metrics.json').read_text()) for f in folders])
     print(rendered)
     return rendered

@@ -16,9 +16,9 @@ photo and the photos that cannot be used. With --graphs it then builds each spli
 from the cache (--graphs-on-disk: graph files for streaming). The exit status is 1 while a
 usable photo is missing, else 0.
 
-The extractor settings come from the data section of a run config
-(experiments/configs/<model>_<dataset>.yaml; --model, default umgf) and --set data.KEY=VALUE:
-the features land under the cache key a training run with those settings reads.
+The extractor settings are the data section of a training run's spec (the experiment API's
+load_spec: the package's graphmner/configs/<model>_<dataset>.yaml; --model, default umgf) and
+--set data.KEY=VALUE: the features land under the cache key a training run with those settings reads.
 """
 from __future__ import annotations
 
@@ -32,7 +32,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graphmner.cli import MODEL_NAMES, Parser, UsageError, offline_environment, run_guarded
+from graphmner.cli import (
+    MODEL_NAMES,
+    Parser,
+    UsageError,
+    offline_environment,
+    quiet_third_parties,
+    run_guarded,
+)
 
 log = logging.getLogger('graphmner.extract')
 SPLITS = ('train', 'dev', 'test')
@@ -47,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--captions', help='BLIP-2 caption file, for --graphs')
     p.add_argument('--splits', nargs='+', choices=SPLITS, default=list(SPLITS), help='(default: all three)')
     p.add_argument('--model', choices=MODEL_NAMES, default='umgf', help='whose config gives the extractor '
-                   'settings (data section of experiments/configs/<model>_<dataset>.yaml; default: umgf)')
+                   'settings (data section of graphmner/configs/<model>_<dataset>.yaml; default: umgf)')
     p.add_argument('--set', action='append', default=[], metavar='data.KEY=VALUE',
                    help='override an extractor setting (e.g. --set data.vision_weights=resnet50.pth)')
     p.add_argument('--cache-dir', help='folder of the feature and graph caches (default: graphs/cache, or '
@@ -103,28 +110,22 @@ def find_photos(dataset: str, splits: list[str], data_root, image_root) -> Photo
 
 def extractor_settings(args: argparse.Namespace):
     """The graph builder a training run with these settings uses (its feature
-    extractor's settings are the cache key), the image folder and the cache folder."""
-    from graphmner.cli.train import CONFIGS, NAMED_DATASETS
-    from graphmner.graph import GraphBuilder, GraphOptions
+    extractor's settings are the cache key), the image folder, the cache folder
+    and the graph options; the dataset's files checked first (parsed)."""
+    from graphmner.graph import GraphBuilder
     from graphmner.graph.datasets import DEFAULT_CACHE
-    from graphmner.models import model_class
-    from graphmner.train import TrainConfig
-    from graphmner.train.settings import apply_overrides, read_config
+    from graphmner.train.experiment import load_spec
 
-    classes = {'model': model_class(args.model).config_class, 'train': TrainConfig, 'data': GraphOptions}
-    named = args.dataset if args.dataset in NAMED_DATASETS else 'twitter2017'  # as graphmner train reads
-    config = CONFIGS / f'{args.model}_{named}.yaml'
-    settings = read_config(config, classes)
+    spec = load_spec(args.model, args.dataset, overrides=args.set, data_root=args.data_root,
+                     image_root=args.image_root, captions=args.captions, cache_dir=args.cache_dir)
+    spec.check_data()
     image_root = args.image_root
     if args.dataset == 'demo':
-        from graphmner.data.demo import DEMO_OPTIONS, demo_image_root
-        settings['data'] = {**DEMO_OPTIONS, **settings['data']}
+        from graphmner.data.demo import demo_image_root
         image_root = image_root or demo_image_root()
-    apply_overrides(settings, args.set, classes)
     cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE
-    builder = GraphBuilder(GraphOptions(**settings['data']), image_root=image_root,
-                           feature_cache=cache_dir / 'features')
-    return builder, image_root, cache_dir, settings['data']
+    builder = GraphBuilder(spec.data, image_root=image_root, feature_cache=cache_dir / 'features')
+    return builder, image_root, cache_dir, dataclasses.asdict(spec.data)
 
 
 def extraction_device(device: str) -> str:
@@ -176,6 +177,7 @@ def check(builder, photos: Photos) -> dict:
 def main(argv: list[str] | None = None) -> int:
     offline_environment()
     args = parse_args(argv)
+    quiet_third_parties()
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s %(message)s', datefmt='%H:%M:%S',
                         force=True)
     return run_guarded('extract.py', lambda: extract(args))
@@ -183,13 +185,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def extract(args: argparse.Namespace) -> int:
     from graphmner.train.distributed import Distributed
+    from graphmner.train.experiment import check_device
 
     index, count = parse_shard(args.shard)
     builder, image_root, cache_dir, options = extractor_settings(args)
-    try:
-        photos = find_photos(args.dataset, args.splits, args.data_root, image_root)
-    except (ValueError, FileNotFoundError) as error:
-        raise UsageError(str(error)) from None
+    check_device(args.device)  # probed before any photo is read
+    photos = find_photos(args.dataset, args.splits, args.data_root, image_root)
     # Under torchrun the ranks meet once every shard is written; rank 0 then checks.
     distributed = Distributed.from_environment('cpu') if args.shard is None else Distributed()
     try:

@@ -33,9 +33,10 @@ quiet_third_parties()  # before torch_geometric's import warns about torch.jit
 import probe_visual  # noqa: E402
 import reproduce  # noqa: E402
 
-from graphmner.cli import REPOSITORY, offline_environment  # noqa: E402
+from graphmner.cli import offline_environment  # noqa: E402
 from graphmner.graph import schema  # noqa: E402
 from graphmner.graph.transforms import DropImage  # noqa: E402
+from graphmner.train import experiment  # noqa: E402
 
 FRACTIONS = (1.0, 0.5, 0.0)
 FLAT = 'no test tweet has a usable image: flat by construction'
@@ -56,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--data-seed', type=int, default=0, help="the probe dataset's seed (probe_visual.py's)")
     p.add_argument('--captions', action='store_true', help='the probe was built with --captions')
     p.add_argument('--cache-dir', type=Path, help='graph and feature cache (default: graphs/cache)')
-    p.add_argument('--results-dir', type=Path, default=REPOSITORY / 'results', help='where the table goes')
+    p.add_argument('--results-dir', type=Path, default=reproduce.REPOSITORY / 'results',
+                   help='where the table goes')
     args = p.parse_args(argv)
     bad = [f for f in args.fractions if not 0.0 <= f <= 1.0]
     if bad:
@@ -131,18 +133,19 @@ def curve(run: dict[str, Any], fractions: list[float], seed: int, cache_dir: Pat
     graphs = run.get('graphs')
     if graphs is None:
         m = run['metrics']
-        graphs = reproduce.checkpoint_test_graphs(model, m['dataset'], m['data_root'], m['image_root'],
-                                                  m['captions'], str(cache_dir) if cache_dir else None)
+        graphs = experiment.graphs_as_trained(model, m['dataset'], 'test', m['data_root'], m['image_root'],
+                                              m['captions'], str(cache_dir) if cache_dir else None)
     with_image = sum(map(has_image, graphs))
     points, flat_scores = [], None
     for fraction in fractions:
         drop = exact_drop(graphs, fraction, seed)
         kept = sum(has_image(g) and not drop.drops(g) for g in graphs)
         if with_image == 0:  # every graph is the same at every fraction: score it once
-            flat_scores = flat_scores or reproduce.score(model, graphs, run['scheme'], run['batch_size'])
+            flat_scores = flat_scores or experiment.evaluate_graphs(model, graphs, run['scheme'],
+                                                                    run['batch_size'])
             scores = flat_scores
         else:
-            scores = reproduce.score(model, graphs, run['scheme'], run['batch_size'], drop)
+            scores = experiment.evaluate_graphs(model, graphs, run['scheme'], run['batch_size'], drop)
         points.append({'usable_fraction': fraction, 'drop_probability': drop.p, 'tweets_with_image': kept,
                        'tweets': len(graphs),
                        **{key: scores[key] for key in ('precision', 'recall', 'f1', 'predicted', 'support')}})

@@ -14,12 +14,13 @@ in every split. A text-only model can find the spans but must guess their
 type; a model that reads the image can tell the type from the photo.
 
 For each model (the registry's, bert-crf included) the script trains through
-the normal :class:`~graphmner.train.Trainer` path with the same encoder, seed
-and training settings (the model's ``experiments/configs/<model>_demo.yaml``,
-then the flags), and prints test span F1, test F1 when every tweet is given
-another test tweet's image, and how much the emissions move when the images
-of each evaluation batch are shuffled among its tweets (mean absolute change
-over real words; the emissions' own mean absolute value for scale).
+the experiment API (a run spec of the model's demo config,
+``graphmner/configs/<model>_demo.yaml``, then the flags; its ``build_model``
+and ``fit``) with the same encoder, seed and training settings, and prints
+test span F1, test F1 when every tweet is given another test tweet's image,
+and how much the emissions move when the images of each evaluation batch are
+shuffled among its tweets (mean absolute change over real words; the
+emissions' own mean absolute value for scale).
 
 It also prints, for the probe's ``image.x`` under the weight-free descriptors
 and under a random-weight ResNet-50, the mean pairwise cosine between crops of
@@ -65,16 +66,13 @@ from graphmner import models  # noqa: E402
 from graphmner.data.conll import Tweet, read_conll, write_conll  # noqa: E402
 from graphmner.data.demo import demo_image_root  # noqa: E402
 from graphmner.data.images import load_image  # noqa: E402
+from graphmner.data.labels import BIO_LABELS  # noqa: E402
 from graphmner.data.paths import image_path  # noqa: E402
 from graphmner.features.types import VisualWidths  # noqa: E402
-from graphmner.graph import GraphBuilder, GraphOptions, build_graph, schema, visual_width  # noqa: E402
-from graphmner.graph.builder import graph_features  # noqa: E402
-from graphmner.train import TrainConfig, Trainer  # noqa: E402
-from graphmner.train.settings import apply_overrides, read_config  # noqa: E402
-
-CONFIGS = ROOT / 'experiments' / 'configs'
-MINILM = ROOT.parent / 'shared' / 'models' / 'all-MiniLM-L6-v2'
-DEFAULT_CACHE = Path(os.environ.get('GRAPHMNER_CACHE', ROOT / 'graphs' / 'cache'))
+from graphmner.graph import GraphBuilder, GraphOptions, build_graph, schema  # noqa: E402
+from graphmner.graph.builder import backend_widths, graph_features  # noqa: E402
+from graphmner.graph.datasets import DEFAULT_CACHE  # noqa: E402
+from graphmner.train import experiment  # noqa: E402
 
 #: Entity type -> the photos of its family (all bundled with scikit-image).
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -271,34 +269,29 @@ def emission_shift(model: models.MNERModel, graphs: list[HeteroData], shuffled: 
 
 
 # -- training --------------------------------------------------------------------------------------------
-def model_settings(name: str, encoder: str, overrides: list[str]) -> tuple[dict, dict]:
-    """The model and train sections of ``configs/<name>_demo.yaml`` (the small-data
-    settings of each method), with ``overrides`` (``--set``) applied."""
-    classes = {'model': models.model_class(name).config_class, 'train': TrainConfig, 'data': GraphOptions}
-    path = CONFIGS / f'{name}_demo.yaml'
-    settings = read_config(path, classes) if path.exists() else {s: {} for s in classes}
-    settings['model']['encoder'] = encoder
-    apply_overrides(settings, overrides, classes)
-    return settings['model'], settings['train']
+def model_spec(name: str, encoder: str, out: Path, overrides: list[str], device: str = 'cpu'):
+    """The run spec of ``name`` with its demo config (``graphmner/configs/<name>_demo.yaml``, the
+    small-data settings of each method), ``encoder`` and ``overrides`` (``--set``), validated."""
+    spec = experiment.load_spec(name, 'demo', values={'model': {'encoder': encoder}}, overrides=overrides,
+                                out=out / name, device=device)
+    spec.check_configs()
+    experiment.check_device(spec.device, spec.train.precision)
+    experiment.check_encoder(spec.model_config.encoder)
+    return spec
 
 
 def run_model(name: str, graphs: dict[str, list[HeteroData]], encoder: str, out: Path, *, epochs: int,
               seed: int, overrides: list[str] = (), device: str = 'cpu') -> dict[str, Any]:
-    """Trains ``name`` on the probe through the Trainer and scores it, also with
+    """Trains ``name`` on the probe through the experiment API and scores it, also with
     the test tweets' images shuffled."""
-    model_config, train_config = model_settings(name, encoder, [f'train.epochs={epochs}',
-                                                                f'train.seed={seed}', *overrides])
-    fields = {f.name for f in dataclasses.fields(models.model_class(name).config_class)}
-    if 'visual_dim' in fields:
-        model_config['visual_dim'] = visual_width(graphs['train'])
-    train_config = TrainConfig(**train_config)
-    torch.manual_seed(train_config.seed)
-    model = models.build(name, **model_config).to(device)
+    spec = model_spec(name, encoder, out, [f'train.epochs={epochs}', f'train.seed={seed}', *overrides],
+                      device)
+    train_config = spec.train
+    model = experiment.build_model(spec, BIO_LABELS, backend_widths(GraphOptions(**PROBE_OPTIONS))).to(device)
     transform = model.graph_transform()
     # Transforms edit graphs in place: every model gets its own copies.
     split = {s: [transform(g.clone()) for g in gs] for s, gs in graphs.items()}
-    trainer = Trainer(model, split['train'], split['dev'], train_config, out / name, device=device)
-    trainer.fit()
+    trainer = experiment.fit(spec, model, split['train'], split['dev'])
     test = trainer.test(split['test'])
     batch = train_config.eval_batch_size
     in_batch = [transform(g) for g in shuffled_images(graphs['test'], batch)]
@@ -310,7 +303,8 @@ def run_model(name: str, graphs: dict[str, list[HeteroData]], encoder: str, out:
             'per_type': {t: s['f1'] for t, s in test['per_type'].items()},
             'test_f1_other_images': shuffled_f1, **emission_shift(model, split['test'], in_batch, batch),
             'train_seconds': round(trainer.train_seconds, 1),
-            'settings': {'model': model_config, 'train': dataclasses.asdict(train_config)}}
+            'settings': {'model': dataclasses.asdict(model.config),
+                         'train': dataclasses.asdict(train_config)}}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -339,7 +333,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument('--models', nargs='+', default=None,
                    help=f'models to train (default: every registered one: {" ".join(models.available())})')
-    p.add_argument('--encoder', default=str(MINILM), help='text encoder, the same for every model')
+    p.add_argument('--encoder', default=str(experiment.DEMO_ENCODER.resolve()),
+                   help=f'text encoder, the same for every model (default: {experiment.DEMO_ENCODER})')
     p.add_argument('--epochs', type=int, default=10)
     p.add_argument('--seed', type=int, default=1)
     p.add_argument('--data-seed', type=int, default=0, help='seed of the probe dataset (crops, names)')
@@ -353,7 +348,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--set', action='append', default=[], metavar='SECTION.KEY=VALUE',
                    help='override a model or train setting of every model, e.g. --set train.head_lr=1e-3')
     p.add_argument('--cache-dir', type=Path, default=DEFAULT_CACHE, help='probe data and feature cache')
-    p.add_argument('--out', type=Path, default=ROOT / 'runs' / 'probe', help='run folders, results.json')
+    p.add_argument('--out', type=Path, default=Path('runs') / 'probe',
+                   help='run folders, results.json (default: runs/probe under the working directory)')
     p.add_argument('--device', default='cpu')
     return p.parse_args(argv)
 

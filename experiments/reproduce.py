@@ -1,6 +1,7 @@
 """Runs a grid of trainings (models x datasets x seeds, plus named ablations) and writes its table.
 
-Every run goes through ``graphmner train``'s own code (graphmner/cli/train.py) into
+Every run is a run spec of the experiment API (graphmner/train/experiment.py, as ``graphmner train``'s),
+validated before any run of the grid trains, into
 <runs>/<name>/<method>-<dataset>-seed<seed>/; a run whose folder holds metrics.json is skipped, one with
 last.pt resumes, so a killed grid is restarted with the same command. A command naming part of a grid
 (one model, one seed) trains that part and writes the table of the grid results/<name>.json was written
@@ -39,16 +40,16 @@ import json
 import os
 import statistics
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graphmner.cli import MODEL_NAMES, REPOSITORY, offline_environment, quiet_third_parties
-from graphmner.cli import train as train_command
+from graphmner.cli import MODEL_NAMES, offline_environment, quiet_third_parties, run_guarded
 
+#: The checkout this script belongs to: its results/ and experiments/papers.yaml.
+REPOSITORY = Path(__file__).resolve().parents[1]
 PAPERS = REPOSITORY / 'experiments' / 'papers.yaml'
 BASELINE = 'bert-crf'
 TYPES = ('PER', 'LOC', 'ORG', 'MISC')
@@ -66,22 +67,25 @@ class Run:
     sets: list[str] = field(default_factory=list)  # the ablation's --set values
     out: Path = Path()
 
-    def argv(self, options: argparse.Namespace) -> list[str]:
-        """The ``graphmner train`` command line of this run."""
-        argv = ['--model', self.model, '--dataset', self.dataset, '--seed', str(self.seed),
-                '--out', str(self.out)]
-        for flag in ('data_root', 'encoder', 'epochs', 'batch_size', 'cache_dir', 'device', 'vision_weights',
-                     'detector_weights'):
-            value = getattr(options, flag)
-            if value is not None:
-                argv += ['--' + flag.replace('_', '-'), str(value)]
-        for flag in ('image_root', 'captions'):  # per-dataset paths: '{dataset}' is filled in
-            value = getattr(options, flag)
-            if value is not None:
-                argv += ['--' + flag.replace('_', '-'), value.format(dataset=self.dataset)]
-        for value in [*options.set, *self.sets]:  # the ablation's last, so it wins
-            argv += ['--set', value]
-        return argv
+    def spec(self, options: argparse.Namespace):
+        """This run's spec (:func:`graphmner.train.experiment.load_spec`): its model's config on its
+        dataset, the grid's flags, then the grid's ``--set`` values and the ablation's (last, so they win)."""
+        from graphmner.train.experiment import load_spec
+
+        values = {'model': {'encoder': options.encoder} if options.encoder else {},
+                  'train': {key: value for key, value in (('seed', self.seed), ('epochs', options.epochs),
+                                                          ('batch_size', options.batch_size))
+                            if value is not None},
+                  'data': {key: None if value.lower() == 'none' else value
+                           for key, value in (('vision_weights', options.vision_weights),
+                                              ('detector_weights', options.detector_weights))
+                           if value is not None}}
+        return load_spec(self.model, self.dataset, overrides=[*options.set, *self.sets], values=values,
+                         data_root=options.data_root,
+                         image_root=per_dataset(options.image_root, self.dataset),
+                         captions=per_dataset(options.captions, self.dataset), out=self.out,
+                         cache_dir=options.cache_dir, device=options.device or 'cpu',
+                         resume=(self.out / 'last.pt').exists())
 
     @property
     def done(self) -> bool:
@@ -98,7 +102,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    '(repeatable; e.g. --ablation umgf-no-gate umgf model.gate=false)')
     p.add_argument('--datasets', nargs='+', default=['demo'], help='datasets (default: demo)')
     p.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3], help='seeds (default: 1 2 3)')
-    p.add_argument('--runs-dir', type=Path, default=REPOSITORY / 'runs', help='parent of runs/<name>/')
+    p.add_argument('--runs-dir', type=Path, default=Path('runs'),
+                   help='parent of <name>/ (default: runs under the working directory)')
     p.add_argument('--results-dir', type=Path, default=REPOSITORY / 'results', help='where the tables go')
     p.add_argument('--resamples', type=int, default=1000, help='bootstrap resamples (default: 1000)')
     p.add_argument('--cross-domain', nargs='+', metavar='TARGET',
@@ -143,23 +148,37 @@ def grid(args: argparse.Namespace) -> list[Run]:
             for dataset in args.datasets for method, model, sets in rows for seed in args.seeds]
 
 
+def describe(spec) -> str:
+    """The run's data, device and folder, as one line."""
+    fields = ('model', 'dataset', 'data_root', 'image_root', 'captions', 'device', 'cache_dir', 'resume')
+    return ' '.join(f'{key}={getattr(spec, key)}' for key in fields
+                    if getattr(spec, key) not in (None, False))
+
+
 def dry_run(runs: list[Run], args: argparse.Namespace) -> None:
+    """Each run's spec and settings; nothing is validated (a dry run of a GPU grid runs anywhere)."""
     for run in runs:
-        argv = run.argv(args)
-        settings = train_command.load_settings(train_command.parse_args(argv))
+        spec = run.spec(args)
         print(f"{'done' if run.done else 'to run'}  {run.out}")
-        print('  graphmner train ' + ' '.join(argv))
-        print('  settings: ' + json.dumps(settings, default=str, sort_keys=True))
+        print('  spec: ' + describe(spec))
+        print('  settings: ' + json.dumps(spec.settings(), default=str, sort_keys=True))
 
 
 def train_missing(runs: list[Run], args: argparse.Namespace) -> None:
+    """Trains the runs not finished yet, after validating all of them (a mistake in the last run's
+    settings stops the grid before the first trains)."""
+    from graphmner.train import experiment
+
+    missing = [(run, run.spec(args)) for run in runs if not run.done]
+    for _, spec in missing:
+        spec.validate()
     for run in runs:
         if run.done:
             print(f'skip (metrics.json exists): {run.out}')
-            continue
-        argv = run.argv(args) + (['--resume'] if (run.out / 'last.pt').exists() else [])
-        print(f"train: graphmner train {' '.join(argv)}", flush=True)
-        train_command.train(train_command.parse_args(argv))
+    for run, spec in missing:
+        print(f'train: {describe(spec)} -> {run.out}', flush=True)
+        result = experiment.run(spec)
+        print(result.summary())
 
 
 # -- the table -------------------------------------------------------------------------
@@ -389,35 +408,6 @@ def per_dataset(template: str | None, dataset: str) -> str | None:
     return None if template is None else template.format(dataset=Path(dataset).name)
 
 
-def checkpoint_test_graphs(model, dataset: str, data_root: str | None, image_root: str | None,
-                           captions: str | None, cache_dir: str | None) -> list[Any]:
-    """``dataset``'s test graphs built as ``model``'s training graphs were (the graph options its
-    checkpoint records), unless its label set differs (:class:`CrossDomainError`)."""
-    from graphmner.data.datasets import dataset_labels
-    from graphmner.graph import load_dataset
-
-    labels = dataset_labels(dataset, data_root)
-    if tuple(labels) != tuple(model.labels):
-        raise CrossDomainError(f"{dataset} tags {' '.join(labels)} but the {model.name} model tags "
-                               f"{' '.join(model.labels)}: it cannot be scored there")
-    options = {key: tuple(value) if key == 'aux_sources' else value
-               for key, value in model.data_config.get('options', {}).items()}
-    return list(load_dataset(dataset, 'test', data_root=data_root, image_root=image_root, captions=captions,
-                             images=model.needs_image_features(model.config), **options,
-                             **({'cache_dir': cache_dir} if cache_dir else {})))
-
-
-def score(model, graphs: list[Any], scheme: str, batch_size: int,
-          transform: Callable[[Any], Any] | None = None) -> dict[str, Any]:
-    """Span scores of ``model`` on copies of ``graphs``, each passed through ``transform`` (if any) and
-    then the model's own graph transform, as in training."""
-    from torch_geometric.loader import DataLoader
-
-    model_transform = model.graph_transform()
-    ready = [model_transform(transform(g.clone()) if transform is not None else g.clone()) for g in graphs]
-    return model.evaluate(DataLoader(ready, batch_size=batch_size), scheme)
-
-
 def evaluation_settings(metrics: dict[str, Any]) -> tuple[str, int]:
     """The span scheme and evaluation batch size a run was scored with."""
     train = metrics.get('settings', {}).get('train', {})
@@ -470,6 +460,7 @@ def cross_domain(runs: list[Run], args: argparse.Namespace) -> list[dict[str, An
     """Per (method, source, target): the test scores on ``target`` of the runs trained on
     ``source``, seed by seed, their in-domain test scores, and those of the runs trained on ``target``."""
     from graphmner.models import load
+    from graphmner.train.experiment import evaluate_graphs, graphs_as_trained
 
     on_targets = trained_on_targets(runs, args)
     scores: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -481,10 +472,10 @@ def cross_domain(runs: list[Run], args: argparse.Namespace) -> list[dict[str, An
         scheme, batch_size = evaluation_settings(metrics)
         model = load(run.out / 'best.pt')
         for target in targets:
-            graphs = checkpoint_test_graphs(model, target, args.data_root,
-                                            per_dataset(args.image_root, target),
-                                            per_dataset(args.captions, target), args.cache_dir)
-            test = score(model, graphs, scheme, batch_size)
+            graphs = graphs_as_trained(model, target, 'test', args.data_root,
+                                       per_dataset(args.image_root, target),
+                                       per_dataset(args.captions, target), args.cache_dir)
+            test = evaluate_graphs(model, graphs, scheme, batch_size)
             print(f"{run.method}: {run.dataset} -> {target}, seed {run.seed}: F1 {100 * test['f1']:.2f} "
                   f"(in-domain {100 * metrics['test']['f1']:.2f})", flush=True)
             scores.setdefault((run.method, run.dataset, target), []).append(
@@ -558,6 +549,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     offline_environment()
     quiet_third_parties()
     args = parse_args(argv)
+    return run_guarded('reproduce.py', lambda: reproduce(args))
+
+
+def reproduce(args: argparse.Namespace) -> list[dict[str, Any]]:
     runs = grid(args)
     if args.cross_domain:
         try:

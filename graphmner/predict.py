@@ -32,8 +32,8 @@ from .data.conll import Tweet
 from .data.tokenize import tokenize_tweet
 from .graph import schema
 from .graph.builder import GraphBuilder
+from .graph.data_config import DataConfig
 from .graph.datasets import DEFAULT_CACHE
-from .graph.options import GraphOptions
 from .metrics import get_spans
 from .models import MNERModel, load
 
@@ -93,12 +93,11 @@ class Tagger:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.batch_size = batch_size
-        data = model.data_config or {}
-        self.options = GraphOptions(**{k: tuple(v) if k == 'aux_sources' else v
-                                       for k, v in data.get('options', {}).items()})
-        self.tokenizer_style = data.get('tokenizer', 'twitter2015')
+        data = model.data_config if model.data_config is not None else DataConfig()
+        self.options = data.options
+        self.tokenizer_style = data.tokenizer
         self.reads_images = model.needs_image_features(model.config)
-        caption_file = captions if captions is not None else data.get('captions')
+        caption_file = captions if captions is not None else data.captions
         if caption_file is not None and not Path(caption_file).is_file():
             raise PredictionError(f"the caption file '{caption_file}' does not exist")
         self.captions = caption_file

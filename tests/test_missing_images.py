@@ -2,7 +2,6 @@
 
 The checkpoints are untrained tiny models (random weights still read the image: UMGF's labels move
 with it); the reference rebuilds each dropped tweet through the builder without its photo."""
-import dataclasses
 import json
 
 import pytest
@@ -13,6 +12,7 @@ from torch_geometric.loader import DataLoader
 from graphmner import models
 from graphmner.data.conll import read_conll
 from graphmner.graph import GraphBuilder, GraphOptions, visual_width
+from graphmner.graph.data_config import DataConfig
 
 SIZES = {'train': 4, 'dev': 4, 'test': 24}
 
@@ -85,14 +85,14 @@ def test_test_set_without_images_is_scored_once_and_flat(missing_images, tiny_en
     options = GraphOptions(**DEMO_OPTIONS)
     model = models.build('umgf', dataset_labels(str(DEMO_DIR)), encoder=tiny_encoder, d_model=32, heads=2,
                          ffn=32, visual_dim=GraphBuilder(options).widths().x['object'])
-    model.data_config = {'options': dataclasses.asdict(options)}
+    model.data_config = DataConfig(options=options)
     model.save(run / 'best.pt')
     (run / 'metrics.json').write_text(json.dumps({
         'model': 'umgf', 'dataset': str(DEMO_DIR), 'seed': 2, 'data_root': None, 'image_root': None,
         'captions': None, 'test': {'f1': 0.125}, 'settings': {'train': {'scheme': 'conlleval'}}}))
     scored = []
-    real_score = missing_images.reproduce.score
-    monkeypatch.setattr(missing_images.reproduce, 'score',
+    real_score = missing_images.experiment.evaluate_graphs
+    monkeypatch.setattr(missing_images.experiment, 'evaluate_graphs',
                         lambda *a, **k: scored.append(a) or real_score(*a, **k))
     rows = missing_images.main(['--name', 'g', '--grid', str(tmp_path / 'grid'), '--cache-dir',
                                 str(graph_cache), '--results-dir', str(tmp_path / 'results')])

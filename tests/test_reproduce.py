@@ -44,7 +44,7 @@ def test_dry_run_prints_every_run_and_its_typed_settings(reproduce, tmp_path, ca
     settings = [json.loads(line.split('settings: ')[1]) for line in out.splitlines() if 'settings: ' in line]
     assert [s['train']['seed'] for s in settings] == [1, 2, 1, 2, 1, 2]
     assert all(s['train']['epochs'] == 2 for s in settings)
-    assert [s['model'].get('gate') for s in settings[2:]] == [None, None, False, False]
+    assert [s['model']['gate'] for s in settings[2:]] == [True, True, False, False]  # typed: every field
     assert not (tmp_path / 'g').exists()  # nothing trained, nothing written
 
 
@@ -62,8 +62,8 @@ def test_readme_gpu_command_dry_runs(reproduce, tmp_path, capsys):
     assert {s['model']['encoder'] for s in settings} == {'bert-base-cased', 'bert-base-uncased'}
     assert {s['train']['epochs'] for s in settings} == {22, 23, 24, 30, 50}
     assert all(s['data']['vision_weights'] == 'imagenet' for s in settings)
-    assert '--device cuda' in out and '--image-root data/twitter2017_images' in out
-    assert '--captions ../shared/data/captions/blip2_twitter2015.txt' in out
+    assert 'device=cuda' in out and 'image_root=data/twitter2017_images' in out
+    assert 'captions=../shared/data/captions/blip2_twitter2015.txt' in out
 
 
 def _metrics(seed, f1, dev_f1=0.5, encoder='tiny', epochs=1):
@@ -80,13 +80,14 @@ def test_a_half_finished_grid_trains_only_the_missing_run(reproduce, tiny_encode
     done.mkdir(parents=True)
     (done / 'metrics.json').write_text(json.dumps(_metrics(1, 0.25)))
     trained = []
-    real_train = reproduce.train_command.train
+    from graphmner.train import experiment
+    real_run = experiment.run
 
-    def spy(args):
-        trained.append(args.out)
-        return real_train(args)
+    def spy(spec):
+        trained.append(str(spec.out))
+        return real_run(spec)
 
-    monkeypatch.setattr(reproduce.train_command, 'train', spy)
+    monkeypatch.setattr(experiment, 'run', spy)
     argv = ['--name', 'half', '--models', 'bert-crf', '--seeds', '1', '2', '--epochs', '1',
             '--encoder', tiny_encoder, '--cache-dir', str(graph_cache),
             '--runs-dir', str(tmp_path / 'runs'), '--results-dir', str(tmp_path / 'results')]
@@ -160,10 +161,12 @@ def test_table_from_hand_made_run_folders(reproduce, shared_data, tmp_path, monk
             (folder / 'metrics.json').write_text(json.dumps(metrics))
             write_conll(predictions, folder / 'test_predictions.txt')
 
-    def no_training(args):
+    from graphmner.train import experiment
+
+    def no_training(spec):
         raise AssertionError('a finished grid trains nothing')
 
-    monkeypatch.setattr(reproduce.train_command, 'train', no_training)
+    monkeypatch.setattr(experiment, 'run', no_training)
     reproduce.main(['--name', 'hand', '--models', 'bert-crf', 'umgf', '--datasets', 'twitter2017',
                     '--seeds', '1', '2', '--data-root', str(shared_data),
                     '--runs-dir', str(tmp_path / 'runs'), '--results-dir', str(tmp_path / 'results'),

@@ -58,11 +58,11 @@ def test_set_values_are_typed_by_the_config(run, tmp_path):
     args = run.parse_args(['--model', 'umgf', '--set', 'train.head_lr=1e-3', '--set', 'model.heads=2',
                            '--set', 'data.vision_weights=none', '--set', 'model.gate=false',
                            '--epochs', '4', '--set', 'train.epochs=5'])
-    settings = run.load_settings(args)
-    assert settings['train']['head_lr'] == 1e-3 and isinstance(settings['train']['head_lr'], float)
-    assert settings['model']['heads'] == 2 and settings['model']['gate'] is False
-    assert settings['data']['vision_weights'] is None
-    assert settings['train']['epochs'] == 5  # --set wins over the flag
+    spec = run.spec_from_args(args)
+    assert spec.train.head_lr == 1e-3 and isinstance(spec.train.head_lr, float)
+    assert spec.model_config.heads == 2 and spec.model_config.gate is False
+    assert spec.data.vision_weights is None
+    assert spec.train.epochs == 5  # --set wins over the flag
 
 
 def test_a_run_that_dies_marks_its_folder_failed(run, tiny_encoder, graph_cache, tmp_path):

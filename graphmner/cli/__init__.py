@@ -15,7 +15,6 @@ import argparse
 
 from .common import (
     MODEL_NAMES,
-    REPOSITORY,
     Parser,
     UsageError,
     fail,
@@ -49,5 +48,5 @@ def console() -> int:
     return 0
 
 
-__all__ = ['MODEL_NAMES', 'REPOSITORY', 'Parser', 'UsageError', 'console', 'fail', 'main',
+__all__ = ['MODEL_NAMES', 'Parser', 'UsageError', 'console', 'fail', 'main',
            'offline_environment', 'quiet_third_parties', 'run_guarded']

@@ -9,12 +9,8 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from ..models.names import MODEL_NAMES  # noqa: F401  (the registry's names, without torch, for --help)
-
-#: The repository this package sits in when run from a checkout (configs live in experiments/).
-REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 class UsageError(ValueError):

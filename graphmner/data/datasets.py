@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .conll import Tweet, read_conll
 from .labels import BIO_LABELS, split_label
@@ -21,6 +23,40 @@ DEMO_DIR: Path = Path(__file__).resolve().parent / 'demo'
 SPLITS = ('train', 'dev', 'test')
 #: Split name -> file name; ``dev`` is stored as ``valid.txt``, as in the Twitter releases.
 SPLIT_FILES = {'train': 'train.txt', 'dev': 'valid.txt', 'test': 'test.txt'}
+
+
+@dataclass(frozen=True)
+class DatasetDefinition:
+    """What a dataset brings besides its files.
+
+    Args:
+        name (str): ``demo``, ``twitter2015``, ``twitter2017``, or a folder.
+        tokenizer (str): how raw text is split into its words
+            (:func:`~graphmner.data.tokenize.tokenize_tweet` style): Twitter-2017 splits ``#`` and
+            ``@`` off, Twitter-2015, the demo and a folder keep hashtags whole.
+        config (str): whose package configs (``<model>_<config>.yaml``) it trains with; a folder
+            takes Twitter-2017's.
+        graph_options (dict): graph options it is built with unless set (the demo's
+            weight-free extractors, :data:`~graphmner.data.demo.DEMO_OPTIONS`).
+    """
+
+    name: str
+    tokenizer: str = 'twitter2015'
+    config: str = 'twitter2017'
+    graph_options: dict[str, Any] = field(default_factory=dict)
+
+
+def dataset_definition(name: str | os.PathLike) -> DatasetDefinition:
+    """The :class:`DatasetDefinition` of a named dataset or a dataset folder (any path that is not
+    one of :data:`DATASETS`; whether it holds the split files is :func:`split_path`'s check)."""
+    if name == 'demo':
+        from .demo import DEMO_OPTIONS
+        return DatasetDefinition('demo', 'twitter2015', 'demo', dict(DEMO_OPTIONS))
+    if name == 'twitter2015':
+        return DatasetDefinition('twitter2015', 'twitter2015', 'twitter2015')
+    if name == 'twitter2017':
+        return DatasetDefinition('twitter2017', 'twitter2017', 'twitter2017')
+    return DatasetDefinition(str(name))
 
 
 def is_folder_dataset(name: str | os.PathLike) -> bool:

@@ -25,8 +25,9 @@ __all__ = ['DEMO_DIR', 'DEMO_CAPTIONS', 'DEMO_OPTIONS', 'SHARED_MODELS', 'demo_s
 
 #: Hand-written captions of the demo photos, in the BLIP-2 caption format.
 DEMO_CAPTIONS: Path = DEMO_DIR / 'captions.txt'
-#: The models folder that sits beside this repository on the project's machines.
-SHARED_MODELS: Path = Path(__file__).resolve().parents[3] / 'shared' / 'models'
+#: The models folder beside the checkout on the project's machines (``../shared/models`` from the
+#: working directory, as the README's commands are run): the demo's spaCy model is looked for there.
+SHARED_MODELS: Path = (Path('..') / 'shared' / 'models').resolve()
 
 #: Extractor settings the demo runs with when the caller sets none. No pretrained
 #: vision weights can be had offline, and a random ResNet describes every photo with

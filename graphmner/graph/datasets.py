@@ -42,9 +42,9 @@ from .storage import GraphFile, GraphFileWriter
 
 log = logging.getLogger('graphmner.data')
 
-#: Where built graphs and extracted features are cached unless told otherwise.
-DEFAULT_CACHE = Path(os.environ.get('GRAPHMNER_CACHE',
-                                    Path(__file__).resolve().parents[2] / 'graphs' / 'cache'))
+#: Where built graphs and extracted features are cached unless told otherwise: ``graphs/cache``
+#: under the working directory (a checkout's own graphs/ folder when run from it), or $GRAPHMNER_CACHE.
+DEFAULT_CACHE = Path(os.environ.get('GRAPHMNER_CACHE', Path('graphs') / 'cache'))
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -25,6 +25,7 @@ _REGISTRY: dict[str, type[MNERModel]] = {}
 
 #: Public name -> the module of this package that defines it (loaded on first access).
 _LAZY = {'MNERModel': 'base', 'MNEROutput': 'base', 'EncoderConfig': 'base', 'CHECKPOINT_FORMAT': 'base',
+         'READABLE_FORMATS': 'base',
          'BertCRF': 'bert_crf', 'BertCRFConfig': 'bert_crf', 'GMF': 'gmf', 'GMFConfig': 'gmf',
          'ITA': 'ita', 'ITAConfig': 'ita', 'MAF': 'maf', 'MAFConfig': 'maf', 'UMGF': 'umgf',
          'UMGFConfig': 'umgf'}

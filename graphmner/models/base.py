@@ -33,6 +33,7 @@ from torch_geometric.utils import to_dense_batch
 from ..data.labels import BIO_LABELS
 from ..features.types import VisualWidths
 from ..graph import schema
+from ..graph.data_config import DataConfig
 from ..graph.transforms import BuildRelations, KeepRelations
 from ..io import CheckpointError, atomic_save, load_checkpoint
 from ..metrics import span_scores
@@ -73,7 +74,9 @@ def _one_thread() -> Iterator[None]:
 
 #: Bumped whenever a checkpoint's layout changes; :func:`graphmner.models.load`
 #: refuses other formats with a message instead of failing half-way.
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
+#: Checkpoint formats :func:`read_checkpoint` reads: this one, and format 2 (its data config an untyped dict).
+READABLE_FORMATS = (2, CHECKPOINT_FORMAT)
 
 
 @dataclass
@@ -184,7 +187,7 @@ class MNERModel(nn.Module):
         #: How the training graphs were built (graph options, captions, tokenizer
         #: style, versions): saved in the checkpoint, so that a new tweet gets the
         #: same graph (see :class:`graphmner.predict.Tagger`).
-        self.data_config: dict[str, Any] = {}
+        self.data_config: DataConfig | None = None
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -388,7 +391,8 @@ class MNERModel(nn.Module):
     def checkpoint(self) -> dict[str, Any]:
         return {'format': CHECKPOINT_FORMAT, 'graphmner_version': __version__, 'model': self.name,
                 'config': dataclasses.asdict(self.config), 'labels': list(self.labels),
-                'data': self.data_config, 'state_dict': self.state_dict()}
+                'data': None if self.data_config is None else self.data_config.to_dict(),
+                'state_dict': self.state_dict()}
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the checkpoint atomically (temporary file, then rename)."""
@@ -410,7 +414,7 @@ class MNERModel(nn.Module):
         """The model a checkpoint read by :func:`read_checkpoint` holds."""
         model = cls.from_config(checkpoint['labels'], **checkpoint['config'])
         model.load_state_dict(checkpoint['state_dict'])
-        model.data_config = checkpoint.get('data', {})
+        model.data_config = checkpoint.get('data')
         return model
 
     @classmethod
@@ -428,7 +432,8 @@ class MNERModel(nn.Module):
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> dict[str, Any]:
     """A model checkpoint's contents, checked to be one (name, config, labels,
-    state) of this :data:`CHECKPOINT_FORMAT`.
+    state) of a format in :data:`READABLE_FORMATS`, its data record a
+    :class:`~graphmner.graph.data_config.DataConfig`.
 
     Raises:
         CheckpointError: a missing or unreadable file, a file that is not a
@@ -441,9 +446,14 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             'optimizer' in checkpoint else ''
         raise CheckpointError(f"'{path}' is not a graphmner model checkpoint{hint}")
     written = checkpoint.get('format', 1)
-    if written != CHECKPOINT_FORMAT:
+    if written not in READABLE_FORMATS:
         version = checkpoint.get('graphmner_version', 'before 0.2')
         raise CheckpointError(f"'{path}' was written by graphmner {version} (checkpoint format {written}); "
                               f'this is graphmner {__version__} (format {CHECKPOINT_FORMAT}): retrain, or '
                               'load it with that version')
+    data = checkpoint.get('data')
+    try:  # format 2 stored an untyped dict of the same record, without the visual widths
+        checkpoint['data'] = None if data is None else DataConfig.from_dict(data)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"'{path}' holds a data config this graphmner cannot read ({error})") from None
     return checkpoint

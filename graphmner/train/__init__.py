@@ -1,5 +1,6 @@
-"""Training: the shared trainer, its config, optimiser groups and schedule, and
-data-parallel training under ``torchrun``."""
+"""Training: the shared trainer, its config, optimiser groups and schedule,
+data-parallel training under ``torchrun``, and the experiment API
+(:mod:`graphmner.train.experiment`: a typed run spec, validated, then run)."""
 from .distributed import Distributed, GlobalBatchSampler
 from .trainer import (
                       CheckpointError,

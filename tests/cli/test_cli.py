@@ -7,9 +7,10 @@ import warnings
 
 import pytest
 import torch
+from conftest import ROOT
 
 from graphmner import models
-from graphmner.cli import MODEL_NAMES, REPOSITORY, main, quiet_third_parties
+from graphmner.cli import MODEL_NAMES, main, quiet_third_parties
 from graphmner.data.conll import read_conll
 
 
@@ -129,7 +130,7 @@ def test_a_mistake_is_the_only_line_a_real_process_prints(argv, message, tmp_pat
     argv = [str(tmp_path / a) if a == 'EMPTY' else a for a in argv]
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}
     result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=300,
-                            cwd=REPOSITORY)
+                            cwd=ROOT)
     assert result.returncode == 2
     assert result.stderr.startswith(message) and result.stderr.count('\n') == 1, result.stderr
     assert result.stdout == ''
@@ -141,7 +142,7 @@ def test_experiment_scripts_silence_torch_geometric_import_warning(script):
     """These import torch_geometric at the top, so ``--help`` shows whether they quiet it first."""
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}
     result = subprocess.run([sys.executable, f'experiments/{script}.py', '--help'], capture_output=True,
-                            text=True, env=env, timeout=300, cwd=REPOSITORY)
+                            text=True, env=env, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert 'usage:' in result.stdout and 'Warning' not in result.stderr, result.stderr
 
@@ -162,7 +163,7 @@ def test_a_command_that_works_exits_0_and_prints_its_result_once(graph_cache):
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}
     argv = ['inspect', '--dataset', 'demo', '--split', 'dev', '--index', '1', '--cache-dir', str(graph_cache)]
     result = subprocess.run([sys.executable, '-m', 'graphmner', *argv], capture_output=True, text=True,
-                            env=env, timeout=300, cwd=REPOSITORY)
+                            env=env, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     text = main(argv)
     assert result.stdout.strip() == text.strip() and 'word' in text

@@ -83,7 +83,7 @@ def test_gmf_twitter2017_settings_train_on_the_weight_free_backend(tiny_encoder,
     GMFConfig (scale_dims [256, 512, 1024, 2048] against visual_dim 42). Here on the demo tweets
     (the Twitter images are not on this machine), one epoch."""
     run = load_experiment('run')
-    config = ROOT / 'experiments' / 'configs' / 'gmf_twitter2017.yaml'
+    config = ROOT / 'graphmner' / 'configs' / 'gmf_twitter2017.yaml'
     metrics = run.main(['--model', 'gmf', '--config', str(config), '--encoder', tiny_encoder, '--epochs', '1',
                         '--batch-size', '8', '--detector-weights', 'none',
                         '--set', 'data.vision_arch=descriptors', '--set', 'model.max_length=64',
