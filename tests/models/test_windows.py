@@ -1,5 +1,7 @@
 """Tweets over the encoder's max_length: trained on, scored and tagged in windows, every word."""
+import pytest
 import torch
+from conftest import batch_for, fake_features
 from torch_geometric.data import Batch
 
 from graphmner import models
@@ -29,3 +31,22 @@ def test_a_sentence_over_the_limit_is_trained_and_tagged_on_all_its_words(tiny_e
     labels = model.decode(batch)[0]
     assert labels[-10:] == labels[:10] == long_tweet.labels  # the last repetition as the first
     assert labels == tweet.labels
+
+
+@pytest.mark.parametrize('name', models.available())
+def test_every_model_reads_a_long_tweet_with_its_image_and_aux_words(name, tiny_encoder, tweet, long_tweet):
+    """GMF's prefix and ITA's aux words go with the windows; the tweet that fits beside the long
+    one is tagged as when alone."""
+    torch.manual_seed(0)
+    model = models.build(name, encoder=tiny_encoder, max_length=16, dropout=0.0).eval()
+    long = Tweet('long', long_tweet.words * 4, long_tweet.labels * 4)
+    aux = [('a', 'caption'), ('dog', 'tag')]
+    graphs = [build_graph(long, fake_features(dim=2048, seed=1), aux=aux),
+              build_graph(tweet, fake_features(dim=2048, seed=2), aux=aux)]
+    with torch.no_grad():
+        loss, _ = model.loss(batch_for(model, graphs))
+        labels = model.decode(batch_for(model, graphs))
+        alone = model(batch_for(model, graphs[1:])).emissions[0]
+        both = model(batch_for(model, graphs)).emissions[1, :len(tweet.words)]
+    assert torch.isfinite(loss) and [len(x) for x in labels] == [40, len(tweet.words)]
+    torch.testing.assert_close(both, alone, atol=1e-5, rtol=1e-4)

@@ -141,16 +141,25 @@ def test_a_window_prefix_is_its_tweets_prefix(tiny_encoder):
     torch.testing.assert_close(out.words[1, :6], plain)  # the image-less tweet reads no prefix
 
 
-def test_a_tweet_that_fits_gets_exactly_the_plain_models_states(encoder, tiny_encoder):
+def assert_fitting_tweets_get_exactly_the_plain_models_states(encoder, path):
     enc = encoder.tokenize(WORDS)
     assert enc.input_ids.shape[0] == 2 and enc.row_tweet.tolist() == [0, 1]
-    model = AutoModel.from_pretrained(tiny_encoder).eval()
+    model = AutoModel.from_pretrained(path).eval()
     with torch.no_grad():
         hidden = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
         out = encoder(WORDS, encoded=enc)
-    _, firsts = first_subwords(tiny_encoder, WORDS)
+    _, firsts = first_subwords(path, WORDS)
     for b in range(2):
         assert torch.equal(out.words[b, :len(firsts[b])], hidden[b, firsts[b]])
+
+
+def test_a_tweet_that_fits_gets_exactly_the_plain_models_states(encoder, tiny_encoder):
+    assert_fitting_tweets_get_exactly_the_plain_models_states(encoder, tiny_encoder)
+
+
+@pytest.mark.integration
+def test_a_tweet_that_fits_gets_exactly_minilms_states(minilm):
+    assert_fitting_tweets_get_exactly_the_plain_models_states(TextEncoder(minilm).eval(), minilm)
 
 
 def test_bad_window_overlap_is_refused(tiny_encoder):
