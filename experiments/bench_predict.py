@@ -10,6 +10,10 @@ result objects. The bare side is what a person would write by hand: the same
 encoder (``AutoModel``), the same words tokenised outside the timed region, one
 forward pass per batch under ``no_grad``. Rounds alternate between the two so
 that load drifts hit both alike; the ratio is tweets/s over tweets/s (medians).
+
+The cost of windows: the first tweets' words joined into one text of
+``--long-words`` words (far past the encoder's 128 subwords, so it is read in
+overlapping windows) against the same tweets tagged one by one, in words/s.
 """
 from __future__ import annotations
 
@@ -52,6 +56,12 @@ def tagger_round(tagger: Tagger, words: list[list[str]]) -> float:
     return len(words) / (time.perf_counter() - start)
 
 
+def words_round(tagger: Tagger, texts: list[list[str]]) -> float:
+    start = time.perf_counter()
+    tagger.predict(texts)
+    return sum(map(len, texts)) / (time.perf_counter() - start)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data-root', default=str(ROOT.parent / 'shared' / 'data'))
@@ -59,6 +69,7 @@ def main() -> None:
     p.add_argument('--tweets', type=int, default=1000)
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--rounds', type=int, default=3)
+    p.add_argument('--long-words', type=int, default=3000, help='words of the one long text (0: skip)')
     args = p.parse_args()
 
     tweets = [t for split in ('test', 'dev')
@@ -80,6 +91,27 @@ def main() -> None:
         print(f'{name:<24} {value:8.1f} tweets/s (median)')
     print(f"ratio Tagger.predict / bare encoder forward: "
           f"{median['Tagger.predict'] / median['bare encoder forward']:.2f}x")
+    if args.long_words:
+        short = []
+        while sum(map(len, short)) < args.long_words and len(short) < len(tweets):
+            short.append(tweets[len(short)].words)
+        long = [[w for t in short for w in t]]
+        enc = tagger.model.encoder
+        rows = enc.tokenize(long).attention_mask
+        windows, read = rows.shape[0], int(rows.sum()) - 2 * rows.shape[0]  # without [CLS]/[SEP]
+        text = int(enc.tokenize(short).attention_mask.sum()) - 2 * len(short)
+        rates = {'tweets one by one': [], 'one long text': []}
+        for _ in range(args.rounds):
+            rates['tweets one by one'].append(words_round(tagger, short))
+            rates['one long text'].append(words_round(tagger, long))
+        median = {name: statistics.median(values) for name, values in rates.items()}
+        print(f'\n{len(long[0])} words: {len(short)} tweets, or one text in {windows} windows '
+              f'(max_length {enc.max_length}, overlap {enc.window_overlap}); the windows read '
+              f'{read} subwords for its {text} ({read / text:.2f}x)')
+        for name, value in median.items():
+            print(f'{name:<24} {value:8.1f} words/s (median)')
+        print(f"ratio one long text / tweets one by one: "
+              f"{median['one long text'] / median['tweets one by one']:.2f}x")
 
 
 if __name__ == '__main__':

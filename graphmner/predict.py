@@ -36,6 +36,7 @@ from .graph.data_config import DataConfig
 from .graph.datasets import DEFAULT_CACHE
 from .metrics import get_spans
 from .models import MNERModel, load
+from .render import RenderedHTML, render
 
 
 class PredictionError(ValueError):
@@ -180,6 +181,19 @@ class Tagger:
                     predictions.append(self._prediction(g, img, labels, probs))
                 bar.update(len(graphs))
         return predictions
+
+    def render(self, predictions: Prediction | Sequence[Prediction],
+               titles: Sequence[str | None] | None = None, page: bool = False) -> RenderedHTML:
+        """The entities of :meth:`predict`'s result drawn by spaCy's displaCy, each
+        with its type and confidence: Jupyter shows the returned markup, and
+        ``page=True`` gives a whole offline HTML page (see :mod:`graphmner.render`).
+
+        Args:
+            predictions: one :class:`Prediction` or a list.
+            titles: a heading per prediction (e.g. its image id), or :obj:`None`.
+            page: a whole HTML page instead of a fragment for a notebook.
+        """
+        return render(predictions, titles, page=page)
 
     def _prediction(self, g: HeteroData, image, labels: list[str], probs: list[float]) -> Prediction:
         words = list(g.words)

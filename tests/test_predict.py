@@ -10,7 +10,7 @@ from torch_geometric.data import Batch
 from graphmner import Tagger
 from graphmner.data.demo import demo_image_root
 from graphmner.graph import load_dataset
-from graphmner.predict import PredictionError
+from graphmner.predict import Entity, PredictionError
 
 
 @pytest.fixture(scope='module')
@@ -52,6 +52,15 @@ def test_entities_and_confidences(tagger):
         assert e.confidence == min(probs[e.start:e.end])
         assert (e.confidence == 1.0) == all(q == 1.0 for q in probs[e.start:e.end])
     assert all(0 < q <= 1 and math.isfinite(q) for q in probs)
+
+
+def test_render_draws_each_entity_with_its_confidence(tagger):
+    p = tagger.predict('Barack Obama visits Paris with the Lakers')
+    p.entities = [Entity('Barack Obama', 'PER', 0, 2, 0.875)]  # the untrained tiny model may find none
+    markup = tagger.render(p)
+    assert markup._repr_html_() == markup and markup.count('<mark class="entity"') == 1
+    assert 'Barack Obama' in markup and 'PER 0.87' in markup and 'visits Paris with the Lakers' in markup
+    assert tagger.render([p, p], titles=['a', 'b'], page=True).startswith('<!DOCTYPE html>')
 
 
 def test_missing_and_broken_images_are_flagged_not_raised(tagger, tmp_path):

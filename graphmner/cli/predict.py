@@ -6,11 +6,13 @@ Examples:
     graphmner predict best.pt --input tweets.txt --input-format text --output tagged.jsonl
     graphmner predict best.pt --input test.txt --input-format conll --image-root images/ \\
         --output tagged.txt --output-format conll
+    graphmner predict best.pt --input tweets.txt --output tagged.html
 
 Input formats: conll (the IMGID: CoNLL format; labels, if any, are ignored), jsonl (one JSON
 object a line with "text" or "words", and optionally "image"), text (one tweet a line).
 Output formats: jsonl (words, labels, entities with text, type, start, end (exclusive) and
-confidence, image_used, notes) and conll (IMGID: blocks, one word and its label a line).
+confidence, image_used, notes), conll (IMGID: blocks, one word and its label a line) and html
+(a page of the entities drawn by spaCy's displaCy with their confidence; offline, no script).
 The output file is written whole or not at all (a temporary file, then a rename).
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from .common import UsageError, run_guarded
 
 INPUT_FORMATS = ('conll', 'jsonl', 'text')
-OUTPUT_FORMATS = ('jsonl', 'conll')
+OUTPUT_FORMATS = ('jsonl', 'conll', 'html')
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    'relative "image" paths for jsonl (e.g. --image-root images/)')
     p.add_argument('--output', help='where to write the tagged --input tweets (e.g. --output tagged.jsonl)')
     p.add_argument('--output-format', choices=OUTPUT_FORMATS,
-                   help='format of --output (default: from its extension: .jsonl or conll)')
+                   help='format of --output (default: from its extension: .jsonl, .html or conll)')
     p.add_argument('--captions', help="caption file for ITA's caption words (default: the training one)")
     p.add_argument('--cache-dir', help='feature cache folder (default: graphs/cache)')
     p.add_argument('--batch-size', type=int, default=32, help='tweets per forward pass (default: 32)')
@@ -104,6 +106,12 @@ def write_output(path: Path, fmt: str, predictions, ids: list[str]) -> None:
         text = ''.join(json.dumps(p.to_dict(), ensure_ascii=False) + '\n' for p in predictions)
         atomic_write(path, lambda f: f.write(text.encode('utf-8')))
         return
+    if fmt == 'html':
+        from ..render import render
+
+        text = render(predictions, titles=ids, page=True)
+        atomic_write(path, lambda f: f.write(text.encode('utf-8')))
+        return
     tweets = [Tweet(i, p.words, p.labels) for i, p in zip(ids, predictions)]
     tmp = path.with_name(f'.{path.name}.conll.tmp')
     try:
@@ -130,7 +138,8 @@ def predict(args: argparse.Namespace):
         if not args.output:
             raise UsageError('--input needs --output FILE')
         fmt = args.input_format or _input_format(source)
-        out_fmt = args.output_format or ('jsonl' if args.output.endswith('.jsonl') else 'conll')
+        out_fmt = args.output_format or {'.jsonl': 'jsonl', '.html': 'html'}.get(Path(args.output).suffix,
+                                                                                 'conll')
         if not Path(args.output).resolve().parent.is_dir():
             raise UsageError(f"--output '{args.output}': its folder does not exist")
     if source is not None:  # a bad input file is found before the model loads

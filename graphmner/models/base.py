@@ -96,7 +96,9 @@ class EncoderConfig:
     """Fields every model config starts with."""
 
     encoder: str = 'bert-base-uncased'  # hub name or local folder of the text encoder
-    max_length: int = 128               # subword budget of the encoder
+    max_length: int = 128               # subword budget of the encoder (per window)
+    # Subwords consecutive windows of a tweet over max_length share (None: a quarter of a window).
+    window_overlap: int | None = None
     dropout: float = 0.1                # on the word states before the emission layer
     constrained_decoding: bool = True   # forbid transitions the tag scheme rules out
     tag_scheme: str = 'bio'             # the CRF's tags: 'bio', or 'bioes' (E- ends, S- single)
@@ -180,7 +182,8 @@ class MNERModel(nn.Module):
         self.config = config
         self.labels = tuple(labels)
         self.tagging = TagScheme(self.labels, config.tag_scheme)
-        self.encoder = TextEncoder(config.encoder, max_length=config.max_length, pooler=pooler)
+        self.encoder = TextEncoder(config.encoder, max_length=config.max_length, pooler=pooler,
+                                   window_overlap=config.window_overlap)
         self.crf = CRF(self.tagging.num_tags,
                        constraints=self.tagging.constraints() if config.constrained_decoding else None)
         self._view: str | None = None

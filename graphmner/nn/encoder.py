@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,17 +31,20 @@ from torch import Tensor, nn
 
 @dataclass
 class EncodedBatch:
-    """Subword ids of a batch and where each word's first subword sits."""
+    """Subword rows of a batch (one per window: a tweet that fits is one row)
+    and where each word's first subword sits."""
 
-    input_ids: Tensor        # [B, L] long
-    attention_mask: Tensor   # [B, L] long
-    token_type_ids: Tensor   # [B, L] long: 0 for [CLS] words [SEP], 1 for the aux segment
-    word_index: Tensor       # [B, T] long: position of each word's first subword, 0 for padding
+    input_ids: Tensor        # [R, L] long, R >= B rows: a tweet over max_length has several windows
+    attention_mask: Tensor   # [R, L] long
+    token_type_ids: Tensor   # [R, L] long: 0 for [CLS] words [SEP], 1 for the aux segment
+    row_tweet: Tensor        # [R] long: the tweet each row (window) belongs to, ascending
+    word_row: Tensor         # [B, T] long: the row each word's state is read from, 0 for padding
+    word_index: Tensor       # [B, T] long: position of each word's first subword in that row
     word_mask: Tensor        # [B, T] bool: real words (prefix mask)
-    aux_index: Tensor        # [B, A] long: same for the second segment (A may be 0)
+    aux_row: Tensor          # [B, A] long: same for the second segment (A may be 0)
+    aux_index: Tensor        # [B, A] long
     aux_mask: Tensor         # [B, A] bool
-    truncated_words: int     # words that lost their subwords to max_length
-    truncated_aux: int       # second-segment words dropped to fit max_length
+    truncated_aux: int       # second-segment words no row had room for
 
 
 @dataclass
@@ -51,6 +53,7 @@ class EncoderOutput:
     word_mask: Tensor  # [B, T] bool
     aux: Tensor        # [B, A, H] first-subword state of each second-segment word
     aux_mask: Tensor   # [B, A] bool
+    # The sentence vectors of a tweet read in several windows are the mean over its windows.
     pooled: Tensor     # [B, H] sentence vector (see ``pooling``)
     cls: Tensor        # [B, H] the first token's ([CLS]) final state
     pooler_output: Tensor | None = None  # [B, H] tanh(W cls), with ``pooler=True``
@@ -136,6 +139,25 @@ class TextEncoder(nn.Module):
     r"""A Hugging Face encoder (BERT, RoBERTa, MiniLM, ...) that returns one
     vector per word by first-subword pooling.
 
+    A tweet whose words do not fit into ``max_length`` subwords is read in
+    overlapping windows, as the transformers token-classification pipeline
+    does with a ``stride``: each window is ``[CLS] words [SEP]`` of at most
+    ``max_length`` subwords, starts on a word boundary and shares about
+    ``window_overlap`` subwords with the previous one, and each word takes its
+    state from the window in which it has the most context (is farthest from a
+    cut; the text's own ends are not cuts). So no word is read from ``[SEP]``
+    and training, evaluation and prediction all see every word in context. A
+    single word longer than a window keeps its first ``max_length - 2``
+    subwords (its first subword is its state). The tweet's words always come
+    first: the aux segment (ITA) goes with every window in the room that
+    window's words leave, cut as in a tweet that fits (in practice only a
+    short last window has room), and each aux word's state comes from the
+    window that read the most aux words. A per-layer prefix (GMF) is read by
+    every window of its tweet. The sentence vectors (``pooled``, ``cls``,
+    ``pooler_output``) of a tweet in several windows are the mean of its
+    windows' vectors. A tweet that fits is one window: exactly the states of
+    a plain forward pass.
+
     Args:
         name_or_path (str): a hub name (read from the local cache only when
             ``HF_HUB_OFFLINE=1``) or a local model folder.
@@ -147,6 +169,10 @@ class TextEncoder(nn.Module):
             the pooler of BERT-style checkpoints (MAF's and GMF's text vector),
             loaded from the checkpoint where it has one and freshly initialised
             (with a log line) where not. (default: :obj:`False`)
+        window_overlap (int, optional): subwords consecutive windows of a
+            long tweet share at most (whole words only), from 0 to
+            ``(max_length - 2) // 2``; :obj:`None` takes a quarter of a
+            window. (default: :obj:`None`)
 
     Shapes:
         - **input:** ``words``: B lists of strings; ``aux_words``: B lists
@@ -156,7 +182,7 @@ class TextEncoder(nn.Module):
     """
 
     def __init__(self, name_or_path: str, max_length: int = 128, pooling: str = 'mean',
-                 pooler: bool = False):
+                 pooler: bool = False, window_overlap: int | None = None):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
@@ -164,6 +190,11 @@ class TextEncoder(nn.Module):
             raise ValueError(f"'pooling' must be 'mean' or 'cls' (got '{pooling}')")
         if max_length < 4:
             raise ValueError(f"'max_length' must be at least 4 (got {max_length})")
+        if window_overlap is None:
+            window_overlap = (max_length - 2) // 4
+        if not 0 <= window_overlap <= (max_length - 2) // 2:
+            raise ValueError(f"'window_overlap' must be between 0 and (max_length - 2) // 2 = "
+                             f"{(max_length - 2) // 2} subwords (got {window_overlap})")
         path = resolve_encoder_path(name_or_path)
         offline = os.environ.get('HF_HUB_OFFLINE') == '1'
         try:
@@ -178,6 +209,7 @@ class TextEncoder(nn.Module):
             raise ValueError(f"The encoder '{name_or_path}' has no fast tokenizer; one is needed")
         self.name_or_path = name_or_path
         self.max_length = max_length
+        self.window_overlap = window_overlap
         self.pooling = pooling
         if pooler and getattr(self.model, 'pooler', None) is None:
             raise ValueError(f"The encoder '{name_or_path}' has no [CLS] pooler (pooler=True needs a "
@@ -230,69 +262,120 @@ class TextEncoder(nn.Module):
                 self._pieces[word] = pieces or [self._unk_id]
         return [self._pieces[w] for w in words]
 
+    def windows(self, lengths: Sequence[int]) -> list[tuple[int, int]]:
+        """Word ranges ``(start, end)`` of the windows of a tweet whose words have
+        ``lengths`` subwords (each at most ``max_length - 2``): one range when
+        they fit, else greedy full windows on word boundaries, each starting
+        where the shared words reach ``window_overlap`` subwords."""
+        width, n = self.max_length - 2, len(lengths)
+        spans, start = [], 0
+        while True:
+            end, used = start, 0
+            while end < n and used + lengths[end] <= width:
+                used += lengths[end]
+                end += 1
+            spans.append((start, end))
+            if end == n:
+                return spans
+            # Back off from the end while the shared words fit the overlap, but always
+            # advance by one word at least.
+            next_start, shared = end, 0
+            while next_start - 1 > start and shared + lengths[next_start - 1] <= self.window_overlap:
+                next_start -= 1
+                shared += lengths[next_start]
+            start = next_start
+
+    @staticmethod
+    def _best_window(spans: Sequence[tuple[int, int]], offsets: Sequence[int]) -> list[int]:
+        """For each word, the window (index into ``spans``) in which it is farthest,
+        in subwords, from a cut; ``offsets[i]`` is where word ``i`` starts."""
+        n = len(offsets) - 1
+        best, most = [0] * n, [-1.0] * n
+        for w, (start, end) in enumerate(spans):
+            for i in range(start, end):
+                left = offsets[i] - offsets[start] if start > 0 else float('inf')
+                right = offsets[end] - offsets[i + 1] if end < n else float('inf')
+                if min(left, right) > most[i]:  # ties: the earlier window
+                    best[i], most[i] = w, min(left, right)
+        return best
+
+    def _row(self, pieces: Sequence[Sequence[int]], aux_pieces: Sequence[Sequence[int]]):
+        """``[CLS] words [SEP] (aux [SEP])`` with the aux words that fit: the ids,
+        where the aux segment starts, and each word's and aux word's position."""
+        ids, starts = [self._cls_id], []
+        for p in pieces:
+            starts.append(len(ids))
+            ids.extend(p)
+        ids.append(self._sep_id)
+        first_segment = len(ids)
+        aux_starts: list[int] = []
+        for p in aux_pieces:
+            if len(ids) + len(p) > self.max_length - 1:  # keep room for [SEP]
+                break
+            aux_starts.append(len(ids))
+            ids.extend(p)
+        if aux_starts:
+            ids.append(self._sep_id)
+        return ids, first_segment, starts, aux_starts
+
     def tokenize(self, words: Sequence[Sequence[str]],
                  aux_words: Sequence[Sequence[str]] | None = None) -> EncodedBatch:
-        """``[CLS] words [SEP] (aux [SEP])``; the aux segment is cut first."""
+        """``[CLS] words [SEP] (aux [SEP])`` per window (see the class); the aux
+        segment is cut first."""
         if isinstance(words, (str, bytes)) or any(isinstance(w, str) for w in words):
             raise TypeError("'words' must be a list of word lists, one per tweet "
                             f"(got {type(words).__name__} of {type(words[0]).__name__})")
         if aux_words is not None and len(aux_words) != len(words):
             raise ValueError(f"'aux_words' must have one list per tweet: got {len(aux_words)} for "
                              f"{len(words)} tweets")
-        rows, word_pos, aux_pos, first_segment = [], [], [], []
-        truncated_words = truncated_aux = 0
-        budget = self.max_length
+        rows, row_tweet, first_segment = [], [], []
+        word_place, aux_place = [], []  # per tweet: (row, position) of each word / aux word
+        truncated_aux = 0
+        width = self.max_length - 2
         for b, tweet in enumerate(words):
-            pieces = self._word_pieces(tweet)
+            pieces = [p[:width] for p in self._word_pieces(tweet)]
             aux_pieces = self._word_pieces(aux_words[b]) if aux_words is not None else []
-            ids, starts = [self._cls_id], []
-            for p in pieces:
-                if len(ids) + len(p) > budget - 1:  # keep room for [SEP]
-                    break
-                starts.append(len(ids))
-                ids.extend(p)
-            truncated_words += len(pieces) - len(starts)
-            ids.append(self._sep_id)
-            first_segment.append(len(ids))
-            aux_starts: list[int] = []
-            if aux_pieces:
-                for p in aux_pieces:
-                    if len(ids) + len(p) > budget - 1:
-                        break
-                    aux_starts.append(len(ids))
-                    ids.extend(p)
-                truncated_aux += len(aux_pieces) - len(aux_starts)
-                if aux_starts:
-                    ids.append(self._sep_id)
-            rows.append(ids)
-            # Words cut off by max_length keep a position (the [SEP]) so that they are
-            # still tagged and scored: nothing is dropped from evaluation.
-            word_pos.append(starts + [starts and len(ids) - 1 or 0] * (len(tweet) - len(starts)))
-            aux_pos.append(aux_starts)
-        B, L = len(rows), max(len(r) for r in rows)
+            lengths = [len(p) for p in pieces]
+            spans = self.windows(lengths)
+            offsets = [0]
+            for n in lengths:
+                offsets.append(offsets[-1] + n)
+            built = [self._row(pieces[start:end], aux_pieces) for start, end in spans]
+            first_row = len(rows)
+            for ids, first, _, _ in built:
+                rows.append(ids)
+                row_tweet.append(b)
+                first_segment.append(first)
+            word_place.append([(first_row + w, built[w][2][i - spans[w][0]])
+                               for i, w in enumerate(self._best_window(spans, offsets))])
+            most = max(range(len(built)), key=lambda w: len(built[w][3]))
+            aux_place.append([(first_row + most, pos) for pos in built[most][3]])
+            truncated_aux += len(aux_pieces) - len(built[most][3])
+        R, B, L = len(rows), len(words), max(len(r) for r in rows)
         T = max((len(t) for t in words), default=0)
-        A = max((len(a) for a in aux_pos), default=0)
-        input_ids = torch.full((B, L), self._pad_id, dtype=torch.long)
-        attention_mask = torch.zeros(B, L, dtype=torch.long)
-        token_type_ids = torch.zeros(B, L, dtype=torch.long)
-        word_index = torch.zeros(B, T, dtype=torch.long)
-        word_mask = torch.zeros(B, T, dtype=torch.bool)
-        aux_index = torch.zeros(B, A, dtype=torch.long)
-        aux_mask = torch.zeros(B, A, dtype=torch.bool)
-        for b, ids in enumerate(rows):
-            input_ids[b, :len(ids)] = torch.tensor(ids)
-            attention_mask[b, :len(ids)] = 1
+        A = max((len(a) for a in aux_place), default=0)
+        input_ids = torch.full((R, L), self._pad_id, dtype=torch.long)
+        attention_mask = torch.zeros(R, L, dtype=torch.long)
+        token_type_ids = torch.zeros(R, L, dtype=torch.long)
+        for r, ids in enumerate(rows):
+            input_ids[r, :len(ids)] = torch.tensor(ids)
+            attention_mask[r, :len(ids)] = 1
             if self._typed_segments:
-                token_type_ids[b, first_segment[b]:len(ids)] = 1
-            word_index[b, :len(word_pos[b])] = torch.tensor(word_pos[b], dtype=torch.long)
-            word_mask[b, :len(word_pos[b])] = True
-            aux_index[b, :len(aux_pos[b])] = torch.tensor(aux_pos[b], dtype=torch.long)
-            aux_mask[b, :len(aux_pos[b])] = True
-        if truncated_words:
-            warnings.warn(f'{truncated_words} word(s) did not fit into max_length={self.max_length} '
-                          'subwords; they are tagged from the final [SEP] state', stacklevel=3)
-        return EncodedBatch(input_ids, attention_mask, token_type_ids, word_index, word_mask, aux_index,
-                            aux_mask, truncated_words, truncated_aux)
+                token_type_ids[r, first_segment[r]:len(ids)] = 1
+
+        def places(per_tweet: list[list[tuple[int, int]]], width: int) -> tuple[Tensor, Tensor, Tensor]:
+            row = torch.zeros(B, width, dtype=torch.long)
+            index = torch.zeros(B, width, dtype=torch.long)
+            mask = torch.zeros(B, width, dtype=torch.bool)
+            for b, place in enumerate(per_tweet):
+                if place:
+                    row[b, :len(place)], index[b, :len(place)] = torch.tensor(place, dtype=torch.long).T
+                    mask[b, :len(place)] = True
+            return row, index, mask
+
+        return EncodedBatch(input_ids, attention_mask, token_type_ids,
+                            torch.tensor(row_tweet, dtype=torch.long), *places(word_place, T),
+                            *places(aux_place, A), truncated_aux)
 
     # -- forward ---------------------------------------------------------------------
     def forward(self, words: Sequence[Sequence[str]],
@@ -314,38 +397,52 @@ class TextEncoder(nn.Module):
         device = next(self.model.parameters()).device
         input_ids = enc.input_ids.to(device)
         attention_mask = enc.attention_mask.to(device)
+        B, R = enc.word_mask.shape[0], input_ids.shape[0]
+        windowed = R != B
+        row_tweet = enc.row_tweet.to(device)
         if layer_prefix is not None:
             if len(layer_prefix) != self.num_layers:
                 raise ValueError(f"'layer_prefix' needs one (key, value) pair per layer: "
                                  f"{self.num_layers} layers, got {len(layer_prefix)}")
-            B, P = layer_prefix[0][0].shape[:2]
+            P = layer_prefix[0][0].shape[1]
             if prefix_mask is None:
                 prefix_mask = torch.ones(B, P, dtype=torch.bool, device=device)
-            if prefix_mask.shape != (B, P) or B != input_ids.shape[0]:
-                raise ValueError(f"'prefix_mask' must be [B, P] = [{input_ids.shape[0]}, {P}] for this "
+            if prefix_mask.shape != (B, P) or layer_prefix[0][0].shape[0] != B:
+                raise ValueError(f"'prefix_mask' must be [B, P] = [{B}, {P}] for this "
                                  f'batch and prefix, got {tuple(prefix_mask.shape)}')
+            prefix_mask = prefix_mask.to(device).bool()
+            if windowed:  # every window reads its tweet's prefix: [B, P, H] -> [R, P, H]
+                layer_prefix = [(key[row_tweet], value[row_tweet]) for key, value in layer_prefix]
+                prefix_mask = prefix_mask[row_tweet]
             for attention, prefix in zip(self._attention, layer_prefix):
-                attention.graphmner_prefix = (prefix, prefix_mask.to(device).bool())
+                attention.graphmner_prefix = (prefix, prefix_mask)
         try:
             typed = {'token_type_ids': enc.token_type_ids.to(device)} if self._typed_segments else {}
             outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **typed)
         finally:
             for attention in self._attention:
                 attention.graphmner_prefix = None
-        hidden = outputs.last_hidden_state                             # [B, L, H]
+        hidden = outputs.last_hidden_state                             # [R, L, H]
         word_mask = enc.word_mask.to(device)
         aux_mask = enc.aux_mask.to(device)
-        H = hidden.shape[-1]
-        gather = lambda index: hidden.gather(1, index.to(device).unsqueeze(-1).expand(-1, -1, H))
-        words_out = gather(enc.word_index) * word_mask.unsqueeze(-1)  # [B, T, H]
-        aux_out = gather(enc.aux_index) * aux_mask.unsqueeze(-1)      # [B, A, H]
+        L, H = hidden.shape[1:]
+        flat = hidden.reshape(R * L, H)
+        gather = lambda row, index: flat[(row * L + index).to(device)]
+        words_out = gather(enc.word_row, enc.word_index) * word_mask.unsqueeze(-1)  # [B, T, H]
+        aux_out = gather(enc.aux_row, enc.aux_index) * aux_mask.unsqueeze(-1)       # [B, A, H]
         if self.pooling == 'cls':
             pooled = hidden[:, 0]
         else:
             m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)     # [B, H]
-        return EncoderOutput(words_out, word_mask, aux_out, aux_mask, pooled, hidden[:, 0],
-                             getattr(outputs, 'pooler_output', None))
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)     # [R, H]
+        cls, pooler_output = hidden[:, 0], getattr(outputs, 'pooler_output', None)
+        if windowed:  # [R, H] -> [B, H]: the mean over each tweet's windows
+            count = torch.bincount(row_tweet, minlength=B).unsqueeze(-1).to(hidden.dtype)
+            mean = lambda v: v.new_zeros(B, v.shape[-1]).index_add_(0, row_tweet, v) / count
+            pooled, cls = mean(pooled), mean(cls)
+            pooler_output = mean(pooler_output) if pooler_output is not None else None
+        return EncoderOutput(words_out, word_mask, aux_out, aux_mask, pooled, cls, pooler_output)
 
     def extra_repr(self) -> str:
-        return f"'{self.name_or_path}', max_length={self.max_length}, pooling='{self.pooling}'"
+        return (f"'{self.name_or_path}', max_length={self.max_length}, "
+                f"window_overlap={self.window_overlap}, pooling='{self.pooling}'")

@@ -68,6 +68,20 @@ def test_predict_a_file(checkpoint, graph_cache, tmp_path, in_fmt, out_fmt):
         assert [t.words for t in tagged][0] == ['Barack', 'Obama', 'visits', 'Paris'] and len(tagged) == 2
 
 
+def test_predict_a_file_to_a_displacy_page(checkpoint, graph_cache, tmp_path):
+    source = tmp_path / 'in.txt'
+    source.write_text('Barack Obama visits Paris\n<script>alert(1)</script> http://t.co/x\n')
+    target = tmp_path / 'out.html'  # the format from the extension
+    predictions = main(['predict', str(checkpoint), '--input', str(source), '--output', str(target),
+                        '--cache-dir', str(graph_cache)])
+    page = target.read_text(encoding='utf-8')
+    assert page.startswith('<!DOCTYPE html>') and page.count('<div class="entities"') == 2
+    assert '<script' not in page and '://' not in page and 'http&#58;//t.co/x' in page
+    assert page.count('&lt;') == 2  # the tweet's two tags, as words
+    assert page.count('<mark class="entity"') == sum(len(p.entities) for p in predictions)
+    assert '<h2 style="margin: 0">tweet0</h2>' in page
+
+
 def test_bad_input_is_one_line_and_writes_nothing(checkpoint, tmp_path, capsys):
     target = tmp_path / 'out.jsonl'
     assert 'no checkpoint at' in error_of(['predict', str(tmp_path / 'none.pt'), '--text', 'x'], capsys)
