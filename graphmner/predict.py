@@ -36,6 +36,7 @@ from .graph.data_config import DataConfig
 from .graph.datasets import DEFAULT_CACHE
 from .metrics import get_spans
 from .models import MNERModel, load
+from .models.evidence import Evidence
 from .render import RenderedHTML, render
 
 
@@ -61,9 +62,13 @@ class Prediction:
     image: str | None = None           # the image given, if any
     image_used: bool = False           # whether visual evidence reached the model
     notes: list[str] = field(default_factory=list)  # why the image was not used, which view
+    evidence: Evidence | None = None   # what the model read, with predict(..., explain=True)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.evidence is None:
+            del out['evidence']
+        return out
 
     def __str__(self) -> str:
         tagged = ' '.join(w if label == 'O' else f'{w}/{label}' for w, label in zip(self.words, self.labels))
@@ -143,10 +148,20 @@ class Tagger:
             out.extend(zip(labels, marginals))
         return out
 
+    @torch.no_grad()
+    def explain_graphs(self, graphs: Sequence[HeteroData]) -> list[Evidence]:
+        """What the model read for each graph (:meth:`MNERModel.explain`)."""
+        out = []
+        for start in range(0, len(graphs), self.batch_size):
+            batch = Batch.from_data_list([self.transform(g.clone())
+                                          for g in graphs[start:start + self.batch_size]]).to(self.device)
+            out.extend(self.model.explain(batch))
+        return out
+
     def predict(self, tweets: str | Sequence[str] | Sequence[Sequence[str]],
                 image: str | os.PathLike | None = None,
                 images: Sequence[str | os.PathLike | None] | None = None,
-                progress: bool = False) -> Prediction | list[Prediction]:
+                progress: bool = False, explain: bool = False) -> Prediction | list[Prediction]:
         """Tags one tweet or many.
 
         Args:
@@ -156,6 +171,9 @@ class Tagger:
             image: the photo of a single raw-text tweet.
             images: one photo (or :obj:`None`) per tweet of a list.
             progress: show a progress bar.
+            explain: also say what the model read (:attr:`Prediction.evidence`):
+                per word, its attention over regions, objects and aux words and
+                the gate values; per entity, its strongest visual sources.
 
         Returns:
             A :class:`Prediction` for one raw text, a list for a list.
@@ -163,7 +181,7 @@ class Tagger:
         if isinstance(tweets, str):
             if images is not None:
                 raise ValueError("one tweet takes 'image', not 'images'")
-            return self.predict([tweets], images=[image])[0]
+            return self.predict([tweets], images=[image], explain=explain)[0]
         if image is not None:
             raise ValueError("a list of tweets takes 'images' (one per tweet), not 'image'")
         images = list(images) if images is not None else [None] * len(tweets)
@@ -177,8 +195,9 @@ class Tagger:
             for start in range(0, len(words), chunk):
                 part = images[start:start + chunk]
                 graphs = self.graphs(words[start:start + chunk], part)
-                for g, img, (labels, probs) in zip(graphs, part, self.tag_graphs(graphs)):
-                    predictions.append(self._prediction(g, img, labels, probs))
+                evidence = self.explain_graphs(graphs) if explain else [None] * len(graphs)
+                for g, img, (labels, probs), e in zip(graphs, part, self.tag_graphs(graphs), evidence):
+                    predictions.append(self._prediction(g, img, labels, probs, e))
                 bar.update(len(graphs))
         return predictions
 
@@ -195,7 +214,8 @@ class Tagger:
         """
         return render(predictions, titles, page=page)
 
-    def _prediction(self, g: HeteroData, image, labels: list[str], probs: list[float]) -> Prediction:
+    def _prediction(self, g: HeteroData, image, labels: list[str], probs: list[float],
+                    evidence: Evidence | None = None) -> Prediction:
         words = list(g.words)
         entities = [Entity(' '.join(words[s:e]), t, s, e, min(probs[s:e]))
                     for t, s, e in get_spans(labels, 'strict')]
@@ -210,5 +230,7 @@ class Tagger:
             notes.append('no image: tagged from the text')
         if self.model.text_view is not None and not getattr(g, 'aux_words', None):
             notes.append('no image text (caption/tags) for this tweet: text-only view')
+        if evidence is not None:
+            evidence.entities = [evidence.top(e.start, e.end) for e in entities]
         return Prediction(words, labels, entities, None if image is None else str(image),
-                          self.reads_images and image is not None and not missing, notes)
+                          self.reads_images and image is not None and not missing, notes, evidence)

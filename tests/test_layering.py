@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / 'graphmner'
 # Top-level helper modules (version, io, metrics) sit below everything except data's labels.
 LAYERS = {'version': 0, 'io': 0, 'data': 1, 'metrics': 2, 'features': 3, 'graph': 4, 'nn': 5, 'models': 6,
-          'train': 7, 'predict': 8, 'render': 8, 'significance': 8, 'cli': 9, '__main__': 10}
+          'train': 7, 'predict': 8, 'render': 8, 'explain': 8, 'significance': 8, 'cli': 9, '__main__': 10}
 
 
 def layer_of(module: str) -> str:

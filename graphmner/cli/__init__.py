@@ -1,7 +1,8 @@
-"""The ``graphmner`` command: ``train``, ``predict``, ``export``, ``inspect``.
+"""The ``graphmner`` command: ``train``, ``predict``, ``explain``, ``export``, ``inspect``.
 
     graphmner train --model umgf                              # as experiments/run.py
     graphmner predict runs/umgf-demo-seed1/best.pt --text "Barack Obama visits Paris"
+    graphmner explain runs/maf-demo-seed1/best.pt --text "Rob after a fish dinner" --output why.html
     graphmner export --dataset demo --count 2 --out /tmp/graphs
     graphmner inspect --dataset demo --split train --index 0
 
@@ -25,12 +26,13 @@ from .common import (
 
 
 def main(argv: list[str] | None = None) -> object:
-    from . import export, inspect, predict, train
+    from . import explain, export, inspect, predict, train
 
     parser = Parser(prog='graphmner', description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for name, module in (('train', train), ('predict', predict), ('export', export), ('inspect', inspect)):
+    for name, module in (('train', train), ('predict', predict), ('explain', explain), ('export', export),
+                         ('inspect', inspect)):
         sub = commands.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)

@@ -42,6 +42,7 @@ from ..nn.encoder import TextEncoder
 from ..nn.standardize import FeatureStandardizer
 from ..nn.tagging import TagScheme
 from ..version import __version__
+from .evidence import Evidence
 
 EdgeType = tuple[str, str, str]
 
@@ -333,6 +334,25 @@ class MNERModel(nn.Module):
             posterior = self.crf.marginals(out.emissions, out.mask)  # [B, T, C]
         chosen = posterior.gather(-1, paths.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [B, T]
         return labels, [chosen[b, :n].double().tolist() for b, n in enumerate(lengths)]
+
+    @torch.no_grad()
+    def explain(self, batch: Batch) -> list[Evidence]:
+        """What the model read to tag each tweet of ``batch``, from its own
+        forward pass (in evaluation mode, as :meth:`decode` tags): one
+        :class:`~graphmner.models.evidence.Evidence` per tweet. Models that read
+        the image override it; here, a model that reads none says so."""
+        self.check_explainable()
+        reads = self.needs_image_features(self.config) or bool(self.aux_sources(self.config))
+        note = (f"'{self.name}' reads no image: its tags come from the text alone" if not reads else
+                f"'{self.name}' reads the image but has no explain method to say what it read")
+        return [Evidence(self.name, list(words), reads_image=reads, image_used=False, notes=[note])
+                for words in self.words_of(batch)]
+
+    def check_explainable(self) -> None:
+        """Refuses to explain in training mode: dropout would change what the model reads."""
+        if self.training:
+            raise ValueError(f'{type(self).__name__}.explain reads the evaluation forward: call model.eval() '
+                             'first')
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[Batch], scheme: str = 'conlleval') -> dict[str, Any]:

@@ -68,6 +68,7 @@ from ..nn.cross_scale_attention import CrossScaleAttention
 from ..nn.standardize import FeatureStandardizer
 from ..nn.visual_clue_prefix import VisualCluePrefix
 from .base import EncoderConfig, MNERModel, MNEROutput, shared_width
+from .evidence import Attention, Evidence, Source, encoder_rows, node_sources
 
 #: Backbone stages 1-4, the pyramid levels of the ``scale`` nodes.
 PYRAMID_LEVELS = 4
@@ -235,7 +236,46 @@ class GMF(MNERModel):
         text = self.encoder(words, layer_prefix=layer_prefix, prefix_mask=prefix_mask)  # Eq. 13: H
         self.check_words(batch, text.word_mask)
         emissions = self.emission(self.dropout(text.words))             # Eq. 20: [B, T, C]
-        return MNEROutput(emissions, text.word_mask)
+        extras = {'prefix_mask': prefix_mask} if prefix_mask is not None else {}  # what explain reads
+        return MNEROutput(emissions, text.word_mask, extras)
+
+    # -- what it read ------------------------------------------------------------------
+    @torch.no_grad()
+    def explain(self, batch: Batch) -> list[Evidence]:
+        """Per word, the encoder's self-attention (mean over layers and heads)
+        over the prefix (the pyramid cells, levels mixed by each layer's gate,
+        then the objects), the tweet's words and [CLS]/[SEP]; per tweet, each
+        layer's dynamic gate over the levels (Eqs. 7-8)."""
+        self.check_explainable()
+        words = self.words_of(batch)
+        with self.encoder.recording_attention() as record:
+            out = self(batch)
+        encoded = self.encoder.tokenize(words)
+        special = set(self.encoder.tokenizer.all_special_ids)
+        prefix_mask = out.extras.get('prefix_mask')
+        scales, objects = node_sources(batch, schema.SCALE), node_sources(batch, schema.OBJECT)
+        gates = self.prefix._gates.tolist() if prefix_mask is not None else []
+        evidence, with_pyramid = [], 0
+        for b, tweet in enumerate(words):
+            kept = prefix_mask[b].nonzero().view(-1).tolist() if prefix_mask is not None else []
+            e = Evidence(self.name, list(tweet), reads_image=self.config.vcg, image_used=bool(kept))
+            # The prefix: S cells (their boxes those of level 0, the same grid at every level), then objects.
+            cells = [c for c in scales[b] if c.label.endswith('(L0)')]
+            slots = [Source('scale', f'cell {i}', c.box) for i, c in enumerate(cells)] + objects[b]
+            columns, rows = encoder_rows(record, encoded, special, b, kept)
+            names = {'prefix': slots, 'word': [Source('word', w) for w in tweet],
+                     'special': [Source('special', '[CLS]/[SEP]')]}
+            sources = [names[kind][i] for kind, i in columns]
+            e.attention.append(Attention('encoder self-attention (mean of layers and heads)', sources,
+                                         rows.tolist()))
+            if kept:
+                e.layer_gates = gates[with_pyramid]
+                with_pyramid += 1
+            else:
+                e.notes.append('no usable image: no prefix, the text encoder alone' if self.config.vcg else
+                               'vcg=False: the image trains CM only; tags come from the text')
+            evidence.append(e)
+        return evidence
 
     # -- consistency matching and the objective ----------------------------------------
     def auxiliary_losses(self, batch: Batch, output: MNEROutput) -> dict[str, Tensor]:

@@ -35,6 +35,7 @@ from torch_geometric.data import Batch
 from ..data.labels import BIO_LABELS
 from ..graph import schema
 from .base import EncoderConfig, MNERModel, MNEROutput
+from .evidence import Attention, Evidence, Source, encoder_rows
 
 
 def cross_view_kl(teacher_log_marginals: Tensor, student_log_marginals: Tensor,
@@ -150,6 +151,36 @@ class ITA(MNERModel):
                   'image_text_emissions': image_text.emissions, 'image_text_mask': image_text.mask}
         # The trainer sums counts over an epoch.
         return MNEROutput(text.emissions, text.mask, extras, {'aux_words_truncated': truncated})
+
+    @torch.no_grad()
+    def explain(self, batch: Batch) -> list[Evidence]:
+        """Per word, the image-text view's encoder self-attention (mean over
+        layers and heads) over the tweet's words, the aux words and [CLS]/[SEP],
+        and the CRF marginals of both views (``'image-text'`` and ``'text'``,
+        over :attr:`tags`) that CVA aligns; a note says which view tags."""
+        self.check_explainable()
+        words, aux = self.words_of(batch), self.aux_of(batch)
+        text = self._view_output(words, None)[0]
+        with self.encoder.recording_attention() as record:
+            image_text = self._view_output(words, aux)[0]
+        encoded = self.encoder.tokenize(words, aux)
+        special = set(self.encoder.tokenizer.all_special_ids)
+        marginals = {view: self.crf.marginals(out.emissions, out.mask).float().cpu()
+                     for view, out in (('image-text', image_text), ('text', text))}
+        evidence = []
+        for b, (tweet, extra) in enumerate(zip(words, aux)):
+            view = 'text' if self.view == 'text' or (self.view == 'auto' and not extra) else 'image-text'
+            used = view == 'image-text' and bool(extra)
+            e = Evidence(self.name, list(tweet), reads_image=True, image_used=used, tags=list(self.tags),
+                         view_marginals={v: m[b, :len(tweet)].tolist() for v, m in marginals.items()},
+                         notes=[f"tagged by the '{view}' view" + ('' if extra else ' (no aux words)')])
+            columns, rows = encoder_rows(record, encoded, special, b)
+            names = {'word': [Source('word', w) for w in tweet], 'aux': [Source('aux', w) for w in extra],
+                     'special': [Source('special', '[CLS]/[SEP]')]}
+            e.attention.append(Attention('image-text view encoder self-attention (mean of layers and heads)',
+                                         [names[kind][i] for kind, i in columns], rows.tolist()))
+            evidence.append(e)
+        return evidence
 
     def auxiliary_losses(self, batch: Batch, output: MNEROutput) -> dict[str, Tensor]:
         """The image-text view's NLL and CVA over the tweets with aux words,

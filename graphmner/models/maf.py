@@ -68,6 +68,7 @@ from ..nn.cross_modal_interaction import CrossModalInteraction
 from ..nn.cross_modal_matching import CrossModalMatching
 from ..nn.standardize import FeatureStandardizer
 from .base import EncoderConfig, MNERModel, MNEROutput, shared_width
+from .evidence import Attention, Evidence, Gate, Source, attention_rows, edge_rows, gate_rows, node_sources
 
 
 @dataclass
@@ -193,6 +194,41 @@ class MAF(MNERModel):
         r[mask] = r_nodes                                         # R [B, T, H]
         emissions = self.emission(torch.cat([t, r], dim=-1))      # H = [T ; R] -> [B, T, C]
         return MNEROutput(emissions, mask, extras, counts)
+
+    # -- what it read ----------------------------------------------------------------
+    @torch.no_grad()
+    def explain(self, batch: Batch) -> list[Evidence]:
+        r"""Per word, the interaction's attention over the regions (mean over
+        heads) and the fusion gate on its matched visual state; per tweet, the
+        matched probability :math:`\hat{y}_m` (does the image fit the text?)."""
+        self.check_explainable()
+        out = self(batch)
+        has_image = out.extras['has_image'].tolist()
+        informs = batch[schema.INFORMS].edge_index
+        regions = node_sources(batch, schema.REGION)
+        evidence = [Evidence(self.name, list(words), reads_image=True, image_used=used)
+                    for words, used in zip(self.words_of(batch), has_image)]
+        if informs.shape[1]:  # the interaction attends only where there are edges
+            attention = self.interaction.attention
+            rows = edge_rows(batch, attention._edge_index, attention._alpha.mean(-1), schema.REGION)
+            for e, r, sources in zip(evidence, rows, regions):
+                if sources:
+                    e.attention.append(Attention('cross-modal interaction (word <- region)', sources,
+                                                 attention_rows(r)))
+        gate = self.fusion_gate
+        values = torch.full((batch[schema.WORD].num_nodes, ), float('nan'))
+        values[gate._edge_index[1].cpu()] = gate._alpha.float().cpu()  # one edge per word: M_i -> word i
+        ptr = batch[schema.WORD].ptr.tolist()
+        matched = out.extras['match_logits'].softmax(-1)[:, 1].tolist() if self.config.matching else None
+        for b, e in enumerate(evidence):
+            if not e.image_used:
+                e.notes.append('no usable image: tagged from the text path [T ; 0]')
+                continue
+            e.gates.append(Gate('fusion gate on the matched visual state', [Source('image', 'M (matched C)')],
+                                gate_rows(values[ptr[b]:ptr[b + 1]].unsqueeze(-1))))
+            if matched is not None:
+                e.match_probability = matched[b]
+        return evidence
 
     # -- 6. objective --------------------------------------------------------------------
     def auxiliary_losses(self, batch: Batch, output: MNEROutput) -> dict[str, Tensor]:

@@ -49,6 +49,16 @@ from ..nn.cross_modal_gate import CrossModalGate
 from ..nn.graph_attention import GraphMultiHeadAttention
 from ..nn.standardize import FeatureStandardizer
 from .base import EncoderConfig, MNERModel, MNEROutput, shared_width
+from .evidence import (
+    Attention,
+    Evidence,
+    Gate,
+    attention_rows,
+    edge_rows,
+    gate_rows,
+    node_sources,
+    word_sources,
+)
 
 EDGES = ('grounded', 'all')
 _WORD_INTRA = edge_type_name(schema.WORD_INTRA)      # 'word__intra__word'
@@ -251,3 +261,31 @@ class UMGF(MNERModel):
         fused[text.word_mask] = h_word                           # [B, T, d]
         emissions = self.emission(torch.cat([text.words, fused], dim=-1))
         return MNEROutput(emissions, text.word_mask)
+
+    # -- what it read ------------------------------------------------------------------
+    @torch.no_grad()
+    def explain(self, batch: Batch) -> list[Evidence]:
+        """Per word and fusion layer, the cross-modal gate on each object that
+        grounds it (Eq. 4, mean over channels; the objects are the detections,
+        or the whole image of a tweet without any) and the word self-attention
+        (Eq. 1, mean over heads)."""
+        self.check_explainable()
+        self(batch)
+        objects, words = node_sources(batch, schema.OBJECT), word_sources(batch)
+        evidence = [Evidence(self.name, list(w), reads_image=True, image_used=bool(o))
+                    for w, o in zip(self.words_of(batch), objects)]
+        for number, layer in enumerate(self.layers, 1):
+            gate = layer.gate[_GROUNDS]
+            gates = edge_rows(batch, gate._edge_index, gate._alpha, schema.OBJECT)
+            attention = layer.attention[_WORD_INTRA]
+            weights = edge_rows(batch, attention._edge_index, attention._alpha.mean(-1), schema.WORD)
+            for e, g, a, o, w in zip(evidence, gates, weights, objects, words):
+                if o:
+                    e.gates.append(Gate(f'layer {number} cross-modal gate (object -> word, Eq. 4)', o,
+                                        gate_rows(g)))
+                e.attention.append(Attention(f'layer {number} word self-attention (Eq. 1)', w,
+                                             attention_rows(a)))
+        for e in evidence:
+            if not e.image_used:
+                e.notes.append('no usable image: no visual node, a text-only Transformer')
+        return evidence

@@ -74,6 +74,14 @@ def resolve_encoder_path(name_or_path: str) -> str:
 PREFIX_ATTENTION = 'graphmner_prefix'
 
 
+def _attention_weights(query: Tensor, key: Tensor, allowed: Tensor, scaling: float | None) -> Tensor:
+    """The softmax weights SDPA applies (``[B, heads, Q, K]``, detached), for
+    :meth:`TextEncoder.recording_attention`: SDPA itself returns none."""
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    score = (query @ key.transpose(-1, -2)) * scaling
+    return score.masked_fill(~allowed, float('-inf')).softmax(-1).detach()
+
+
 def _prefix_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor,
                       attention_mask: Tensor | None, **kwargs):
     """SDPA attention that first prepends ``module.graphmner_prefix`` (a
@@ -81,23 +89,28 @@ def _prefix_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tens
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     prefix = getattr(module, 'graphmner_prefix', None)
-    if prefix is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    (prefix_key, prefix_value), prefix_mask = prefix               # [B, P, H] each, [B, P] bool
+    record = getattr(module, 'graphmner_record', None)
     B, heads, L, d = key.shape
     Q = query.shape[2]
-    prefix_key, prefix_value = (p.view(B, -1, heads, d).transpose(1, 2) for p in (prefix_key, prefix_value))
-    # [B, 1, Q, L] -> [B, 1, Q, P + L]: a query reads the prefix slots its tweet keeps.
-    keep = prefix_mask.view(B, 1, 1, -1).expand(B, 1, Q, -1)
     if attention_mask is None:
         text = torch.ones(B, 1, Q, L, dtype=torch.bool, device=key.device)
     elif attention_mask.dtype == torch.bool:
         text = attention_mask.expand(B, 1, Q, L)
     else:  # additive mask: 0 means attend
         text = attention_mask.expand(B, 1, Q, L) == 0
+    if prefix is None:
+        if record is not None:
+            record.append(_attention_weights(query, key, text, kwargs.get('scaling')))
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    (prefix_key, prefix_value), prefix_mask = prefix               # [B, P, H] each, [B, P] bool
+    prefix_key, prefix_value = (p.view(B, -1, heads, d).transpose(1, 2) for p in (prefix_key, prefix_value))
+    # [B, 1, Q, L] -> [B, 1, Q, P + L]: a query reads the prefix slots its tweet keeps.
+    keep = prefix_mask.view(B, 1, 1, -1).expand(B, 1, Q, -1)
+    keys, allowed = torch.cat([prefix_key, key], dim=2), torch.cat([keep, text], dim=-1)
+    if record is not None:
+        record.append(_attention_weights(query, keys, allowed, kwargs.get('scaling')))
     out, weights = sdpa_attention_forward(
-        module, query, torch.cat([prefix_key, key], dim=2), torch.cat([prefix_value, value], dim=2),
-        torch.cat([keep, text], dim=-1), **kwargs)                  # out [B, Q, heads, d]
+        module, query, keys, torch.cat([prefix_value, value], dim=2), allowed, **kwargs)  # [B, Q, heads, d]
     without = ~prefix_mask.any(-1)
     if without.any():
         # Tweets that read no prefix are computed without one, so their states equal a
@@ -250,6 +263,21 @@ class TextEncoder(nn.Module):
                              f"layer in '{self.name_or_path}': found {len(layers)} for "
                              f"{self.num_layers} layers")
         return layers
+
+    @contextmanager
+    def recording_attention(self) -> Iterator[list[Tensor]]:
+        """Inside the block, every forward appends each layer's self-attention
+        weights to the list yielded: ``[B, heads, L, P + L]`` per layer (the
+        ``P`` prefix slots first, where a prefix is given), each query's row
+        summing to one over the keys it reads."""
+        record: list[Tensor] = []
+        for attention in self._attention:
+            attention.graphmner_record = record
+        try:
+            yield record
+        finally:
+            for attention in self._attention:
+                attention.graphmner_record = None
 
     # -- tokenisation ---------------------------------------------------------------
     def _word_pieces(self, words: Sequence[str]) -> list[list[int]]:
