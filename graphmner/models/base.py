@@ -112,6 +112,10 @@ class MNERModel(nn.Module):
         self.crf = CRF(self.tagging.num_tags,
                        constraints=self.tagging.constraints() if config.constrained_decoding else None)
         self._view: str | None = None
+        #: The process group whose ranks each hold a share of every training
+        #: batch (the trainer sets it under torchrun); batch-level objectives
+        #: gather over it in training mode. None: this process holds the batch.
+        self.batch_group: Any = None
         #: How the training graphs were built (graph options, captions, tokenizer
         #: style, versions): saved in the checkpoint, so that a new tweet gets the
         #: same graph (see :class:`graphmner.predict.Tagger`).
@@ -133,6 +137,12 @@ class MNERModel(nn.Module):
     def loss_weights(self) -> dict[str, float]:
         """Weight of ``'nll'`` and of each auxiliary loss in :meth:`loss`."""
         return {'nll': 1.0}
+
+    def epoch_warnings(self, totals: dict[str, float]) -> list[str]:
+        """What an epoch's log shows to have gone wrong, one line each, for the
+        trainer to warn about; ``totals`` holds :meth:`loss`'s parts averaged
+        and its counts summed over the epoch's batches and ranks (none here)."""
+        return []
 
     def graph_transforms(self) -> list[BaseTransform]:
         """Graph rules the method needs, applied by the data pipeline after
