@@ -66,7 +66,13 @@ class EncoderConfig:
     encoder: str = 'bert-base-uncased'  # hub name or local folder of the text encoder
     max_length: int = 128               # subword budget of the encoder
     dropout: float = 0.1                # on the word states before the emission layer
-    constrained_decoding: bool = True   # forbid transitions the tag scheme rules out
+    # Forbid transitions the tag scheme rules out, in training and decoding alike. The official
+    # codes of UMGF, MAF, HVPNeT (GMF) and ITA constrain nothing: their configs set it false.
+    constrained_decoding: bool = True
+    # Train on IOB2-repaired labels (word.y: a chunk-starting I-X as B-X); False: on the file's
+    # labels as written, as the BIO official codes do (only Twitter-2015 has such labels). False
+    # needs an unconstrained 'bio' CRF; BIOES (flair, ITA's code) always repairs.
+    repair_targets: bool = True
     tag_scheme: str = 'bio'             # the CRF's tags: 'bio', or 'bioes' (E- ends, S- single)
 
 
@@ -107,6 +113,12 @@ class MNERModel(nn.Module):
                             f'got {type(config).__name__}')
         self.config = config
         self.labels = tuple(labels)
+        if not config.repair_targets and (config.constrained_decoding or config.tag_scheme != 'bio'):
+            raise ValueError(f"repair_targets=False trains on the file's stray I- labels, which need "
+                             f"constrained_decoding=False and tag_scheme 'bio' (got "
+                             f'{config.constrained_decoding} and {config.tag_scheme!r}): a constrained '
+                             'CRF cannot score them and BIOES cannot write them')
+        self._label_id = {label: i for i, label in enumerate(self.labels)}
         self.tagging = TagScheme(self.labels, config.tag_scheme)
         self.encoder = TextEncoder(config.encoder, max_length=config.max_length, pooler=pooler)
         self.crf = CRF(self.tagging.num_tags,
@@ -177,11 +189,16 @@ class MNERModel(nn.Module):
 
     def target_tags(self, batch: Batch) -> Tensor | None:
         """The gold CRF tags ``[B, T]`` (0 at padding) from the BIO ids in
-        ``batch['word'].y``, or None without labels."""
+        ``batch['word'].y`` (IOB2-repaired), or from the file's labels
+        (``batch.labels``) when ``config.repair_targets`` is off; None without
+        labels."""
         store = batch[schema.WORD]
         y = getattr(store, 'y', None)
         if y is None:
             return None
+        if not self.config.repair_targets:
+            y = torch.tensor([self._label_id[label] for labels in batch.labels for label in labels],
+                             dtype=torch.long, device=y.device)
         bio, mask = to_dense_batch(y, store.batch, fill_value=0, batch_size=batch.num_graphs)  # [B, T]
         return self.tagging.to_tags(bio, mask)
 

@@ -44,3 +44,28 @@ def test_bioes_model_tags_and_repr(tiny_encoder):
 def test_unknown_tag_scheme_is_refused(tiny_encoder):
     with pytest.raises(ValueError, match=r"tag_scheme must be one of \('bio', 'bioes'\), got 'bilou'"):
         models.build('bert-crf', encoder=tiny_encoder, tag_scheme='bilou')
+
+
+def test_without_repair_the_targets_are_the_files_labels(tiny_encoder):
+    """repair_targets=False (the BIO official codes): stray I- labels train as written, and an
+    unconstrained CRF scores them like any other path."""
+    model = models.build('bert-crf', encoder=tiny_encoder, constrained_decoding=False, repair_targets=False)
+    repaired = models.build('bert-crf', encoder=tiny_encoder, constrained_decoding=False)
+    tweets = random_tweets(40, seed=3)
+    assert any(repair_iob2(t.labels) != list(t.labels) for t in tweets)  # the check sees stray I-
+    batch = Batch.from_data_list([build_graph(tweet, None) for tweet in tweets])
+    rows = zip(model.target_tags(batch).tolist(), repaired.target_tags(batch).tolist(), tweets)
+    for got, want, tweet in rows:
+        n = len(tweet.labels)
+        assert [model.tags[i] for i in got[:n]] == list(tweet.labels) and all(i == 0 for i in got[n:])
+        assert [model.tags[i] for i in want[:n]] == repair_iob2(tweet.labels)
+    _, parts = model.loss(batch)
+    assert parts['nll'] < 100  # a constrained CRF would charge about 10000 per stray I-
+
+
+@pytest.mark.parametrize('settings, got', [({}, "True and 'bio'"),
+                                           ({'constrained_decoding': False, 'tag_scheme': 'bioes'},
+                                            "False and 'bioes'")])
+def test_unrepaired_targets_need_an_unconstrained_bio_crf(tiny_encoder, settings, got):
+    with pytest.raises(ValueError, match=rf"repair_targets=False .* \(got {got}\)"):
+        models.build('bert-crf', encoder=tiny_encoder, repair_targets=False, **settings)
