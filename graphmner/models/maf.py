@@ -29,7 +29,8 @@ the official code ``xubodhu/MAF`` does where the two differ):
    :math:`C` as negatives; a matched / mismatched classifier over
    :math:`[T; C]` gives :math:`\hat{y}_m` and :math:`M = \hat{y}_m \odot C`
    (:class:`~graphmner.nn.cross_modal_matching.CrossModalMatching`, which
-   also says why its classifier reads the mean over words). The swap, like
+   also says why its classifier reads the mean over words;
+   ``matching_positions=128`` is the official flattened form). The swap, like
    the official code's, needs more than :math:`2k` image tweets in the
    (global) batch; a batch with fewer trains :math:`\mathcal{L}_{cm}` on
    matched pairs only, and the trainer warns about an epoch that had no
@@ -90,6 +91,9 @@ class MAFConfig(EncoderConfig):
     alignment_weight: float = 0.7     # lambda_c, on text -> image (temp_lamb)
     matching: bool = True             # CM on (False: "w/o CM": M = C, no swap, no L_cm)
     negatives: int = 16               # 2k: tweets swapped per training batch (negative_rate)
+    # The CM classifier's input: None, the mean of [T ; C] over words; 128, the official code's
+    # Linear(768 * 2 * 128, 2) over 128 flattened padded slots (words here, subwords there).
+    matching_positions: int | None = None
     gate: bool = True                 # False: R = M ("w/o gate")
     nll_weight: float = 0.62          # lambda: lambda * L_crf + (1 - lambda) * (L_cm + L_ca) (lamb)
 
@@ -143,7 +147,7 @@ class MAF(MNERModel):
         # 3. Cross-modal interaction; 4. matching; 5. gate and emissions over [T ; R].
         self.interaction = CrossModalInteraction(hidden, heads, ffn, c.dropout, c.attention_dropout)
         if c.matching:
-            self.matching = CrossModalMatching(hidden, c.negatives)
+            self.matching = CrossModalMatching(hidden, c.negatives, c.matching_positions)
         self.fusion_gate = CrossModalGate(hidden, gated=c.gate)
         self.emission = nn.Linear(2 * hidden, len(self.tags))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .gather import gather_rows
@@ -92,6 +93,11 @@ class CrossModalMatching(nn.Module):
     zero-padded :math:`C`; in training it mostly learns the share of
     negatives. This is the paper's form, kept as it is.
 
+    ``positions=L`` gives the official classifier instead: :math:`[T; C]` of
+    the first :math:`L` word slots, zero-padded, flattened into one
+    :math:`2dL` vector (``Linear(768 * 2 * 128, 2)`` in the official code, over
+    subword slots; here over word slots, and words past :math:`L` are not read).
+
     With ``group`` (the ranks of a data-parallel run, each holding its share of
     the batch in rank order), the swap is chosen over the gathered global
     batch, and a row may take its :math:`C` from another rank, with the
@@ -105,6 +111,9 @@ class CrossModalMatching(nn.Module):
         num_negatives (int, optional): :math:`2k`, the tweets swapped per
             training batch when more than :math:`2k` candidates are present
             (the official ``negative_rate``). (default: :obj:`16`)
+        positions (int, optional): :math:`L`, flatten :math:`L` padded word
+            slots (the official form, :math:`L = 128`); :obj:`None`: the mean
+            over each tweet's words. (default: :obj:`None`)
 
     Shapes:
         - **input:** text :math:`(B, T, d)`, visual :math:`(B, T, d)`, mask
@@ -114,15 +123,18 @@ class CrossModalMatching(nn.Module):
           logits :math:`(B, 2)`, target :math:`(B)`
     """
 
-    def __init__(self, channels: int, num_negatives: int = 16):
+    def __init__(self, channels: int, num_negatives: int = 16, positions: int | None = None):
         super().__init__()
         if channels <= 0:
             raise ValueError(f"'channels' must be positive, got {channels}")
+        if positions is not None and positions <= 0:
+            raise ValueError(f"'positions' must be positive or None, got {positions}")
         if num_negatives < 0 or num_negatives % 2:
             raise ValueError(f"'num_negatives' (2k) must be even and >= 0, got {num_negatives}")
         self.channels = channels
         self.num_negatives = num_negatives
-        self.classifier = nn.Linear(2 * channels, 2)  # W_f over [T ; C]
+        self.positions = positions
+        self.classifier = nn.Linear(2 * channels * (positions or 1), 2)  # W_f over [T ; C]
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -146,10 +158,16 @@ class CrossModalMatching(nn.Module):
         target = (order == rows).long()
         # A swapped-in C is cut or zero-padded to this tweet's words.
         visual = every_visual[order, :text.shape[1]] * keep                 # [B, T, d]
-        pooled = (torch.cat([text, visual], dim=-1) * keep).sum(1) / keep.sum(1).clamp(min=1)  # [B, 2d]
+        pairs = torch.cat([text, visual], dim=-1) * keep                    # [B, T, 2d]
+        if self.positions is None:
+            pooled = pairs.sum(1) / keep.sum(1).clamp(min=1)                # [B, 2d]
+        else:
+            L = self.positions
+            pairs = F.pad(pairs[:, :L], (0, 0, 0, L - min(L, pairs.shape[1])))  # [B, L, 2d]
+            pooled = pairs.flatten(1)                                       # [B, 2dL]
         logits = self.classifier(pooled)                                    # [B, 2]
         matched = logits.softmax(-1)[:, 1]                                  # y_m hat
         return MatchingOutput(matched.view(-1, 1, 1) * visual, logits, target)
 
     def extra_repr(self) -> str:
-        return f'{self.channels}, num_negatives={self.num_negatives}'
+        return f'{self.channels}, num_negatives={self.num_negatives}, positions={self.positions}'

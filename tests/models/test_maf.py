@@ -169,6 +169,15 @@ def test_swapped_negatives_feed_the_tagger_in_training(tiny_encoder, tweet, long
     assert not torch.allclose(trained[3], evaluated[3])
 
 
+def test_the_official_matching_classifier_is_an_option(tiny_encoder, tweet, long_tweet):
+    model = make(tiny_encoder, negatives=2, matching_positions=16).train()
+    assert model.matching.classifier.in_features == 2 * 32 * 16
+    loss, parts = model.loss(batch_for(model, mixed_graphs(tweet, long_tweet, 6)))
+    loss.backward()
+    assert parts['negatives'] == 2 and math.isfinite(parts['cm'])
+    assert model.matching.classifier.weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize('ablation', [{'gate': False}, {'matching': False}])
 def test_ablations_change_the_emissions(tiny_encoder, tweet, long_tweet, ablation):
     graphs = mixed_graphs(tweet, long_tweet, 4)
