@@ -75,6 +75,13 @@ class EncoderConfig:
     repair_targets: bool = True
     tag_scheme: str = 'bio'             # the CRF's tags: 'bio', or 'bioes' (E- ends, S- single)
 
+    def __post_init__(self):
+        if not self.repair_targets and (self.constrained_decoding or self.tag_scheme != 'bio'):
+            raise ValueError(f"repair_targets=False trains on the file's stray I- labels, which need "
+                             f"constrained_decoding=False and tag_scheme 'bio' (got "
+                             f'{self.constrained_decoding} and {self.tag_scheme!r}): a constrained '
+                             'CRF cannot score them and BIOES cannot write them')
+
 
 class MNERModel(nn.Module):
     """Base class: subclasses set ``name``, ``config_class``, ``relations``,
@@ -113,11 +120,6 @@ class MNERModel(nn.Module):
                             f'got {type(config).__name__}')
         self.config = config
         self.labels = tuple(labels)
-        if not config.repair_targets and (config.constrained_decoding or config.tag_scheme != 'bio'):
-            raise ValueError(f"repair_targets=False trains on the file's stray I- labels, which need "
-                             f"constrained_decoding=False and tag_scheme 'bio' (got "
-                             f'{config.constrained_decoding} and {config.tag_scheme!r}): a constrained '
-                             'CRF cannot score them and BIOES cannot write them')
         self._label_id = {label: i for i, label in enumerate(self.labels)}
         self.tagging = TagScheme(self.labels, config.tag_scheme)
         self.encoder = TextEncoder(config.encoder, max_length=config.max_length, pooler=pooler)

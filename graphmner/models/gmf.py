@@ -110,6 +110,7 @@ class GMFConfig(EncoderConfig):
     lr_groups: str = 'encoder'
 
     def __post_init__(self):
+        super().__post_init__()
         if self.scale_dims is not None:
             if len(self.scale_dims) != PYRAMID_LEVELS or not all(0 < c <= self.visual_dim
                                                                  for c in self.scale_dims):

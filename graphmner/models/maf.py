@@ -98,6 +98,7 @@ class MAFConfig(EncoderConfig):
     nll_weight: float = 0.62          # lambda: lambda * L_crf + (1 - lambda) * (L_cm + L_ca) (lamb)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.heads is not None and self.heads <= 0:
             raise ValueError(f'MAFConfig.heads must be positive or None, got {self.heads}')
         if self.negatives < 0 or self.negatives % 2:
