@@ -17,7 +17,9 @@ the official code ``xubodhu/MAF`` does where the two differ):
    :math:`\mathcal{L}_{ca} = \frac{1}{N}\sum_i \lambda_c \mathcal{L}^{T \to V}_i
    + (1 - \lambda_c) \mathcal{L}^{V \to T}_i`. The weight :math:`\lambda_c`
    sits on text -> image as in the official code (``temp_lamb``); the
-   paper's slide puts it on image -> text.
+   paper's slide puts it on image -> text. The batch is the global one: under
+   torchrun the ranks gather their vectors (:attr:`~MNERModel.batch_group`),
+   so the negatives are those of a 1-process run.
 3. Cross-modal interaction: words query the regions over
    ``('region', 'informs', 'word')`` (softmax over each word's incoming
    edges), :math:`V' = \mathrm{LN}(T + CV)`,
@@ -27,8 +29,12 @@ the official code ``xubodhu/MAF`` does where the two differ):
    :math:`C` as negatives; a matched / mismatched classifier over
    :math:`[T; C]` gives :math:`\hat{y}_m` and :math:`M = \hat{y}_m \odot C`
    (:class:`~graphmner.nn.cross_modal_matching.CrossModalMatching`, which
-   also says why its classifier reads the mean over words and what happens in
-   batches of :math:`2k` or fewer image tweets: no negatives).
+   also says why its classifier reads the mean over words;
+   ``matching_positions=128`` is the official flattened form). The swap, like
+   the official code's, needs more than :math:`2k` image tweets in the
+   (global) batch; a batch with fewer trains :math:`\mathcal{L}_{cm}` on
+   matched pairs only, and the trainer warns about an epoch that had no
+   negative at all (:meth:`MAF.epoch_warnings`).
 5. Cross-modal fusion: :math:`g = \sigma(W_{gt} T + W_{gm} M)`,
    :math:`R = g \odot M` (UMGF's element-wise gate,
    :class:`~graphmner.nn.cross_modal_gate.CrossModalGate`, over one edge from
@@ -38,8 +44,11 @@ the official code ``xubodhu/MAF`` does where the two differ):
    (1 - \lambda)(\mathcal{L}_{cm} + \mathcal{L}_{ca})` with
    :math:`\lambda = 0.62` (:meth:`MAF.loss_weights`). The paper writes
    :math:`\alpha \mathcal{L}_{ca} + \beta \mathcal{L}_{cm} + (1-\alpha-\beta)
-   \mathcal{L}_{mner}` with :math:`\alpha = \beta = 0.19`, which weighs the
-   two auxiliary losses half as much as the code does.
+   \mathcal{L}_{mner}` and gives no values for :math:`\alpha, \beta`;
+   reading the code's :math:`\lambda` as :math:`1 - \alpha - \beta` and
+   splitting the rest evenly would give :math:`\alpha = \beta = 0.19`, half
+   the code's weight on each auxiliary loss. That is our inference, not a
+   number of the paper.
 
 A tweet without a usable image (``image.missing``, hence no regions) has no
 visual evidence: :math:`C = 0`, so :math:`M = R = 0` and its emissions are
@@ -66,6 +75,7 @@ from ..nn.contrastive import symmetric_info_nce
 from ..nn.cross_modal_gate import CrossModalGate
 from ..nn.cross_modal_interaction import CrossModalInteraction
 from ..nn.cross_modal_matching import CrossModalMatching
+from ..nn.gather import gather_rows
 from ..nn.standardize import FeatureStandardizer
 from .base import EncoderConfig, MNERModel, MNEROutput, shared_width
 from .evidence import Attention, Evidence, Gate, Source, attention_rows, edge_rows, gate_rows, node_sources
@@ -84,6 +94,9 @@ class MAFConfig(EncoderConfig):
     alignment_weight: float = 0.7     # lambda_c, on text -> image (temp_lamb)
     matching: bool = True             # CM on (False: "w/o CM": M = C, no swap, no L_cm)
     negatives: int = 16               # 2k: tweets swapped per training batch (negative_rate)
+    # The CM classifier's input: None, the mean of [T ; C] over words; 128, the official code's
+    # Linear(768 * 2 * 128, 2) over 128 flattened padded slots (words here, subwords there).
+    matching_positions: int | None = None
     gate: bool = True                 # False: R = M ("w/o gate")
     nll_weight: float = 0.62          # lambda: lambda * L_crf + (1 - lambda) * (L_cm + L_ca) (lamb)
 
@@ -92,6 +105,7 @@ class MAFConfig(EncoderConfig):
         return dataclasses.replace(self, visual_dim=dim)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.heads is not None and self.heads <= 0:
             raise ValueError(f'MAFConfig.heads must be positive or None, got {self.heads}')
         if self.negatives < 0 or self.negatives % 2:
@@ -142,7 +156,7 @@ class MAF(MNERModel):
         # 3. Cross-modal interaction; 4. matching; 5. gate and emissions over [T ; R].
         self.interaction = CrossModalInteraction(hidden, heads, ffn, c.dropout, c.attention_dropout)
         if c.matching:
-            self.matching = CrossModalMatching(hidden, c.negatives)
+            self.matching = CrossModalMatching(hidden, c.negatives, c.matching_positions)
         self.fusion_gate = CrossModalGate(hidden, gated=c.gate)
         self.emission = nn.Linear(2 * hidden, len(self.tags))
 
@@ -179,7 +193,7 @@ class MAF(MNERModel):
 
         # 4. Cross-modal matching: M = P(matched) * C, swapped C for 2k negatives in training.
         if self.config.matching:
-            matched = self.matching(t, c, mask, has_image)
+            matched = self.matching(t, c, mask, has_image, group=self.batch_group)
             m = matched.visual
             extras['match_logits'], extras['match_target'] = matched.logits, matched.target
             counts['negatives'] = int((matched.target == 0).sum())  # swapped tweets, summed per epoch
@@ -232,19 +246,36 @@ class MAF(MNERModel):
 
     # -- 6. objective --------------------------------------------------------------------
     def auxiliary_losses(self, batch: Batch, output: MNEROutput) -> dict[str, Tensor]:
-        """``'ca'`` and ``'cm'``, over the tweets with a usable image only."""
+        """``'ca'`` and ``'cm'``, over the tweets with a usable image only, of
+        the global batch: under torchrun (:attr:`batch_group`, in training)
+        every rank computes both over all ranks' rows, as one process would."""
         extras = output.extras
-        has_image = extras['has_image']
+        names = ['has_image']
+        if self.config.alignment:
+            names += ['text_vector', 'image_vector']
+        if self.config.matching:
+            names += ['match_logits', 'match_target']
+        group = self.batch_group if self.training else None
+        shared = dict(zip(names, gather_rows([extras[n] for n in names], group).tensors))
+        has_image = shared['has_image']
         losses = {}
         if self.config.alignment:
-            losses['ca'] = symmetric_info_nce(extras['text_vector'], extras['image_vector'],
+            losses['ca'] = symmetric_info_nce(shared['text_vector'], shared['image_vector'],
                                               self.config.temperature, weight=self.config.alignment_weight,
                                               mask=has_image)
         if self.config.matching:
-            logits, target = extras['match_logits'][has_image], extras['match_target'][has_image]
+            logits, target = shared['match_logits'][has_image], shared['match_target'][has_image]
             # No image in the batch: nothing to match (a mean over no row would be NaN).
             losses['cm'] = F.cross_entropy(logits, target) if target.numel() else logits.sum()
         return losses
+
+    def epoch_warnings(self, totals: dict[str, float]) -> list[str]:
+        c = self.config
+        if c.matching and c.negatives and totals.get('negatives') == 0:
+            return [f'MAF trained with 0 CM negatives: no training batch held more than 2k = {c.negatives} '
+                    'tweets with a usable image (only then are 2k swapped), so L_cm saw matched pairs '
+                    f'only; raise train.batch_size above {c.negatives} or lower model.negatives']
+        return []
 
     def loss_weights(self) -> dict[str, float]:
         aux = 1.0 - self.config.nll_weight

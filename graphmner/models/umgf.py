@@ -92,6 +92,7 @@ class UMGFConfig(EncoderConfig):
         return dataclasses.replace(self, visual_dim=dim)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.edges not in EDGES:
             raise ValueError(f"UMGFConfig.edges must be one of {EDGES}, got '{self.edges}'")
         if self.d_model % self.heads:

@@ -3,13 +3,20 @@ General Matching and Alignment Framework for Multimodal Named Entity
 Recognition", § Cross-Modal Matching Module): swapped text-image pairs as
 negatives, a matched / mismatched classifier, and its matched probability
 scaling the visual part of every word (:math:`M = \hat{y}_m \odot C`).
+
+Under data-parallel training the negatives are the global batch's: the ranks
+gather their :math:`C` and candidates (:func:`~graphmner.nn.gather.gather_rows`)
+and swap exactly the rows a 1-process run over the same batch swaps.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .gather import gather_rows
 
 
 def swap_order(candidates: Tensor, num_negatives: int) -> Tensor:
@@ -86,34 +93,55 @@ class CrossModalMatching(nn.Module):
     zero-padded :math:`C`; in training it mostly learns the share of
     negatives. This is the paper's form, kept as it is.
 
+    ``positions=L`` gives the official classifier instead: :math:`[T; C]` of
+    the first :math:`L` word slots, zero-padded, flattened into one
+    :math:`2dL` vector (``Linear(768 * 2 * 128, 2)`` in the official code, over
+    subword slots; here over word slots, and words past :math:`L` are not read).
+
+    With ``group`` (the ranks of a data-parallel run, each holding its share of
+    the batch in rank order), the swap is chosen over the gathered global
+    batch, and a row may take its :math:`C` from another rank, with the
+    gradient going back there: the rows swapped, the count of negatives and the
+    outputs equal those of one process holding the whole batch. Without it a
+    rank would swap only within its own share, and none at all once the share
+    holds :math:`2k` or fewer image tweets.
+
     Args:
         channels (int): width :math:`d` of the text and visual word states.
         num_negatives (int, optional): :math:`2k`, the tweets swapped per
             training batch when more than :math:`2k` candidates are present
             (the official ``negative_rate``). (default: :obj:`16`)
+        positions (int, optional): :math:`L`, flatten :math:`L` padded word
+            slots (the official form, :math:`L = 128`); :obj:`None`: the mean
+            over each tweet's words. (default: :obj:`None`)
 
     Shapes:
         - **input:** text :math:`(B, T, d)`, visual :math:`(B, T, d)`, mask
-          :math:`(B, T)` bool, candidates :math:`(B)` bool
+          :math:`(B, T)` bool, candidates :math:`(B)` bool, group (optional
+          ``ProcessGroup``, read in training only)
         - **output:** :class:`MatchingOutput` with visual :math:`(B, T, d)`,
           logits :math:`(B, 2)`, target :math:`(B)`
     """
 
-    def __init__(self, channels: int, num_negatives: int = 16):
+    def __init__(self, channels: int, num_negatives: int = 16, positions: int | None = None):
         super().__init__()
         if channels <= 0:
             raise ValueError(f"'channels' must be positive, got {channels}")
+        if positions is not None and positions <= 0:
+            raise ValueError(f"'positions' must be positive or None, got {positions}")
         if num_negatives < 0 or num_negatives % 2:
             raise ValueError(f"'num_negatives' (2k) must be even and >= 0, got {num_negatives}")
         self.channels = channels
         self.num_negatives = num_negatives
-        self.classifier = nn.Linear(2 * channels, 2)  # W_f over [T ; C]
+        self.positions = positions
+        self.classifier = nn.Linear(2 * channels * (positions or 1), 2)  # W_f over [T ; C]
         self.reset_parameters()
 
     def reset_parameters(self):
         self.classifier.reset_parameters()
 
-    def forward(self, text: Tensor, visual: Tensor, mask: Tensor, candidates: Tensor) -> MatchingOutput:
+    def forward(self, text: Tensor, visual: Tensor, mask: Tensor, candidates: Tensor,
+                group=None) -> MatchingOutput:
         if text.dim() != 3 or text.shape[-1] != self.channels or visual.shape != text.shape:
             raise ValueError(f'{type(self).__name__} expects text and visual states of shape '
                              f'[B, T, {self.channels}], got {tuple(text.shape)} and {tuple(visual.shape)}')
@@ -121,13 +149,25 @@ class CrossModalMatching(nn.Module):
             raise ValueError(f"'mask' must be [B, T] and 'candidates' [B] for states of shape "
                              f'{tuple(text.shape)}, got {tuple(mask.shape)} and {tuple(candidates.shape)}')
         keep = mask.unsqueeze(-1).to(text.dtype)                            # [B, T, 1]
-        order = swap_order(candidates, self.num_negatives if self.training else 0)
-        target = (order == torch.arange(order.numel(), device=order.device)).long()
-        visual = visual[order] * keep  # a swapped-in C is cut or zero-padded to this tweet's words
-        pooled = (torch.cat([text, visual], dim=-1) * keep).sum(1) / keep.sum(1).clamp(min=1)  # [B, 2d]
+        if not self.training:
+            group = None  # no swap, nothing to share (evaluation may run on one rank alone)
+        shared = gather_rows([visual, candidates], group)
+        every_visual, every_candidate = shared.tensors                      # [B_all, T_all, d], [B_all]
+        order = swap_order(every_candidate, self.num_negatives if self.training else 0)[shared.rows]  # [B]
+        rows = torch.arange(shared.rows.start, shared.rows.stop, device=order.device)
+        target = (order == rows).long()
+        # A swapped-in C is cut or zero-padded to this tweet's words.
+        visual = every_visual[order, :text.shape[1]] * keep                 # [B, T, d]
+        pairs = torch.cat([text, visual], dim=-1) * keep                    # [B, T, 2d]
+        if self.positions is None:
+            pooled = pairs.sum(1) / keep.sum(1).clamp(min=1)                # [B, 2d]
+        else:
+            L = self.positions
+            pairs = F.pad(pairs[:, :L], (0, 0, 0, L - min(L, pairs.shape[1])))  # [B, L, 2d]
+            pooled = pairs.flatten(1)                                       # [B, 2dL]
         logits = self.classifier(pooled)                                    # [B, 2]
         matched = logits.softmax(-1)[:, 1]                                  # y_m hat
         return MatchingOutput(matched.view(-1, 1, 1) * visual, logits, target)
 
     def extra_repr(self) -> str:
-        return f'{self.channels}, num_negatives={self.num_negatives}'
+        return f'{self.channels}, num_negatives={self.num_negatives}, positions={self.positions}'

@@ -1,9 +1,14 @@
 r"""The fine-tuned text encoder shared by every method: words in, one vector per
 word out.
 
-Tagging is done on words, not subwords (first-subword pooling, as UMT, MAF,
-UMGF and ITA all do), so the CRF never sees ``[CLS]``, ``[SEP]`` or ``##``
-pieces. An optional second segment (ITA's caption / OCR / tag words) is read in
+Tagging is done on words, not subwords (first-subword pooling), so the CRF
+never sees ``[CLS]``, ``[SEP]`` or ``##`` pieces. Of the official codes only
+ITA's (flair, ``pooling_operation='first'``) does the same; UMT, MAF, UMGF
+and HVPNeT (GMF's closest code) fuse and tag every subword, with ``X`` labels
+on continuation pieces and labels of their own on ``[CLS]`` / ``[SEP]``, and
+score only each word's first subword.
+
+An optional second segment (ITA's caption / OCR / tag words) is read in
 the same sequence after a separator and pooled the same way; when the input is
 too long the second segment is truncated first, and a tweet's own words only
 when nothing else is left.

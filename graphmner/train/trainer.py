@@ -170,6 +170,9 @@ class Trainer:
         self.ddp = (DistributedDataParallel(TrainingObjective(self.model), find_unused_parameters=True,
                                             device_ids=[self.device] if self.device.type == 'cuda' else None)
                     if self.dist.active else None)
+        # Batch-level objectives gather the global batch on a group of their own, so that their
+        # collectives never interleave with DDP's gradient buckets on the default group.
+        self.model.batch_group = torch.distributed.new_group() if self.dist.active else None
         self.autocast_dtype = PRECISIONS[config.precision]
         # Loss scaling keeps small float16 gradients from flushing to zero; bfloat16 has float32's range.
         self.scaler = torch.amp.GradScaler('cuda', enabled=config.precision == 'fp16')
@@ -387,6 +390,8 @@ class Trainer:
                  if self.model.selection_views else '')
         log.info('epoch %d  %s  dev P %.4f R %.4f F1 %.4f%s%s', self.epoch, parts, dev['precision'],
                  dev['recall'], dev['f1'], views, '  (best)' if improved else '')
+        for warning in self.model.epoch_warnings(losses):
+            log.warning('epoch %d: %s', self.epoch, warning)
         atomic_write_text(self.run_dir / 'history.json', json.dumps(self.history, indent=2))
         plot_history(self.history, self.run_dir / 'training.png')
 

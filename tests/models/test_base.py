@@ -129,3 +129,28 @@ def test_decode_with_marginals_gives_each_decoded_tag_its_posterior(tiny_encoder
         assert marginals[b][0] == pytest.approx(float(posterior.max()), rel=1e-5)
         assert labels[b][0] == model.tags[int(posterior.argmax())]
     assert all(0.0 < p <= 1.0 for p in marginals[2])
+
+
+def test_without_repair_the_targets_are_the_files_labels(tiny_encoder):
+    """repair_targets=False (the BIO official codes): stray I- labels train as written, and an
+    unconstrained CRF scores them like any other path."""
+    model = models.build('bert-crf', encoder=tiny_encoder, constrained_decoding=False, repair_targets=False)
+    repaired = models.build('bert-crf', encoder=tiny_encoder, constrained_decoding=False)
+    tweets = random_tweets(40, seed=3)
+    assert any(repair_iob2(t.labels) != list(t.labels) for t in tweets)  # the check sees stray I-
+    batch = Batch.from_data_list([build_graph(tweet, None) for tweet in tweets])
+    rows = zip(model.target_tags(batch).tolist(), repaired.target_tags(batch).tolist(), tweets)
+    for got, want, tweet in rows:
+        n = len(tweet.labels)
+        assert [model.tags[i] for i in got[:n]] == list(tweet.labels) and all(i == 0 for i in got[n:])
+        assert [model.tags[i] for i in want[:n]] == repair_iob2(tweet.labels)
+    _, parts = model.loss(batch)
+    assert parts['nll'] < 100  # a constrained CRF would charge about 10000 per stray I-
+
+
+@pytest.mark.parametrize('settings, got', [({}, "True and 'bio'"),
+                                           ({'constrained_decoding': False, 'tag_scheme': 'bioes'},
+                                            "False and 'bioes'")])
+def test_unrepaired_targets_need_an_unconstrained_bio_crf(tiny_encoder, settings, got):
+    with pytest.raises(ValueError, match=rf"repair_targets=False .* \(got {got}\)"):
+        models.build('bert-crf', encoder=tiny_encoder, repair_targets=False, **settings)

@@ -262,6 +262,22 @@ def test_save_load_round_trip(tiny_encoder, graphs, tmp_path):
     assert loaded.decode(batch) == model.decode(batch)
 
 
+def test_hvpnet_learning_rate_groups(tiny_encoder):
+    """lr_groups='hvpnet': only the emission layer and the CRF take head_lr (HVPNeT's 5e-2 group);
+    the visual modules join the encoder's rate. Every parameter sits in exactly one group."""
+    visual = {'csa', 'level_maps', 'object_map', 'prefix', 'text_mlp', 'image_mlp'}
+    for lr_groups, head_modules in (('encoder', {'emission', 'crf', *visual}),
+                                    ('hvpnet', {'emission', 'crf'})):
+        model = make(tiny_encoder, lr_groups=lr_groups)
+        module = {id(p): name.split('.')[0] for name, p in model.named_parameters()}
+        encoder, head = model.parameter_groups()
+        assert sorted(map(id, encoder + head)) == sorted(module)
+        assert {module[id(p)] for p in head} == head_modules
+        assert {module[id(p)] for p in encoder} == {'encoder'} | visual - head_modules
+    with pytest.raises(ValueError, match="lr_groups must be 'encoder' or 'hvpnet', got 'crf'"):
+        GMFConfig(lr_groups='crf')
+
+
 def test_config_and_data_errors(tiny_encoder, graphs, tweet):
     with pytest.raises(ValueError, match=r'scale_dims must give 4 level widths .* got \[2, 4\]'):
         GMFConfig(visual_dim=8, scale_dims=[2, 4])

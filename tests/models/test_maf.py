@@ -121,6 +121,27 @@ def test_no_negatives_with_2k_or_fewer_image_tweets(tiny_encoder, tweet, long_tw
     assert out.extras['match_target'].tolist() == [1] * 6
 
 
+def test_the_trainer_warns_about_an_epoch_without_negatives(tiny_encoder, tweet, long_tweet, tmp_path,
+                                                            caplog):
+    """One batch of 6 tweets, 4 with an image: 2k = 4 swaps nothing (warned), 2k = 2 swaps 2."""
+    from graphmner.train import TrainConfig, Trainer
+
+    for negatives, swapped in ((4, 0), (2, 2)):
+        model = make(tiny_encoder, negatives=negatives)
+        graphs = [model.graph_transform()(g) for g in mixed_graphs(tweet, long_tweet, 6)]
+        caplog.clear()
+        with caplog.at_level('WARNING', logger='graphmner.train'):
+            [epoch] = Trainer(model, graphs, graphs[:2], TrainConfig(epochs=1, batch_size=6),
+                              tmp_path / str(negatives)).fit()
+        assert epoch['negatives'] == swapped
+        warned = [r.getMessage() for r in caplog.records if 'CM negatives' in r.getMessage()]
+        assert warned == ([] if swapped else [
+            'epoch 1: MAF trained with 0 CM negatives: no training batch held more than 2k = 4 tweets with '
+            'a usable image (only then are 2k swapped), so L_cm saw matched pairs only; raise '
+            'train.batch_size above 4 or lower model.negatives'])
+    assert make(tiny_encoder, negatives=0).epoch_warnings({'negatives': 0}) == []  # 2k = 0 is a choice
+
+
 def test_no_swap_and_deterministic_decoding_in_eval(tiny_encoder, tweet, long_tweet):
     model = make(tiny_encoder, negatives=2)
     batch = batch_for(model, mixed_graphs(tweet, long_tweet, 6))
@@ -147,6 +168,15 @@ def test_swapped_negatives_feed_the_tagger_in_training(tiny_encoder, tweet, long
     torch.testing.assert_close(trained[3], evaluated[4])
     torch.testing.assert_close(trained[4], evaluated[3])
     assert not torch.allclose(trained[3], evaluated[3])
+
+
+def test_the_official_matching_classifier_is_an_option(tiny_encoder, tweet, long_tweet):
+    model = make(tiny_encoder, negatives=2, matching_positions=16).train()
+    assert model.matching.classifier.in_features == 2 * 32 * 16
+    loss, parts = model.loss(batch_for(model, mixed_graphs(tweet, long_tweet, 6)))
+    loss.backward()
+    assert parts['negatives'] == 2 and math.isfinite(parts['cm'])
+    assert model.matching.classifier.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize('ablation', [{'gate': False}, {'matching': False}])

@@ -76,6 +76,28 @@ def test_a_batch_of_2k_gets_no_negative_even_in_training(states):
     assert out.target.tolist() == [1, 1, 1]
 
 
+def test_the_official_form_flattens_padded_word_slots(states):
+    """positions=L: [T ; C] of L word slots, zero-padded, flattened (Linear(2d * L, 2))."""
+    text, visual, mask = states
+    cm = CrossModalMatching(4, positions=6).eval()
+    assert cm.classifier.in_features == 2 * 4 * 6
+    out = cm(text, visual, mask, torch.ones(3, dtype=torch.bool))
+    W, b = cm.classifier.weight, cm.classifier.bias
+    for i, n in enumerate(mask.sum(1).tolist()):
+        slots = torch.zeros(6, 8)
+        slots[:n] = torch.cat([text[i, :n], visual[i, :n]], dim=-1)
+        torch.testing.assert_close(out.logits[i], W @ slots.flatten() + b)
+    # Fewer slots than words: the words past L are not read.
+    short = CrossModalMatching(4, positions=2).eval()
+    changed = text.clone()
+    changed[:, 2:] += 1.0
+    ones = torch.ones(3, dtype=torch.bool)
+    torch.testing.assert_close(short(changed, visual, mask, ones).logits,
+                               short(text, visual, mask, ones).logits)
+    with pytest.raises(ValueError, match="'positions' must be positive or None, got 0"):
+        CrossModalMatching(4, positions=0)
+
+
 def test_explains_bad_shapes(states):
     text, visual, mask = states
     cm = CrossModalMatching(4)

@@ -300,3 +300,46 @@ def test_two_process_run_killed_and_resumed_finishes(runs, dropout_free_encoder,
     assert got['test'] == want['test'] and got['dev'] == want['dev']
     drop_timing = lambda history: [{k: v for k, v in h.items() if 'second' not in k} for h in history]
     assert drop_timing(got['history']) == drop_timing(want['history'])
+
+
+def train_maf(rank, world_size, init_file, encoder, out):
+    """MAF, 2 epochs over 12 demo tweets (9 with fake image features) in global batches of 8,
+    2k = 4: a whole step holds about 6 image tweets and swaps 4, a rank's share of 4 tweets
+    could never swap. Rank 0 saves the history and the final weights."""
+    import torch.distributed as dist
+    from conftest import fake_features
+
+    if world_size > 1:
+        dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size)
+    tweets = read_conll(demo_split_path('train'))[:12]
+    graphs = [build_graph(t, fake_features(0, 8, seed=i)) if i % 4 != 3
+              else build_graph(t, None, feature_dim=8) for i, t in enumerate(tweets)]
+    torch.manual_seed(1)
+    model = models.build('maf', encoder=encoder, visual_dim=8, negatives=4, dropout=0.0,
+                         attention_dropout=0.0)
+    graphs = [model.graph_transform()(g) for g in graphs]
+    config = TrainConfig(epochs=2, batch_size=8, encoder_lr=1e-3, head_lr=1e-3, warmup_ratio=0.0)
+    distributed = Distributed(rank, world_size, torch.device('cpu'))
+    history = Trainer(model, graphs, graphs[:2], config, f'{out}-run', distributed=distributed).fit()
+    if rank == 0:
+        torch.save({'history': history, 'weights': model.state_dict()}, out)
+    distributed.close()
+
+
+@pytest.mark.slow
+def test_maf_swaps_and_contrasts_over_the_global_batch(dropout_free_encoder, tmp_path):
+    """The CM negatives and the CA InfoNCE's in-batch negatives are the global batch's: 2
+    processes swap as many tweets per epoch as 1, with the same losses and the same step."""
+    import torch.multiprocessing as mp
+
+    train_maf(0, 1, None, dropout_free_encoder, tmp_path / 'one.pt')
+    mp.spawn(train_maf, args=(2, tmp_path / 'rendezvous', dropout_free_encoder, tmp_path / 'two.pt'),
+             nprocs=2)
+    one, two = (torch.load(tmp_path / f'{n}.pt', weights_only=False) for n in ('one', 'two'))
+    assert [h['negatives'] for h in two['history']] == [h['negatives'] for h in one['history']]
+    assert all(h['negatives'] == 4 for h in one['history'])  # the 8-tweet step swaps 2k, the 4-tweet one none
+    for a, b in zip(one['history'], two['history'], strict=True):
+        for key in ('loss', 'ca', 'cm'):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), key
+    assert max(float((one['weights'][k].float() - two['weights'][k].float()).abs().max())
+               for k in one['weights']) < 1e-5
