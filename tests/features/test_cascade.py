@@ -1,3 +1,4 @@
+import importlib.metadata
 import math
 
 import cv2
@@ -159,3 +160,10 @@ def test_fingerprint():
 
 def test_every_label_is_a_coco_class():
     assert set(CASCADE_LABELS.values()) <= set(COCO_CLASSES)
+
+
+def test_one_opencv_distribution_with_the_cascades():
+    """opencv-python and opencv-python-headless both install the cv2 package:
+    with both, whichever was installed last wins file by file."""
+    assert importlib.metadata.packages_distributions()['cv2'] == ['opencv-python']
+    assert cv2.__version__.startswith('4.')
