@@ -5,21 +5,22 @@ PP-OCRv4 text detector (DB, Liao et al., "Real-time Scene Text Detection with
 Differentiable Binarization", AAAI 2020) and CRNN-style recogniser through
 ONNX Runtime; the three ONNX files (16 MB) ship inside its wheel, so nothing
 is downloaded. It was chosen over Tesseract 5.3 (Debian's ``tesseract-ocr``
-through ``pytesseract``) by measurement on twelve scikit-image photos with
-rendered DejaVu text (captions, signs, banners; 49 words) and four photos
-without text, on one CPU thread:
+through ``pytesseract``) by measurement (``experiments/compare_ocr.py``) on
+twelve scikit-image photos with rendered DejaVu text (captions, signs,
+banners; 49 words) and four photos without text, on one CPU thread:
 
-==========================  =========  ======  =========  ==========  ========
-engine                      char acc.  word    word       junk words  s/image
+==========================  =========  ======  =========  ==========  =======
+engine                      char acc.  word    word       junk words  s/photo
                                        recall  precision  (no text)
-==========================  =========  ======  =========  ==========  ========
-RapidOCR (this module)      0.96       0.83    0.89       0           0.9-1.5
-Tesseract ``--psm 11``      < 0        0.55    0.12       18          2.0
-Tesseract ``--psm 3``       < 0        0.43    0.12       0           1.3
-==========================  =========  ======  =========  ==========  ========
+==========================  =========  ======  =========  ==========  =======
+RapidOCR (this module)      0.96       0.83    0.89       0           1.4
+Tesseract ``--psm 11``      -1.10      0.55    0.11       18          1.5
+Tesseract ``--psm 3``       -0.71      0.43    0.12       0           1.0
+==========================  =========  ======  =========  ==========  =======
 
 (character accuracy is 1 - edit distance / length of the true text; below 0,
-Tesseract read the photos' texture as dozens of junk words.)
+Tesseract read the photos' texture as junk words: sparse-text mode finds more
+of the words and more junk, page mode misses whole captions.)
 
 RapidOCR returns lines; its recogniser gives every character a box and a
 confidence, from which :class:`TextReader` cuts the line into words: at a
@@ -27,8 +28,9 @@ space, and at a gap between two characters wider than ``word_gap`` times the
 line's height, because the recogniser often drops the spaces of a line in a
 regular-weight font (``'MeetRobfromAmsterdam'``). The character boxes are
 estimates, so the cut is imperfect: ``word_gap`` 0.4 found 0.87 of the words
-at precision 0.82, 0.5 found 0.83 at 0.89, 1.0 (no cut) 0.79 at 0.88. A word's confidence is its
-least confident character's. ONNX Runtime runs on one thread, so the same
+at precision 0.82, 0.5 found 0.83 at 0.89, and 1.0, which cut nothing here, 0.79
+at 0.88 (``compare_ocr.py --word-gap``). A word's confidence is its least
+confident character's. ONNX Runtime runs on one thread, so the same
 image gives the same words, boxes and confidences on every run.
 """
 from __future__ import annotations
