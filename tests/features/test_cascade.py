@@ -34,10 +34,11 @@ def detector():
 
 @pytest.fixture(scope='module')
 def found(detector, astronaut):
-    """The default detector on the astronaut, the cat, and two photos without
-    a face or a person."""
-    images = [astronaut] + [Image.fromarray(getattr(data, n)()) for n in ('chelsea', 'coffee', 'rocket')]
-    return dict(zip(('astronaut', 'chelsea', 'coffee', 'rocket'), detector.detect(images)))
+    """The default detector on the astronaut, the photographer, the cat, and two
+    photos without a face or a person."""
+    names = ('camera', 'chelsea', 'coffee', 'rocket')
+    images = [astronaut] + [Image.fromarray(getattr(data, n)()) for n in names]
+    return dict(zip(('astronaut', *names), detector.detect(images)))
 
 
 def test_astronaut_face(found, astronaut):
@@ -49,6 +50,13 @@ def test_astronaut_face(found, astronaut):
     width, height = astronaut.size
     assert torch.allclose(det.boxes * torch.tensor([width, height, width, height]), det.pixel_boxes)
     assert det.classes.tolist() == [COCO_CLASSES.index('person')]
+
+
+def test_photographer_in_profile(found):
+    det = found['camera']  # a grayscale photo
+    assert det.names == ['person'] and det.sources == ['profileface']
+    # His head, looking right into the camera: (150..265, 65..200) by eye.
+    assert box_iou(det.pixel_boxes.double().numpy(), np.array([[150.0, 65.0, 265.0, 200.0]])).item() > 0.5
 
 
 def test_chelsea_is_a_cat(found):
