@@ -123,6 +123,7 @@ class OcrConfig:
         out = asdict(self)
         del out['model_dir']
         out['models'] = {role: f'sha256:{file_sha256(path)}' for role, path in self.model_paths().items()}
+        _rapidocr_dir()  # the clear ImportError, before the version lookup's
         out['rapidocr'] = importlib.metadata.version('rapidocr-onnxruntime')
         return out
 
