@@ -5,6 +5,7 @@ from .trainer import (
                       CheckpointError,
                       TrainConfig,
                       Trainer,
+                      TrainingInterrupted,
                       linear_schedule,
                       optimizer_groups,
                       plot_history,
@@ -13,4 +14,5 @@ from .trainer import (
 )
 
 __all__ = ['CheckpointError', 'Distributed', 'GlobalBatchSampler', 'TrainConfig', 'Trainer',
-           'linear_schedule', 'optimizer_groups', 'plot_history', 'seed_everything', 'shuffled_loader']
+           'TrainingInterrupted', 'linear_schedule', 'optimizer_groups', 'plot_history', 'seed_everything',
+           'shuffled_loader']

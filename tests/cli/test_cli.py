@@ -30,6 +30,33 @@ def error_of(argv, capsys) -> str:
     return err
 
 
+def test_ctrl_c_is_one_line_with_the_command_that_resumes(monkeypatch, capsys):
+    from graphmner.cli import run_guarded
+    from graphmner.train import TrainingInterrupted
+
+    def interrupted():
+        raise TrainingInterrupted('interrupted in epoch 2 of 3: runs/x/last.pt keeps epoch 1', 1)
+    argv = ['/somewhere/graphmner', 'train', '--model', 'umgf', '--out', 'runs/my x']
+    monkeypatch.setattr(sys, 'argv', argv)
+    with pytest.raises(SystemExit) as exit_info:
+        run_guarded('graphmner train', interrupted)
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == ('graphmner train: interrupted in epoch 2 of 3: runs/x/last.pt keeps '
+                                       'epoch 1; continue with: graphmner train --model umgf --out '
+                                       "'runs/my x' --resume\n")
+    monkeypatch.setattr(sys, 'argv', ['experiments/run.py', '--model', 'umgf', '--resume'])
+    with pytest.raises(SystemExit):
+        run_guarded('run.py', interrupted)
+    assert capsys.readouterr().err.endswith(
+        'continue with: python experiments/run.py --model umgf --resume\n')
+
+    def stopped():
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as exit_info:
+        run_guarded('graphmner predict', stopped)
+    assert exit_info.value.code == 130 and capsys.readouterr().err == 'graphmner predict: interrupted\n'
+
+
 def test_model_names_are_the_registry():
     assert tuple(sorted(MODEL_NAMES)) == tuple(models.available())
 
