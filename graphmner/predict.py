@@ -30,6 +30,7 @@ from torch_geometric.data import Batch, HeteroData
 from tqdm.auto import tqdm
 
 from .data.conll import Tweet
+from .data.images import load_image
 from .data.tokenize import tokenize_tweet
 from .graph import schema
 from .graph.builder import GraphBuilder
@@ -83,6 +84,12 @@ class Prediction:
         lines = [tagged] + [f'  {e.type:<5} {e.text!r} [{e.start}:{e.end}] {e.confidence:.3f}'
                             for e in self.entities]
         return '\n'.join(lines + [f'  ({note})' for note in self.notes])
+
+
+def image_problem(path: str | os.PathLike) -> str | None:
+    """Why the image at ``path`` gives no features (one of
+    :data:`graphmner.data.images.PROBLEMS`), or :obj:`None` when it is usable."""
+    return load_image(path).problem
 
 
 class Tagger:
@@ -212,8 +219,9 @@ class Tagger:
         if image is not None and not self.reads_images:
             notes.append(f"'{self.model.name}' reads no image: tagged from the text")
         elif image is not None and missing:
-            why = 'not found' if not Path(image).exists() else 'unreadable'
-            notes.append(f'image {why}: tagged from the text')
+            # The kind the extractor counted it under (graphmner.data.images.PROBLEMS), so that the
+            # note and the log's count say one word for one cause.
+            notes.append(f'image unusable ({image_problem(image)}): tagged from the text')
         elif image is None and self.reads_images:
             notes.append('no image: tagged from the text')
         if len(self.model.views) > 1 and not getattr(g, 'aux_words', None):

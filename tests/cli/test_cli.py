@@ -116,6 +116,18 @@ def test_bad_input_is_one_line_and_writes_nothing(checkpoint, tmp_path, capsys):
     assert not target.exists()
 
 
+def test_a_wrong_image_for_one_tweet_is_an_error(checkpoint, tmp_path, capsys):
+    broken = tmp_path / 'photo.jpg'
+    broken.write_bytes(b'<html>not a photo</html>')
+    for image, reason in ((tmp_path / 'phto.jpg', 'does not exist'),
+                          (tmp_path, 'is a folder, not an image file'),
+                          (broken, 'cannot be used (not_an_image: ')):
+        message = error_of(['predict', str(checkpoint), '--text', 'Rob after a fish dinner', '--image',
+                            str(image)], capsys)
+        assert message.startswith(f"graphmner predict: error: --image '{image}' {reason}"), message
+        assert message.rstrip().endswith('or leave --image out to tag from the text alone')
+
+
 @pytest.mark.parametrize('argv, message', [
     (['--dataset', 'twitter2017'], "set data_root (--data-root)"),
     (['--dataset', 'no/such/folder'], "Unknown dataset 'no/such/folder'"),
