@@ -105,6 +105,27 @@ def test_an_extractor_that_cannot_load_is_refused(trained, graph_cache, tmp_path
         tagger.predict('Rob after a fish dinner', image=next(demo_image_root().glob('coffee.*')))
 
 
+def test_words_is_pre_split_input_and_a_flat_list_is_several_raw_tweets(tagger):
+    words = ['does', 'insulin', 'help', 'Barack', 'Obama', 'in', 'Paris', '?']
+    one = tagger.predict(words=words)
+    assert one.words == words and len(one.labels) == 8
+    assert tagger.predict(' '.join(words)).labels == one.labels  # the same tweet as raw text
+    assert [p.words for p in tagger.predict(words=[words, ['Rob']])] == [words, ['Rob']]
+    assert tagger.predict(words=[words], images=[None])[0].labels == one.labels
+    several = tagger.predict(words)  # the documented rule: eight one-word raw tweets
+    assert len(several) == 8 and [p.words for p in several] == [[w] for w in words]
+    with pytest.raises(ValueError, match="exactly one of them"):
+        tagger.predict('a b', words=['a', 'b'])
+    with pytest.raises(ValueError, match="exactly one of them"):
+        tagger.predict()
+    with pytest.raises(ValueError, match="not one string"):
+        tagger.predict(words='does insulin help')
+    with pytest.raises(ValueError, match="a list of such lists, got"):
+        tagger.predict(words=[['a'], 'b c'])
+    with pytest.raises(ValueError, match="takes 'image', not 'images'"):
+        tagger.predict(words=words, images=[None])
+
+
 def test_argument_errors(tagger):
     with pytest.raises(ValueError, match="one entry per tweet: got 1 for 2"):
         tagger.predict(['a b', 'c d'], images=[None])
