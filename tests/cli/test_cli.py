@@ -244,6 +244,17 @@ def test_inspect_and_export(graph_cache, tmp_path, capsys):
     written = main(['export', '--dataset', 'demo', '--count', '1', '--format', 'graphml,html', '--out',
                     str(tmp_path), '--cache-dir', str(graph_cache)])
     assert sorted(p.suffix for p in written) == ['.graphml', '.html']
-    capsys.readouterr()
+    assert capsys.readouterr().out.endswith(f'wrote 2 files for 1 graph to {tmp_path}\n')
+    written = main(['export', '--dataset', 'demo', '--start', '20', '--count', '50', '--format', 'json',
+                    '--out', str(tmp_path), '--cache-dir', str(graph_cache)])
+    captured = capsys.readouterr()
+    assert [p.name.split('_')[2] for p in written] == ['20', '21', '22', '23']  # the train split has 24
+    assert captured.err.endswith('note: the train split has 24 graphs: --count 50 from --start 20 exports '
+                                 'the 4 up to its end\n')
+    assert captured.out.endswith(f'wrote 4 files for 4 graphs to {tmp_path}\n')
+    err = error_of(['export', '--dataset', 'demo', '--start', '30', '--out', str(tmp_path), '--cache-dir',
+                    str(graph_cache)], capsys)
+    assert err == ('graphmner export: error: --start 30 is past the end of the train split, which has 24 '
+                   'graphs (--start 0 to 23)\n')
     err = error_of(['inspect', '--index', '999', '--cache-dir', str(graph_cache)], capsys)
     assert '--index must be in [0, ' in err
