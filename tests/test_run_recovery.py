@@ -24,11 +24,14 @@ from conftest import ROOT
 from graphmner.graph import load_dataset
 
 PAUSING_RUN = r'''
-import os, runpy, sys, time
+import os, runpy, signal, sys, time
 from pathlib import Path
 
 marker, pause = Path(os.environ['PAUSE_MARKER']), os.environ.get('PAUSE', '')
 sys.path.insert(0, os.environ['REPO'])
+# Ctrl-C raises KeyboardInterrupt, as in a terminal, even where the tests run in the background (a shell
+# without job control starts them ignoring SIGINT, and Python then installs no handler of its own).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def wait_to_be_killed():
@@ -190,7 +193,11 @@ def test_sigkill_mid_epoch_and_mid_checkpoint_and_ctrl_c_then_resume_give_the_un
                              script='graphmner')
     wait_for_pause(process, marker)
     process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=60)
+    try:
+        out, _ = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f'Ctrl-C did not stop the run:\n{process.communicate()[0][-3000:]}')
     assert process.returncode == 130, out[-3000:]
     assert 'Removed 1 partial file(s) left by an interrupted write' in out
     assert 'Traceback' not in out and 'KeyboardInterrupt' not in out, out[-3000:]
