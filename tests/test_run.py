@@ -13,10 +13,18 @@ def run():
     return load_experiment('run')
 
 
-def test_demo_run_writes_metrics_checkpoint_and_plot(run, tiny_encoder, graph_cache, tmp_path):
+def test_demo_run_writes_metrics_checkpoint_and_plot(run, tiny_encoder, graph_cache, tmp_path, capsys):
     argv = ['--model', 'bert-crf', '--encoder', tiny_encoder, '--epochs', '2', '--seed', '3',
             '--out', str(tmp_path), '--cache-dir', str(graph_cache)]
     metrics = run.main(argv)
+    # The log says only what the model reads (bert-crf: no photo, no aux words), and the dev and
+    # test tables are printed once, at the end (the log has one line of each).
+    out, log = capsys.readouterr().out, (tmp_path / 'log.txt').read_text()
+    assert 'train: 24 tweets\n' in log and 'usable image' not in log and 'aux words' not in log
+    assert out.count('overall') == 2 and 'overall' not in log
+    for split in ('dev', 'test'):
+        p, r, f1 = (100 * metrics[split][key] for key in ('precision', 'recall', 'f1'))
+        assert f'{split}, best dev checkpoint: P {p:.2f} R {r:.2f} F1 {f1:.2f}\n' in log
     saved = json.loads((tmp_path / 'metrics.json').read_text())
     assert saved['test'] == metrics['test']
     for key in ('model', 'dataset', 'encoder', 'epochs', 'seed', 'dev', 'test', 'train_seconds',

@@ -93,14 +93,16 @@ def offline_environment() -> None:
 
 def quiet_third_parties(verbose: bool = False) -> None:
     """Silences the warnings other libraries print on every run (torch_geometric's
-    use of the deprecated ``torch.jit.script``, on its import) unless ``verbose``
-    (``--verbose``); called before anything imports torch_geometric, the checks
-    of the input included, and by the experiment scripts before their imports."""
+    use of the deprecated ``torch.jit.script``, on its import, which importing
+    graphmner already hides) unless ``verbose`` (``--verbose``: shown again);
+    called before anything imports torch_geometric, the checks of the input
+    included, and by the experiment scripts before their imports."""
     import warnings
 
-    if verbose:
-        return
-    warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
+    from .. import TORCH_JIT_WARNING
+
+    warnings.filterwarnings('default' if verbose else 'ignore', message=TORCH_JIT_WARNING,
+                            category=FutureWarning)
 
 
 def main(argv: list[str] | None = None) -> object:

@@ -283,8 +283,13 @@ def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_
         # Applied on access: no split is copied into a list of graphs.
         dataset.transform = model.graph_transform()
         report = dataset.report
-        log.info('%s: %d tweets, %d without a usable image, %d with aux words', split, len(dataset),
-                 report.get('images_missing', 0), report.get('tweets_with_aux', 0))
+        # Only what the model reads: a text model's tweets are not "without a usable image".
+        counts = [f'{len(dataset)} tweets']
+        if images:
+            counts.append(f"{report.get('images_missing', 0)} without a usable image")
+        if sources:
+            counts.append(f"{report.get('tweets_with_aux', 0)} with aux words")
+        log.info('%s: %s', split, ', '.join(counts))
 
     trainer = Trainer(model, data['train'], data['dev'], train_config, run_dir, distributed=distributed)
     trainer.fit(resume=args.resume)

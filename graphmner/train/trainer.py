@@ -32,7 +32,6 @@ from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
 from ..io import CheckpointError, atomic_save, atomic_write, atomic_write_text, remove_partial_writes
-from ..metrics import format_scores
 from ..models.base import MNERModel
 from .distributed import Distributed, GlobalBatchSampler, per_rank_batch
 
@@ -453,7 +452,9 @@ class Trainer:
             raise CheckpointError(f'{best} is missing: the run trained {self.epoch} epoch(s) but its best '
                                   'dev checkpoint is gone. Train again in a new run folder')
         scores = self.model.evaluate(self.eval_loader(graphs), self.config.scheme)
-        log.info('%s, best dev checkpoint:\n%s', name, format_scores(scores))
+        # One line: the command prints the per-type tables once, at the end.
+        log.info('%s, best dev checkpoint: P %.2f R %.2f F1 %.2f', name, 100 * scores['precision'],
+                 100 * scores['recall'], 100 * scores['f1'])
         return scores
 
     @property

@@ -196,6 +196,17 @@ def test_quiet_third_parties_drops_only_the_torch_jit_warning_unless_verbose():
         assert [str(w.message) for w in seen] == shown
 
 
+def test_the_python_api_hides_the_torch_jit_warning_and_verbose_shows_it():
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}
+    for code, shown in (('import graphmner.models', False),
+                        ('from graphmner.cli import quiet_third_parties\nquiet_third_parties(verbose=True)\n'
+                         'import torch_geometric', True)):
+        result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env,
+                                timeout=300, cwd=REPOSITORY)
+        assert result.returncode == 0, result.stderr
+        assert ('`torch.jit.script` is deprecated' in result.stderr) == shown, result.stderr
+
+
 def test_a_command_that_works_exits_0_and_prints_its_result_once(graph_cache):
     """``sys.exit(main())`` would print the returned text to stderr and exit 1."""
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}
