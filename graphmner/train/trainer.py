@@ -31,7 +31,14 @@ from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-from ..io import CheckpointError, atomic_save, atomic_write, atomic_write_text, remove_partial_writes
+from ..io import (
+    CheckpointError,
+    atomic_save,
+    atomic_write,
+    atomic_write_text,
+    load_failure,
+    remove_partial_writes,
+)
 from ..models.base import MNERModel
 from .distributed import Distributed, GlobalBatchSampler, per_rank_batch
 
@@ -269,8 +276,7 @@ class Trainer:
         try:
             state = torch.load(path, map_location='cpu', weights_only=True)
         except Exception as error:  # torch reports a cut-off zip as RuntimeError, a bad pickle as others
-            reason = f'{type(error).__name__}: {str(error).splitlines()[0] if str(error) else "unreadable"}'
-            raise CheckpointError(self._damaged(path, reason)) from None
+            raise CheckpointError(self._damaged(path, load_failure(error))) from None
         if not isinstance(state, dict):
             raise CheckpointError(self._damaged(path, f'it holds a {type(state).__name__}, not a dict'))
         return state
