@@ -338,8 +338,9 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
 
 
 def paper_name(entry: dict[str, Any]) -> str:
-    """The paper an entry of papers.yaml comes from (its ``source`` up to the table)."""
-    return entry['source'].split(' Table')[0]
+    """The paper an entry of papers.yaml comes from: its ``source`` up to the
+    file name (``'UMGF paper (umgf_003) Table 2, ...'`` -> ``'UMGF paper'``)."""
+    return entry['source'].split(' (')[0]
 
 
 #: One marker and colour per paper in the plot: a method can have F1s from several papers.
@@ -372,9 +373,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set(title=dataset, ylabel='test F1 (%)')
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[1]:
-            ax.legend(loc='lower right', fontsize=8)
+            ax.legend(loc='upper left', bbox_to_anchor=(1.0, 1.0), fontsize=8)  # beside: never over a dot
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches='tight')
     plt.close(fig)
 
 

@@ -295,7 +295,7 @@ def test_the_plot_names_the_paper_of_each_cross(reproduce, tmp_path, monkeypatch
     reproduce.plot([row], tmp_path / 'plot.png')
     [ax] = figures[0].axes
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ['UMGF paper (umgf_003)', 'ITA paper (ita_001)']
+    assert legend == ['UMGF paper', 'ITA paper']
     # each paper's F1 drawn at the method, in a colour of its own
     points = {tuple(c.get_offsets()[0]): c.get_facecolor().tolist() for c in ax.collections
               if len(c.get_offsets()) == 1}
