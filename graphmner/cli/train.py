@@ -297,6 +297,10 @@ def _train(args: argparse.Namespace, settings: dict[str, dict[str, Any]], train_
         return {}  # rank 0 alone evaluates and writes the run folder
     dev = trainer.test(data['dev'], 'dev')
     test = trainer.test(data['test'])
+    if dev['f1'] == 0 and not args.config and args.dataset not in NAMED_DATASETS:
+        log.warning('dev F1 is 0: %s holds the settings for Twitter-2017 (about 4,000 training tweets); '
+                    'for a small corpus try the demo-sized ones (more epochs, larger learning rates): '
+                    '--config %s', config_path(args), CONFIGS / f'{args.model}_demo.yaml')
     save_predictions(model, trainer.eval_loader(data['test']), data['test'],
                      run_dir / 'test_predictions.txt', distributed.device)
     views = {}  # a model with several inference views (ITA) is also scored with each one forced

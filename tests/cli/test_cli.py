@@ -235,6 +235,23 @@ def test_trains_on_any_conll_folder(tiny_encoder, graph_cache, tmp_path):
     assert model.labels == ('O', 'B-DRUG', 'I-DRUG', 'B-DISEASE', 'I-DISEASE')
 
 
+def test_own_data_with_no_dev_entity_found_points_at_the_demo_sized_settings(tiny_encoder, graph_cache,
+                                                                              tmp_path):
+    folder = tmp_path / 'corpus'
+    folder.mkdir()
+    for name in ('train.txt', 'valid.txt', 'test.txt'):
+        (folder / name).write_text('IMGID:1\nTake\tO\naspirin\tB-DRUG\n\n'
+                                   'IMGID:2\nIbuprofen\tB-DRUG\nnow\tO\n\n')
+    # Twitter-2017's settings for a bert-crf: one epoch of a 2-tweet corpus finds nothing on dev
+    metrics = main(['train', '--model', 'bert-crf', '--dataset', str(folder), '--encoder', tiny_encoder,
+                    '--epochs', '1', '--out', str(tmp_path / 'run'), '--cache-dir', str(graph_cache)])
+    assert metrics['dev']['f1'] == 0
+    log = (tmp_path / 'run' / 'log.txt').read_text()
+    demo = REPOSITORY / 'experiments' / 'configs' / 'bert-crf_demo.yaml'
+    assert 'bert-crf_twitter2017.yaml holds the settings for Twitter-2017' in log
+    assert f'the demo-sized ones (more epochs, larger learning rates): --config {demo}\n' in log
+
+
 def test_help_is_instant_and_explains_every_flag():
     env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}
     code = ('import sys, time; t = time.time(); from graphmner.cli import main\n'
