@@ -81,6 +81,30 @@ def test_a_run_that_dies_marks_its_folder_failed(run, tiny_encoder, graph_cache,
     assert not (tmp_path / 'run' / 'metrics.json').exists()
 
 
+def test_an_interrupted_fresh_run_says_in_failed_what_it_kept(run, tiny_encoder, graph_cache, tmp_path,
+                                                               monkeypatch, capsys):
+    from graphmner.train import Trainer
+
+    train_epoch = Trainer.train_epoch
+
+    def ctrl_c_in_epoch_2(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return train_epoch(self, epoch)
+    monkeypatch.setattr(Trainer, 'train_epoch', ctrl_c_in_epoch_2)
+    monkeypatch.setattr('sys.argv', ['experiments/run.py', '--model', 'bert-crf'])
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(['--model', 'bert-crf', '--encoder', tiny_encoder, '--epochs', '3', '--out', str(tmp_path),
+                  '--cache-dir', str(graph_cache)])
+    assert exit_info.value.code == 130
+    kept = f'interrupted in epoch 2 of 3: {tmp_path / "last.pt"} keeps epoch 1'
+    err = capsys.readouterr().err
+    assert err.startswith(f'run.py: {kept}') and err.endswith(
+        '; continue with: python experiments/run.py --model bert-crf --resume\n') and err.count('\n') == 1
+    assert (tmp_path / 'FAILED').read_text().startswith(f'TrainingInterrupted: {kept}')
+    assert '--resume continues from it' in (tmp_path / 'FAILED').read_text()
+
+
 def test_a_text_only_model_extracts_no_visual_features(run, tiny_encoder, tmp_path, monkeypatch):
     """bert-crf reads no visual node: no backbone or detector is built, not even on a fresh cache."""
     from graphmner.features import extract
