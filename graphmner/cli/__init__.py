@@ -63,7 +63,7 @@ def interrupted(command: str, error: KeyboardInterrupt) -> None:
     with 130; a training interrupt (``kept_epoch``) adds the command line that
     resumes. Under torchrun the first process alone prints it."""
     message = ' '.join(str(error).split()) or 'interrupted'
-    if hasattr(error, 'kept_epoch'):
+    if hasattr(error, 'kept_epoch'):  # a TrainingInterrupted (its module imports torch: not here)
         message += f'; continue with: {resume_command(command)}'
     if os.environ.get('RANK', '0') == '0':
         print(f'{command}: {message}', file=sys.stderr)
