@@ -356,12 +356,25 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def paper_name(entry: dict[str, Any]) -> str:
+    """The paper an entry of papers.yaml comes from: its ``source`` up to the
+    file name (``'UMGF paper (umgf_003) Table 2, ...'`` -> ``'UMGF paper'``)."""
+    return entry['source'].split(' (')[0]
+
+
+#: One marker and colour per paper in the plot: a method can have F1s from several papers.
+PAPER_STYLES = [('x', 'tab:red'), ('+', 'tab:purple'), ('^', 'tab:orange'), ('s', 'tab:brown')]
+
+
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Test F1 per method: one dot per seed, the mean with its std, the papers' F1 as crosses."""
+    """Test F1 per method: one dot per seed, the mean with its std, each paper's
+    F1 as a marker of its own, named in the legend."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
+    names = list(dict.fromkeys(paper_name(p) for row in rows for p in row['papers']))
+    styles = {name: PAPER_STYLES[i % len(PAPER_STYLES)] for i, name in enumerate(names)}
     datasets = list(dict.fromkeys(row['dataset'] for row in rows))
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.6), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
@@ -370,14 +383,18 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             ax.scatter([x] * len(row['f1']['values']), row['f1']['values'], color='tab:blue', s=12, alpha=0.6)
             ax.errorbar(x, row['f1']['mean'], yerr=row['f1']['std'], fmt='o', color='tab:blue', capsize=4)
             for p in row['papers']:
-                ax.scatter(x, p['f1'], marker='x', color='tab:red', s=40)
-        ax.scatter([], [], marker='x', color='tab:red', label='paper')
+                marker, color = styles[paper_name(p)]
+                ax.scatter(x, p['f1'], marker=marker, color=color, s=40)
+        for name in dict.fromkeys(paper_name(p) for row in chosen for p in row['papers']):
+            marker, color = styles[name]
+            ax.scatter([], [], marker=marker, color=color, label=name)
         ax.set_xticks(range(len(chosen)), [row['method'] for row in chosen], rotation=30, ha='right')
         ax.set(title=dataset, ylabel='test F1 (%)')
         ax.grid(alpha=0.3)
-        ax.legend(loc='lower right', fontsize=8)
+        if ax.get_legend_handles_labels()[1]:
+            ax.legend(loc='upper left', bbox_to_anchor=(1.0, 1.0), fontsize=8)  # beside: never over a dot
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches='tight')
     plt.close(fig)
 
 

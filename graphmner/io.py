@@ -16,6 +16,29 @@ class CheckpointError(ValueError):
     command line shows it as one line (exit status 2)."""
 
 
+def load_failure(error: Exception) -> str:
+    """Why :func:`torch.load` could not read a file, as one short, whole phrase.
+
+    torch's own messages run to several sentences (the weights-only one opens
+    with the history of a default), so they are cut at a sentence, never
+    mid-word; a file that is neither a zip archive nor a pickle (text, say)
+    surfaces from torch as a bare ``KeyError`` of a byte value, and an empty
+    one as an ``EOFError`` without a message.
+    """
+    text = str(error)
+    if isinstance(error, EOFError):
+        return 'it ends before any data'
+    if isinstance(error, KeyError) or not text:
+        return 'not a torch file: neither a zip archive nor a pickle'
+    if isinstance(error, OSError) and error.filename is None:  # the zip reader seeking past a cut end
+        return f'its zip archive is cut off or damaged ({error.strerror or text})'
+    if 'WeightsUnpickler error:' in text:  # a pickle, but of more than tensors and plain values
+        detail = text.split('WeightsUnpickler error:', 1)[1].strip().split('\n')[0].strip()
+        return f'not a weights-only torch file ({detail})'
+    first = text.strip().splitlines()[0]
+    return first.split('. ')[0].rstrip('.')
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> Any:
     """``torch.load(path, weights_only=True)`` with every way it can fail on a
     user's file turned into a :class:`CheckpointError` naming the file."""
@@ -25,8 +48,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # truncated zip, pickle, foreign file: all mean "not usable"
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"'{path}' is not a readable checkpoint ({reason[:200]}): it may be "
+        raise CheckpointError(f"'{path}' is not a readable checkpoint ({load_failure(error)}): it may be "
                               'truncated or not a graphmner file') from None
 
 
@@ -39,12 +61,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
+        # mkstemp makes the file private (0600); the result gets the mode open() would give it
+        os.chmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, 'wb') as f:
             write(f)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:

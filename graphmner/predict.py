@@ -3,6 +3,7 @@ r"""Tagging new tweets with a trained model (after flair's ``SequenceTagger.pred
     >>> from graphmner import Tagger
     >>> tagger = Tagger.load('runs/umgf-demo-seed1/best.pt')
     >>> tagger.predict('Barack Obama visits Paris with the Lakers', image='photo.jpg').entities
+    >>> tagger.predict(words=['does', 'insulin', 'help'])        # one pre-split tweet
 
 A checkpoint records how its training graphs were built (graph options,
 caption file, tokenizer style, versions: :attr:`MNERModel.data_config`), and
@@ -29,6 +30,7 @@ from torch_geometric.data import Batch, HeteroData
 from tqdm.auto import tqdm
 
 from .data.conll import Tweet
+from .data.images import load_image
 from .data.tokenize import tokenize_tweet
 from .graph import schema
 from .graph.builder import GraphBuilder
@@ -75,6 +77,18 @@ class Prediction:
         lines = [tagged] + [f'  {e.type:<5} {e.text!r} [{e.start}:{e.end}] {e.confidence:.3f}'
                             for e in self.entities]
         return '\n'.join(lines + [f'  ({note})' for note in self.notes])
+
+
+def image_problem(path: str | os.PathLike) -> str | None:
+    """Why the image at ``path`` gives no features (one of
+    :data:`graphmner.data.images.PROBLEMS`), or :obj:`None` when it is usable."""
+    return load_image(path).problem
+
+
+def _is_word_list(value: Any) -> bool:
+    """A pre-split tweet: a sequence of strings that is not itself a string."""
+    return (isinstance(value, Sequence) and not isinstance(value, str)
+            and all(isinstance(w, str) for w in value))
 
 
 class Tagger:
@@ -158,30 +172,52 @@ class Tagger:
             out.extend(self.model.explain(batch))
         return out
 
-    def predict(self, tweets: str | Sequence[str] | Sequence[Sequence[str]],
+    def predict(self, tweets: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
                 image: str | os.PathLike | None = None,
                 images: Sequence[str | os.PathLike | None] | None = None,
-                progress: bool = False, explain: bool = False) -> Prediction | list[Prediction]:
+                progress: bool = False, explain: bool = False, *,
+                words: Sequence[str] | Sequence[Sequence[str]] | None = None
+                ) -> Prediction | list[Prediction]:
         """Tags one tweet or many.
+
+        A flat list of strings is always several raw tweets
+        (``predict(['RT @nba ...', 'Obama in Paris'])``); one pre-split tweet
+        goes in ``words`` (``predict(words=['does', 'insulin', ...])``).
 
         Args:
             tweets: one raw text (split into words as the training data was:
                 hashtags, mentions, URLs, punctuation), or a list of tweets,
                 each a raw text or a list of words (pre-split).
-            image: the photo of a single raw-text tweet.
+            image: the photo of a single tweet.
             images: one photo (or :obj:`None`) per tweet of a list.
             progress: show a progress bar.
             explain: also say what the model read (:attr:`Prediction.evidence`):
                 per word, its attention over regions, objects and aux words and
                 the gate values; per entity, its strongest visual sources.
+            words: instead of ``tweets``, pre-split input: one tweet's words
+                (a list of strings), or a list of such lists.
 
         Returns:
-            A :class:`Prediction` for one raw text, a list for a list.
+            A :class:`Prediction` for one tweet (a raw text, or one list of
+            ``words``), a list for a list.
         """
+        if (tweets is None) == (words is None):
+            raise ValueError("give 'tweets' (raw texts) or 'words' (pre-split), exactly one of them")
+        if words is not None:
+            if isinstance(words, str):
+                raise ValueError("'words' takes a list of words, not one string; raw text goes in 'tweets'")
+            if words and all(isinstance(w, str) for w in words):  # one tweet's words
+                if images is not None:
+                    raise ValueError("one tweet takes 'image', not 'images'")
+                return self.predict([list(words)], images=[image], progress=progress, explain=explain)[0]
+            if not all(_is_word_list(t) for t in words):
+                raise ValueError("'words' takes one tweet's words (a list of strings) or a list of such "
+                                 f'lists, got {words!r:.80}')
+            tweets = [list(t) for t in words]
         if isinstance(tweets, str):
             if images is not None:
                 raise ValueError("one tweet takes 'image', not 'images'")
-            return self.predict([tweets], images=[image], explain=explain)[0]
+            return self.predict([tweets], images=[image], progress=progress, explain=explain)[0]
         if image is not None:
             raise ValueError("a list of tweets takes 'images' (one per tweet), not 'image'")
         images = list(images) if images is not None else [None] * len(tweets)
@@ -224,8 +260,9 @@ class Tagger:
         if image is not None and not self.reads_images:
             notes.append(f"'{self.model.name}' reads no image: tagged from the text")
         elif image is not None and missing:
-            why = 'not found' if not Path(image).exists() else 'unreadable'
-            notes.append(f'image {why}: tagged from the text')
+            # The kind the extractor counted it under (graphmner.data.images.PROBLEMS), so that the
+            # note and the log's count say one word for one cause.
+            notes.append(f'image unusable ({image_problem(image)}): tagged from the text')
         elif image is None and self.reads_images:
             notes.append('no image: tagged from the text')
         if self.model.text_view is not None and not getattr(g, 'aux_words', None):

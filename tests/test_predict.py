@@ -1,4 +1,5 @@
 """Tagger: new tweets tagged with a trained model, as `decode` tags the same graphs."""
+import json
 import math
 
 import pytest
@@ -8,6 +9,7 @@ from PIL import Image
 from torch_geometric.data import Batch
 
 from graphmner import Tagger
+from graphmner.cli import main
 from graphmner.data.demo import demo_image_root
 from graphmner.graph import load_dataset
 from graphmner.predict import Entity, PredictionError
@@ -70,10 +72,29 @@ def test_missing_and_broken_images_are_flagged_not_raised(tagger, tmp_path):
     text, gone, bad, fine = tagger.predict(['Rob after a fish dinner'] * 4,
                                            images=[None, tmp_path / 'gone.jpg', broken, good])
     assert not text.image_used and 'no image' in text.notes[0]
-    assert not gone.image_used and 'image not found' in gone.notes[0]
-    assert not bad.image_used and 'image unreadable' in bad.notes[0]
+    assert not gone.image_used and gone.notes[0] == 'image unusable (missing): tagged from the text'
+    assert not bad.image_used and bad.notes[0] == 'image unusable (not_an_image): tagged from the text'
     assert fine.image_used and fine.notes == []
     assert text.labels == gone.labels == bad.labels  # all three went the text path
+
+
+def test_a_folder_as_image_is_one_cause_in_the_note_and_the_log(tagger, trained, graph_cache, tmp_path,
+                                                                  capsys, caplog):
+    [folder] = tagger.predict(['Rob after a fish dinner'], images=[tmp_path])
+    assert folder.notes == ['image unusable (missing): tagged from the text']
+    assert '1 missing or unusable (1 missing)' in caplog.text  # the extractor's count: the same word
+    # a file of tweets (unlike one --text tweet) flags them, and the command counts them
+    source, target = tmp_path / 'in.jsonl', tmp_path / 'out.jsonl'
+    good = next(demo_image_root().glob('astronaut.*'))
+    source.write_text(''.join(json.dumps({'text': 'Rob after a fish dinner', 'image': str(image)}) + '\n'
+                              for image in (tmp_path / 'gone.jpg', tmp_path, good)))
+    main(['predict', str(trained), '--input', str(source), '--output', str(target), '--cache-dir',
+          str(graph_cache)])
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    entities = sum(len(row['entities']) for row in rows)
+    assert capsys.readouterr().out.endswith(f"entit{'y' if entities == 1 else 'ies'}; 2 with an unusable "
+                                            f'image, tagged from the text: see their notes) -> {target}\n')
+    assert [row['image_used'] for row in rows] == [False, False, True]
 
 
 def test_a_text_model_reads_no_image(tiny_encoder, graph_cache, tmp_path):
@@ -91,6 +112,27 @@ def test_an_extractor_that_cannot_load_is_refused(trained, graph_cache, tmp_path
     tagger.options.vision_arch, tagger.options.vision_weights = 'resnet50', str(tmp_path / 'gone.pth')
     with pytest.raises(PredictionError, match="vision weights '.*gone.pth'.*cannot be loaded here"):
         tagger.predict('Rob after a fish dinner', image=next(demo_image_root().glob('coffee.*')))
+
+
+def test_words_is_pre_split_input_and_a_flat_list_is_several_raw_tweets(tagger):
+    words = ['does', 'insulin', 'help', 'Barack', 'Obama', 'in', 'Paris', '?']
+    one = tagger.predict(words=words)
+    assert one.words == words and len(one.labels) == 8
+    assert tagger.predict(' '.join(words)).labels == one.labels  # the same tweet as raw text
+    assert [p.words for p in tagger.predict(words=[words, ['Rob']])] == [words, ['Rob']]
+    assert tagger.predict(words=[words], images=[None])[0].labels == one.labels
+    several = tagger.predict(words)  # the documented rule: eight one-word raw tweets
+    assert len(several) == 8 and [p.words for p in several] == [[w] for w in words]
+    with pytest.raises(ValueError, match="exactly one of them"):
+        tagger.predict('a b', words=['a', 'b'])
+    with pytest.raises(ValueError, match="exactly one of them"):
+        tagger.predict()
+    with pytest.raises(ValueError, match="not one string"):
+        tagger.predict(words='does insulin help')
+    with pytest.raises(ValueError, match="a list of such lists, got"):
+        tagger.predict(words=[['a'], 'b c'])
+    with pytest.raises(ValueError, match="takes 'image', not 'images'"):
+        tagger.predict(words=words, images=[None])
 
 
 def test_argument_errors(tagger):

@@ -283,3 +283,25 @@ def test_cross_domain_scores_each_run_on_the_other_test_split(reproduce, tiny_en
     err = capsys.readouterr().err
     assert err.startswith('reproduce.py: ') and err.count('\n') == 1, err
     assert f'but {per_only} tags O B-PER I-PER: cross-domain scores need one label set' in err
+
+
+def test_the_plot_names_the_paper_of_each_cross(reproduce, tmp_path, monkeypatch):
+    """bert-crf has an F1 from the UMGF paper and one from the ITA paper: two markers, two legend names."""
+    import matplotlib.pyplot as plt
+
+    papers = [p for p in yaml.safe_load((ROOT / 'experiments' / 'papers.yaml').read_text())
+              if p['method'] == 'bert-crf' and p['dataset'] == 'twitter2017']
+    assert len(papers) == 2
+    row = {'dataset': 'twitter2017', 'method': 'bert-crf', 'papers': papers,
+           'f1': {'values': [80.0, 81.0], 'mean': 80.5, 'std': 0.7}}
+    figures = []
+    monkeypatch.setattr(plt, 'close', figures.append)
+    reproduce.plot([row], tmp_path / 'plot.png')
+    [ax] = figures[0].axes
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ['UMGF paper', 'ITA paper']
+    # each paper's F1 drawn at the method, in a colour of its own
+    points = {tuple(c.get_offsets()[0]): c.get_facecolor().tolist() for c in ax.collections
+              if len(c.get_offsets()) == 1}
+    first, second = ((0.0, p['f1']) for p in papers)
+    assert first in points and second in points and points[first] != points[second]

@@ -13,10 +13,18 @@ def run():
     return load_experiment('run')
 
 
-def test_demo_run_writes_metrics_checkpoint_and_plot(run, tiny_encoder, graph_cache, tmp_path):
+def test_demo_run_writes_metrics_checkpoint_and_plot(run, tiny_encoder, graph_cache, tmp_path, capsys):
     argv = ['--model', 'bert-crf', '--encoder', tiny_encoder, '--epochs', '2', '--seed', '3',
             '--out', str(tmp_path), '--cache-dir', str(graph_cache)]
     metrics = run.main(argv)
+    # The log says only what the model reads (bert-crf: no photo, no aux words), and the dev and
+    # test tables are printed once, at the end (the log has one line of each).
+    out, log = capsys.readouterr().out, (tmp_path / 'log.txt').read_text()
+    assert 'train: 24 tweets\n' in log and 'usable image' not in log and 'aux words' not in log
+    assert out.count('overall') == 2 and 'overall' not in log
+    for split in ('dev', 'test'):
+        p, r, f1 = (100 * metrics[split][key] for key in ('precision', 'recall', 'f1'))
+        assert f'{split}, best dev checkpoint: P {p:.2f} R {r:.2f} F1 {f1:.2f}\n' in log
     saved = json.loads((tmp_path / 'metrics.json').read_text())
     assert saved['test'] == metrics['test']
     for key in ('model', 'dataset', 'encoder', 'epochs', 'seed', 'dev', 'test', 'train_seconds',
@@ -71,6 +79,30 @@ def test_a_run_that_dies_marks_its_folder_failed(run, tiny_encoder, graph_cache,
                   '--cache-dir', str(graph_cache), '--set', 'model.max_length=2'])
     assert (tmp_path / 'run' / 'FAILED').read_text().startswith("ValueError: 'max_length' must be at least 4")
     assert not (tmp_path / 'run' / 'metrics.json').exists()
+
+
+def test_an_interrupted_fresh_run_says_in_failed_what_it_kept(run, tiny_encoder, graph_cache, tmp_path,
+                                                               monkeypatch, capsys):
+    from graphmner.train import Trainer
+
+    train_epoch = Trainer.train_epoch
+
+    def ctrl_c_in_epoch_2(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return train_epoch(self, epoch)
+    monkeypatch.setattr(Trainer, 'train_epoch', ctrl_c_in_epoch_2)
+    monkeypatch.setattr('sys.argv', ['experiments/run.py', '--model', 'bert-crf'])
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(['--model', 'bert-crf', '--encoder', tiny_encoder, '--epochs', '3', '--out', str(tmp_path),
+                  '--cache-dir', str(graph_cache)])
+    assert exit_info.value.code == 130
+    kept = f'interrupted in epoch 2 of 3: {tmp_path / "last.pt"} keeps epoch 1'
+    err = capsys.readouterr().err
+    assert err.startswith(f'run.py: {kept}') and err.endswith(
+        '; continue with: python experiments/run.py --model bert-crf --resume\n') and err.count('\n') == 1
+    assert (tmp_path / 'FAILED').read_text().startswith(f'TrainingInterrupted: {kept}')
+    assert '--resume continues from it' in (tmp_path / 'FAILED').read_text()
 
 
 def test_a_text_only_model_extracts_no_visual_features(run, tiny_encoder, tmp_path, monkeypatch):

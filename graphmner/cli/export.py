@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import sys
 from pathlib import Path
 
 from .common import Parser, UsageError, run_guarded
@@ -134,6 +135,9 @@ def export_graphs(args: argparse.Namespace) -> list[Path]:
     from ..graph.inspect import draw, summary
 
     dataset = load_split(args)
+    if args.start >= len(dataset):
+        raise UsageError(f'--start {args.start} is past the end of the {args.split} split, which has '
+                         f'{len(dataset)} graphs (--start 0 to {len(dataset) - 1})')
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +145,9 @@ def export_graphs(args: argparse.Namespace) -> list[Path]:
         raise UsageError(f"cannot write to --out '{out}': {error.strerror}") from None
     written = []
     stop = min(len(dataset), args.start + args.count)
+    if stop - args.start < args.count:
+        print(f'note: the {args.split} split has {len(dataset)} graphs: --count {args.count} from --start '
+              f'{args.start} exports the {stop - args.start} up to its end', file=sys.stderr)
     for i in range(args.start, stop):
         g = dataset[i]
         fake = args.fake_visual and g['region'].num_nodes == 0
@@ -160,5 +167,7 @@ def export_graphs(args: argparse.Namespace) -> list[Path]:
             else:
                 export(g, path)
             written.append(path)
-    print(f'wrote {len(written)} files for {stop - args.start} graphs to {out}')
+    graphs = stop - args.start
+    print(f"wrote {len(written)} file{'s' * (len(written) != 1)} for {graphs} graph{'s' * (graphs != 1)} "
+          f'to {out}')
     return written

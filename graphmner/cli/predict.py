@@ -144,6 +144,8 @@ def predict(args: argparse.Namespace):
             raise UsageError(f"--output '{args.output}': its folder does not exist")
     if source is not None:  # a bad input file is found before the model loads
         tweets, images, ids = read_input(source, fmt, args.image_root)
+    if args.image is not None:
+        check_image(args.image)
     try:
         tagger = Tagger.load(args.checkpoint, cache_dir=args.cache_dir, device=args.device,
                              batch_size=args.batch_size, captions=args.captions)
@@ -156,8 +158,30 @@ def predict(args: argparse.Namespace):
         raise UsageError(str(error)) from None
     write_output(Path(args.output), out_fmt, predictions, ids)
     entities = sum(len(p.entities) for p in predictions)
-    print(f'tagged {len(predictions)} tweets ({entities} entities) -> {args.output}')
+    unusable = sum(any(note.startswith('image unusable') for note in p.notes) for p in predictions)
+    flagged = f'; {unusable} with an unusable image, tagged from the text: see their notes' * bool(unusable)
+    print(f"tagged {len(predictions)} tweet{'s' * (len(predictions) != 1)} ({entities} "
+          f"entit{'ies' if entities != 1 else 'y'}{flagged}) -> {args.output}")
     return predictions
+
+
+def check_image(path: str) -> None:
+    """The one photo given with --text must be usable: a path that is missing,
+    a folder or a broken file is almost always a typo, so it is an error, not a
+    silent text-only tag (a file of tweets flags such images per tweet)."""
+    from ..data.images import load_image
+
+    result = load_image(path)
+    if result.ok:
+        return
+    if Path(path).is_dir():
+        reason = 'is a folder, not an image file'
+    elif result.problem == 'missing':
+        reason = 'does not exist'
+    else:
+        reason = f'cannot be used ({result.problem}: {result.detail})'
+    raise UsageError(f"--image '{path}' {reason}; give the tweet's photo, or leave --image out to tag "
+                     'from the text alone')
 
 
 def _input_format(path: Path) -> str:

@@ -280,7 +280,7 @@ def load_dataset(name: str, split: str, data_root: str | os.PathLike | None = No
     dataset.labels = labels
     dataset.options = graph_options
     missing = dataset.report.get('images_missing')
-    if missing:
+    if missing and images:  # without images nothing was read: no image is "unusable"
         log.info('%s/%s: %d of %d tweets have no usable image', name, split, missing, len(dataset))
     return dataset
 

@@ -6,6 +6,7 @@ from .trainer import (
                       CheckpointError,
                       TrainConfig,
                       Trainer,
+                      TrainingInterrupted,
                       linear_schedule,
                       optimizer_groups,
                       plot_history,
@@ -14,4 +15,5 @@ from .trainer import (
 )
 
 __all__ = ['CheckpointError', 'Distributed', 'GlobalBatchSampler', 'TrainConfig', 'Trainer',
-           'linear_schedule', 'optimizer_groups', 'plot_history', 'seed_everything', 'shuffled_loader']
+           'TrainingInterrupted', 'linear_schedule', 'optimizer_groups', 'plot_history', 'seed_everything',
+           'shuffled_loader']

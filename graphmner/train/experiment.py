@@ -88,6 +88,7 @@ class RunSpec:
             ``$GRAPHMNER_CACHE``).
         graphs_on_disk (bool): build each split into a graph file and stream it. (default: False)
         resume (bool): continue from ``<out>/last.pt``. (default: False)
+        config (Path, optional): the YAML file the settings were read from (:func:`load_spec`).
     """
 
     model: str
@@ -103,6 +104,7 @@ class RunSpec:
     cache_dir: str | None = None
     graphs_on_disk: bool = False
     resume: bool = False
+    config: Path | None = None
 
     @property
     def dataset_name(self) -> str:
@@ -225,7 +227,7 @@ def load_spec(model: str, dataset: str = 'demo', config: str | os.PathLike | Non
     try:
         return RunSpec(model=model, model_config=cls.config_class(**settings['model']), dataset=str(dataset),
                        data=GraphOptions(**{**definition.graph_options, **settings['data']}),
-                       train=TrainConfig(**settings['train']), **fields)
+                       train=TrainConfig(**settings['train']), config=path, **fields)
     except ValueError as error:
         raise ExperimentError(str(error)) from None
 
@@ -390,6 +392,7 @@ def _load_splits(spec: RunSpec, images: bool) -> dict[str, Any]:
 
 def _run(spec: RunSpec, run_dir: Path, distributed) -> RunResult:
     from .. import models
+    from ..data.datasets import is_folder_dataset
     from ..graph.data_config import DataConfig
 
     setup_logging(run_dir, distributed.rank)
@@ -418,14 +421,24 @@ def _run(spec: RunSpec, run_dir: Path, distributed) -> RunResult:
         # Applied on access: no split is copied into a list of graphs.
         dataset.transform = model.graph_transform()
         report = dataset.report
-        log.info('%s: %d tweets, %d without a usable image, %d with aux words', split, len(dataset),
-                 report.get('images_missing', 0), report.get('tweets_with_aux', 0))
+        # Only what the model reads: a text model's tweets are not "without a usable image".
+        counts = [f'{len(dataset)} tweets']
+        if images:
+            counts.append(f"{report.get('images_missing', 0)} without a usable image")
+        if sources:
+            counts.append(f"{report.get('tweets_with_aux', 0)} with aux words")
+        log.info('%s: %s', split, ', '.join(counts))
 
     trainer = fit(spec, model, data['train'], data['dev'], distributed)
     if not distributed.is_main:
         return RunResult({}, run_dir, model)  # rank 0 alone evaluates and writes the run folder
     dev = trainer.test(data['dev'], 'dev')
     test = trainer.test(data['test'])
+    default_config = spec.config == config_file(spec.model, spec.dataset)
+    if dev['f1'] == 0 and is_folder_dataset(spec.dataset) and default_config:
+        log.warning('dev F1 is 0: %s holds the settings for Twitter-2017 (about 4,000 training tweets); '
+                    'for a small corpus try the demo-sized ones (more epochs, larger learning rates): '
+                    '--config %s', spec.config, config_file(spec.model, 'demo'))
     save_predictions(model, trainer.eval_loader(data['test']), data['test'],
                      run_dir / 'test_predictions.txt', distributed.device)
     views = {}  # a model with several inference views (ITA) is also scored with each one forced

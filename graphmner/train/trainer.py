@@ -31,8 +31,14 @@ from torch_geometric.data import HeteroData
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-from ..io import CheckpointError, atomic_save, atomic_write, atomic_write_text, remove_partial_writes
-from ..metrics import format_scores
+from ..io import (
+    CheckpointError,
+    atomic_save,
+    atomic_write,
+    atomic_write_text,
+    load_failure,
+    remove_partial_writes,
+)
 from ..models.base import MNERModel
 from .distributed import Distributed, GlobalBatchSampler, per_rank_batch
 
@@ -43,6 +49,22 @@ LAST = 'last.pt'    # training state after the last finished epoch (for --resume
 
 #: ``train.precision`` (``--precision``): the autocast dtype of each mode (fp32: no autocast).
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during :meth:`Trainer.fit`; the message says which epoch
+    ``last.pt`` keeps. A :class:`KeyboardInterrupt`, so that code catching
+    :class:`Exception` lets it through; the command shows it as one line, exit
+    status 130.
+
+    Attributes:
+        kept_epoch (int): the last epoch whose training state is in ``last.pt``
+            (0: none, ``--resume`` starts from scratch).
+    """
+
+    def __init__(self, message: str, kept_epoch: int):
+        super().__init__(message)
+        self.kept_epoch = kept_epoch
 
 
 @dataclass
@@ -190,8 +212,11 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
         self.best_f1 = -1.0
+        # Summed over every epoch of the run, whichever process trained it (a resumed run restores
+        # them): an epoch cut short by an interrupt or a kill is trained again and counted once.
         self.train_seconds = 0.0
         self.tweets_seen = 0
+        self.kept_epoch = 0  # the epoch last.pt holds (the one an interrupt keeps)
 
     # -- data -------------------------------------------------------------------------
     def train_loader(self, epoch: int) -> DataLoader:
@@ -244,6 +269,7 @@ class Trainer:
         self.epoch, self.best_f1 = state['epoch'], state['best_f1']
         self.history = json.loads(state['history'])
         self.train_seconds, self.tweets_seen = state['train_seconds'], state['tweets_seen']
+        self.kept_epoch = self.epoch
         log.info('Resumed from %s after epoch %d (best dev F1 %.4f)%s', path, self.epoch, self.best_f1,
                  ': the run had finished' if state.get('finished') else '')
         return True
@@ -253,8 +279,7 @@ class Trainer:
         try:
             state = torch.load(path, map_location='cpu', weights_only=True)
         except Exception as error:  # torch reports a cut-off zip as RuntimeError, a bad pickle as others
-            reason = f'{type(error).__name__}: {str(error).splitlines()[0] if str(error) else "unreadable"}'
-            raise CheckpointError(self._damaged(path, reason)) from None
+            raise CheckpointError(self._damaged(path, load_failure(error))) from None
         if not isinstance(state, dict):
             raise CheckpointError(self._damaged(path, f'it holds a {type(state).__name__}, not a dict'))
         return state
@@ -282,6 +307,7 @@ class Trainer:
             if self.scaler.is_enabled():
                 state['grad_scaler'] = self.scaler.state_dict()
         atomic_save(state, self.run_dir / LAST)
+        self.kept_epoch = self.epoch
 
     # -- loop -----------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -335,7 +361,28 @@ class Trainer:
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:
         """Trains the remaining epochs. Under ``torchrun`` every rank calls it;
         rank 0 evaluates and writes the run folder after each epoch while the
-        others wait at a barrier."""
+        others wait at a barrier.
+
+        Raises:
+            TrainingInterrupted: on Ctrl-C; ``last.pt`` keeps the last finished
+                epoch (a write it cut is removed, the previous file stays).
+        """
+        try:
+            return self._fit(resume)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self._interrupted(), self.kept_epoch) from None
+
+    def _interrupted(self) -> str:
+        """What an interrupt leaves: the epoch in ``last.pt``, if any."""
+        epoch = min(self.kept_epoch + 1, self.config.epochs)
+        if not self.kept_epoch:
+            return (f'interrupted in epoch {epoch} of {self.config.epochs}, before any epoch finished: '
+                    'nothing was kept, --resume starts from scratch')
+        return (f'interrupted in epoch {epoch} of {self.config.epochs}: {self.run_dir / LAST} keeps epoch '
+                f'{self.kept_epoch} (best dev F1 so far {self.best_f1:.4f}, in {BEST}), and --resume '
+                'continues from it')
+
+    def _fit(self, resume: bool) -> list[dict[str, Any]]:
         seed_everything(self.config.seed)
         if self.dist.is_main:
             self._prepare_run_dir(resume)
@@ -349,10 +396,11 @@ class Trainer:
                  self.dist.world_size, ' (DDP)' if self.dist.active else '', self.steps_per_epoch,
                  self.config.precision)
         for epoch in range(self.epoch, self.config.epochs):
+            seconds, tweets = self.train_seconds, self.tweets_seen
             losses = self.train_epoch(epoch)
             self.epoch = epoch + 1
             if self.dist.is_main:
-                self._end_epoch(losses)
+                self._end_epoch(losses, self.train_seconds - seconds, self.tweets_seen - tweets)
             # Each rank's random state (dropout; rank 0's after evaluating), for a resumed run to go on
             # with the masks it would have drawn.
             rng_states = self.dist.gather(torch.get_rng_state())
@@ -371,12 +419,15 @@ class Trainer:
             log.warning('Starting from scratch: %s of an earlier run will be replaced after the first '
                         'epoch (--resume continues it instead)', self.run_dir / LAST)
 
-    def _end_epoch(self, losses: dict[str, float]) -> None:
-        """Rank 0: dev scores, the best checkpoint, the log, history and plot."""
+    def _end_epoch(self, losses: dict[str, float], seconds: float, tweets: int) -> None:
+        """Rank 0: dev scores, the best checkpoint, the log, history and plot
+        (each epoch's training time and tweets in the history: the run's totals
+        are their sums, whichever process trained each epoch)."""
         selection, dev = self.model.selection_score(list(self.eval_loader(self.dev_set)),
                                                      self.config.scheme)
         record = {'epoch': self.epoch, **losses, 'dev_f1': dev['f1'],
-                  'dev_precision': dev['precision'], 'dev_recall': dev['recall']}
+                  'dev_precision': dev['precision'], 'dev_recall': dev['recall'],
+                  'train_seconds': seconds, 'tweets': tweets}
         if self.model.selection_views:
             record['dev_selection'] = selection
         self.history.append(record)
@@ -412,7 +463,9 @@ class Trainer:
             raise CheckpointError(f'{best} is missing: the run trained {self.epoch} epoch(s) but its best '
                                   'dev checkpoint is gone. Train again in a new run folder')
         scores = self.model.evaluate(self.eval_loader(graphs), self.config.scheme)
-        log.info('%s, best dev checkpoint:\n%s', name, format_scores(scores))
+        # One line: the command prints the per-type tables once, at the end.
+        log.info('%s, best dev checkpoint: P %.2f R %.2f F1 %.2f', name, 100 * scores['precision'],
+                 100 * scores['recall'], 100 * scores['f1'])
         return scores
 
     @property

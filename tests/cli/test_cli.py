@@ -12,6 +12,7 @@ from conftest import ROOT
 from graphmner import models
 from graphmner.cli import MODEL_NAMES, main, quiet_third_parties
 from graphmner.data.conll import read_conll
+from graphmner.train.experiment import config_file
 
 
 @pytest.fixture(scope='module')
@@ -29,6 +30,33 @@ def error_of(argv, capsys) -> str:
     err = capsys.readouterr().err
     assert err.count('\n') == 1, err  # one line, no traceback
     return err
+
+
+def test_ctrl_c_is_one_line_with_the_command_that_resumes(monkeypatch, capsys):
+    from graphmner.cli import run_guarded
+    from graphmner.train import TrainingInterrupted
+
+    def interrupted():
+        raise TrainingInterrupted('interrupted in epoch 2 of 3: runs/x/last.pt keeps epoch 1', 1)
+    argv = ['/somewhere/graphmner', 'train', '--model', 'umgf', '--out', 'runs/my x']
+    monkeypatch.setattr(sys, 'argv', argv)
+    with pytest.raises(SystemExit) as exit_info:
+        run_guarded('graphmner train', interrupted)
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == ('graphmner train: interrupted in epoch 2 of 3: runs/x/last.pt keeps '
+                                       'epoch 1; continue with: graphmner train --model umgf --out '
+                                       "'runs/my x' --resume\n")
+    monkeypatch.setattr(sys, 'argv', ['experiments/run.py', '--model', 'umgf', '--resume'])
+    with pytest.raises(SystemExit):
+        run_guarded('run.py', interrupted)
+    assert capsys.readouterr().err.endswith(
+        'continue with: python experiments/run.py --model umgf --resume\n')
+
+    def stopped():
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as exit_info:
+        run_guarded('graphmner predict', stopped)
+    assert exit_info.value.code == 130 and capsys.readouterr().err == 'graphmner predict: interrupted\n'
 
 
 def test_model_names_are_the_registry():
@@ -104,6 +132,18 @@ def test_bad_input_is_one_line_and_writes_nothing(checkpoint, tmp_path, capsys):
     assert not target.exists()
 
 
+def test_a_wrong_image_for_one_tweet_is_an_error(checkpoint, tmp_path, capsys):
+    broken = tmp_path / 'photo.jpg'
+    broken.write_bytes(b'<html>not a photo</html>')
+    for image, reason in ((tmp_path / 'phto.jpg', 'does not exist'),
+                          (tmp_path, 'is a folder, not an image file'),
+                          (broken, 'cannot be used (not_an_image: ')):
+        message = error_of(['predict', str(checkpoint), '--text', 'Rob after a fish dinner', '--image',
+                            str(image)], capsys)
+        assert message.startswith(f"graphmner predict: error: --image '{image}' {reason}"), message
+        assert message.rstrip().endswith('or leave --image out to tag from the text alone')
+
+
 @pytest.mark.parametrize('argv, message', [
     (['--dataset', 'twitter2017'], "set data_root (--data-root)"),
     (['--dataset', 'no/such/folder'], "Unknown dataset 'no/such/folder'"),
@@ -172,6 +212,17 @@ def test_quiet_third_parties_drops_only_the_torch_jit_warning_unless_verbose():
         assert [str(w.message) for w in seen] == shown
 
 
+def test_the_python_api_hides_the_torch_jit_warning_and_verbose_shows_it():
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}
+    for code, shown in (('import graphmner.models', False),
+                        ('from graphmner.cli import quiet_third_parties\nquiet_third_parties(verbose=True)\n'
+                         'import torch_geometric', True)):
+        result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env,
+                                timeout=300, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+        assert ('`torch.jit.script` is deprecated' in result.stderr) == shown, result.stderr
+
+
 def test_a_command_that_works_exits_0_and_prints_its_result_once(graph_cache):
     """``sys.exit(main())`` would print the returned text to stderr and exit 1."""
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}
@@ -200,6 +251,23 @@ def test_trains_on_any_conll_folder(tiny_encoder, graph_cache, tmp_path):
     assert model.labels == ('O', 'B-DRUG', 'I-DRUG', 'B-DISEASE', 'I-DISEASE')
 
 
+def test_own_data_with_no_dev_entity_found_points_at_the_demo_sized_settings(tiny_encoder, graph_cache,
+                                                                              tmp_path):
+    folder = tmp_path / 'corpus'
+    folder.mkdir()
+    for name in ('train.txt', 'valid.txt', 'test.txt'):
+        (folder / name).write_text('IMGID:1\nTake\tO\naspirin\tB-DRUG\n\n'
+                                   'IMGID:2\nIbuprofen\tB-DRUG\nnow\tO\n\n')
+    # Twitter-2017's settings for a bert-crf: one epoch of a 2-tweet corpus finds nothing on dev
+    metrics = main(['train', '--model', 'bert-crf', '--dataset', str(folder), '--encoder', tiny_encoder,
+                    '--epochs', '1', '--out', str(tmp_path / 'run'), '--cache-dir', str(graph_cache)])
+    assert metrics['dev']['f1'] == 0
+    log = (tmp_path / 'run' / 'log.txt').read_text()
+    demo = config_file('bert-crf', 'demo')
+    assert 'bert-crf_twitter2017.yaml holds the settings for Twitter-2017' in log
+    assert f'the demo-sized ones (more epochs, larger learning rates): --config {demo}\n' in log
+
+
 def test_help_is_instant_and_explains_every_flag():
     env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}
     code = ('import sys, time; t = time.time(); from graphmner.cli import main\n'
@@ -220,6 +288,17 @@ def test_inspect_and_export(graph_cache, tmp_path, capsys):
     written = main(['export', '--dataset', 'demo', '--count', '1', '--format', 'graphml,html', '--out',
                     str(tmp_path), '--cache-dir', str(graph_cache)])
     assert sorted(p.suffix for p in written) == ['.graphml', '.html']
-    capsys.readouterr()
+    assert capsys.readouterr().out.endswith(f'wrote 2 files for 1 graph to {tmp_path}\n')
+    written = main(['export', '--dataset', 'demo', '--start', '20', '--count', '50', '--format', 'json',
+                    '--out', str(tmp_path), '--cache-dir', str(graph_cache)])
+    captured = capsys.readouterr()
+    assert [p.name.split('_')[2] for p in written] == ['20', '21', '22', '23']  # the train split has 24
+    assert captured.err.endswith('note: the train split has 24 graphs: --count 50 from --start 20 exports '
+                                 'the 4 up to its end\n')
+    assert captured.out.endswith(f'wrote 4 files for 4 graphs to {tmp_path}\n')
+    err = error_of(['export', '--dataset', 'demo', '--start', '30', '--out', str(tmp_path), '--cache-dir',
+                    str(graph_cache)], capsys)
+    assert err == ('graphmner export: error: --start 30 is past the end of the train split, which has 24 '
+                   'graphs (--start 0 to 23)\n')
     err = error_of(['inspect', '--index', '999', '--cache-dir', str(graph_cache)], capsys)
     assert '--index must be in [0, ' in err

@@ -8,7 +8,14 @@ from graphmner import models
 from graphmner.data.conll import read_conll
 from graphmner.data.demo import demo_split_path
 from graphmner.graph.builder import build_graph
-from graphmner.train import CheckpointError, TrainConfig, Trainer, linear_schedule, optimizer_groups
+from graphmner.train import (
+    CheckpointError,
+    TrainConfig,
+    Trainer,
+    TrainingInterrupted,
+    linear_schedule,
+    optimizer_groups,
+)
 from graphmner.train.trainer import BEST, LAST
 
 CONFIG = dict(batch_size=4, encoder_lr=1e-2, head_lr=1e-2, seed=1)  # 24 tweets: 6 batches an epoch
@@ -83,12 +90,30 @@ def test_same_seed_gives_identical_metrics(tiny_encoder, splits, uninterrupted, 
 
 
 @pytest.fixture(scope='module')
-def killed(tiny_encoder, splits, tmp_path_factory):
-    """The run folder of the same run killed in the middle of epoch 2."""
+def interrupted(tiny_encoder, splits, tmp_path_factory):
+    """The run folder of the same run interrupted in the middle of epoch 2, and the interrupt."""
     run = tmp_path_factory.mktemp('killed')
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(TrainingInterrupted) as info:
         train(tiny_encoder, splits, run, interrupt_at=9)  # epoch 1 has 6 batches: dies in epoch 2
-    return run
+    return run, info.value
+
+
+@pytest.fixture(scope='module')
+def killed(interrupted):
+    return interrupted[0]
+
+
+def test_an_interrupt_says_what_last_pt_keeps(interrupted, tiny_encoder, splits, tmp_path):
+    run, error = interrupted
+    best = torch.load(run / LAST, weights_only=True)['best_f1']
+    assert isinstance(error, KeyboardInterrupt) and error.kept_epoch == 1
+    assert str(error) == (f'interrupted in epoch 2 of 2: {run / LAST} keeps epoch 1 (best dev F1 so far '
+                          f'{best:.4f}, in best.pt), and --resume continues from it')
+    with pytest.raises(TrainingInterrupted) as info:
+        train(tiny_encoder, splits, tmp_path, interrupt_at=2)
+    assert info.value.kept_epoch == 0 and str(info.value) == (
+        'interrupted in epoch 1 of 2, before any epoch finished: nothing was kept, --resume starts from '
+        'scratch')
 
 
 def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(tiny_encoder, splits, uninterrupted, killed,
@@ -100,6 +125,11 @@ def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(tiny_encoder, spl
     resumed = train(tiny_encoder, splits, tmp_path, resume=True)
     # weights, optimizer moments, schedule and RNG (dropout) restored: the numbers of the run without a kill
     assert losses(resumed.history) == losses(uninterrupted['history'])
+    # time and tweets of both parts: epoch 1 as the killed trainer timed it, epoch 2 as the resumed one did
+    first = json.loads(state['history'])[0]['train_seconds']
+    assert first > 0 and resumed.history[0]['train_seconds'] == first == state['train_seconds']
+    assert resumed.train_seconds == pytest.approx(first + resumed.history[1]['train_seconds'])
+    assert resumed.tweets_seen == 48 and [h['tweets'] for h in resumed.history] == [24, 24]
     assert_same_weights(weights(resumed.model), uninterrupted['weights'])
     assert_same_weights(torch.load(tmp_path / BEST, weights_only=True)['state_dict'], uninterrupted['best'])
     assert resumed.test(splits['dev']) == uninterrupted['scores']
