@@ -4,13 +4,12 @@ File level: every ``import`` and ``from ... import`` of each module, at module
 level or inside a function (a lazy import still closes a cycle the moment it
 runs), is an edge to the module file it names; ``from package import name``
 is an edge to ``package/name.py`` where that file exists, else to the
-package's ``__init__.py``. Every strongly connected component of that graph
-with more than one module is reported, with one cycle through it.
+package's ``__init__.py``. Imports under ``if TYPE_CHECKING:`` are left out: they
+never run, so they cannot close a cycle. Every strongly connected component of
+that graph with more than one module is reported, with one cycle through it.
 """
 import ast
 from pathlib import Path
-
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / 'graphmner'
 
@@ -20,13 +19,25 @@ def module_name(root: Path, path: Path) -> str:
     return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
 
 
+def runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:`` (annotations only)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == 'TYPE_CHECKING':
+            for other in node.orelse:
+                yield other
+                yield from runtime_nodes(other)
+            continue
+        yield node
+        yield from runtime_nodes(node)
+
+
 def import_graph(root: Path) -> dict[str, set[str]]:
     """``{module: modules it imports}`` over the package at ``root``."""
     files = {module_name(root, p): p for p in root.rglob('*.py')}
     graph: dict[str, set[str]] = {name: set() for name in files}
     for name, path in files.items():
         package = name if path.name == '__init__.py' else name.rpartition('.')[0]
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in runtime_nodes(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -103,25 +114,15 @@ def show(found: list[list[str]]) -> str:
     return '; '.join(' -> '.join(c) for c in found)
 
 
-# arch-backends (issue 24's visual-backend registry) removes this one; it is still here on this branch.
-FEATURES_CYCLE = {'graphmner.features.vision', 'graphmner.features.descriptors'}
-
-
 def test_no_import_cycles():
-    found = [c for c in cycles(import_graph(PACKAGE)) if set(c) != FEATURES_CYCLE]
-    assert not found, f'import cycles: {show(found)}'
-
-
-@pytest.mark.xfail(reason='features/vision.py <-> features/descriptors.py: removed by the visual-backend '
-                          'registry (arch-backends); drop this mark once that is merged')
-def test_no_import_cycle_in_features():
-    found = [c for c in cycles(import_graph(PACKAGE)) if set(c) == FEATURES_CYCLE]
+    found = cycles(import_graph(PACKAGE))
     assert not found, f'import cycles: {show(found)}'
 
 
 def test_the_check_sees_lazy_and_package_imports(tmp_path):
     """A cycle closed by an import inside a function, one through ``from . import name``
-    and one through a package ``__init__`` are all found; an acyclic import is not."""
+    and one through a package ``__init__`` are all found; an acyclic import is not, nor one
+    that only an ``if TYPE_CHECKING:`` import closes (it never runs)."""
     root = tmp_path / 'pkg'
     (root / 'sub').mkdir(parents=True)
     files = {
@@ -131,6 +132,8 @@ def test_the_check_sees_lazy_and_package_imports(tmp_path):
         'c.py': 'import pkg.a\n',
         'sub/__init__.py': 'from .d import x\n',
         'sub/d.py': 'def h():\n    from pkg.sub import x\n',
+        'e.py': 'from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .f import y\n',
+        'f.py': 'from . import e\n',
     }
     for name, text in files.items():
         (root / name).write_text(text)

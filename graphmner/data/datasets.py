@@ -15,14 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from .conll import Tweet, read_conll
+from .demo import DEMO_DIR, DEMO_OPTIONS
 from .labels import BIO_LABELS, split_label
+from .paths import SPLIT_FILES
 
 DATASETS = ('demo', 'twitter2015', 'twitter2017')
-#: The folder of the demo's CoNLL files, inside this package (see :mod:`graphmner.data.demo`).
-DEMO_DIR: Path = Path(__file__).resolve().parent / 'demo'
 SPLITS = ('train', 'dev', 'test')
-#: Split name -> file name; ``dev`` is stored as ``valid.txt``, as in the Twitter releases.
-SPLIT_FILES = {'train': 'train.txt', 'dev': 'valid.txt', 'test': 'test.txt'}
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,6 @@ def dataset_definition(name: str | os.PathLike) -> DatasetDefinition:
     """The :class:`DatasetDefinition` of a named dataset or a dataset folder (any path that is not
     one of :data:`DATASETS`; whether it holds the split files is :func:`split_path`'s check)."""
     if name == 'demo':
-        from .demo import DEMO_OPTIONS
         return DatasetDefinition('demo', 'twitter2015', 'demo', dict(DEMO_OPTIONS))
     if name == 'twitter2015':
         return DatasetDefinition('twitter2015', 'twitter2015', 'twitter2015')

@@ -18,11 +18,13 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from .datasets import DEMO_DIR, split_path
+from .paths import SPLIT_FILES
 
 __all__ = ['DEMO_DIR', 'DEMO_CAPTIONS', 'DEMO_OPTIONS', 'SHARED_MODELS', 'demo_split_path',
            'demo_image_root']
 
+#: The folder of the demo's CoNLL files, inside this package.
+DEMO_DIR: Path = Path(__file__).resolve().parent / 'demo'
 #: Hand-written captions of the demo photos, in the BLIP-2 caption format.
 DEMO_CAPTIONS: Path = DEMO_DIR / 'captions.txt'
 #: The models folder beside the checkout on the project's machines (``../shared/models`` from the
@@ -57,7 +59,9 @@ def demo_split_path(split: str) -> Path:
     Raises:
         ValueError: If ``split`` is not one of the three.
     """
-    return split_path('demo', split)
+    if split not in SPLIT_FILES:
+        raise ValueError(f"Unknown split '{split}'; use one of {', '.join(SPLIT_FILES)}")
+    return DEMO_DIR / SPLIT_FILES[split]
 
 
 def demo_image_root() -> Path:

@@ -1,4 +1,4 @@
-"""Finding a tweet's photo in an image folder.
+"""Finding a split's file in a dataset folder and a tweet's photo in an image folder.
 
 The Twitter releases name each photo by the tweet's ``IMGID:`` plus an
 extension (``.jpg`` for all of Twitter-2015 and Twitter-2017); other
@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ['IMAGE_EXTENSIONS', 'MAX_IMAGE_ID_BYTES', 'image_id_problem', 'image_path']
+__all__ = ['IMAGE_EXTENSIONS', 'MAX_IMAGE_ID_BYTES', 'SPLIT_FILES', 'image_id_problem', 'image_path']
+
+#: Split name -> file name; ``dev`` is stored as ``valid.txt``, as in the Twitter releases.
+SPLIT_FILES = {'train': 'train.txt', 'dev': 'valid.txt', 'test': 'test.txt'}
 
 #: Extensions :func:`image_path` tries, in this order.
 IMAGE_EXTENSIONS: tuple[str, ...] = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
