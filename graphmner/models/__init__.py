@@ -1,4 +1,5 @@
-"""Model registry: ``available()``, ``build(name, **config)`` and ``load(path)``.
+"""Model registry: ``available()``, ``build(name, **config)`` and ``load(path)``; model folders
+(``save_pretrained`` / ``load_pretrained``, :mod:`graphmner.models.folder`).
 
 Every model is a :class:`~graphmner.models.base.MNERModel` registered under the
 name users pass to ``experiments/run.py --model``.
@@ -18,6 +19,7 @@ from ..graph.data_config import DataConfig
 from ..io import CheckpointError, load_checkpoint
 from .base import CHECKPOINT_FORMAT, EncoderConfig, MNERModel, MNEROutput
 from .bert_crf import BertCRF, BertCRFConfig
+from .folder import ModelFolderError, export_checkpoint, load_pretrained, save_pretrained
 from .gmf import GMF
 from .ita import ITA, ITAConfig
 from .maf import MAF, MAFConfig
@@ -99,4 +101,5 @@ def load(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> M
 
 
 __all__ = ['BertCRF', 'BertCRFConfig', 'EncoderConfig', 'ITA', 'ITAConfig', 'MAF', 'MAFConfig', 'MNERModel',
-           'MNEROutput', 'UMGF', 'UMGFConfig', 'available', 'build', 'load', 'model_class', 'register']
+           'MNEROutput', 'ModelFolderError', 'UMGF', 'UMGFConfig', 'available', 'build', 'export_checkpoint',
+           'load', 'load_pretrained', 'model_class', 'register', 'save_pretrained']
