@@ -123,10 +123,11 @@ def run_metrics(run: str | os.PathLike | None, model: MNERModel) -> tuple[dict[s
         metrics = json.loads(path.read_text(encoding='utf-8'))
     except (OSError, ValueError) as error:
         return None, f"'{path}' is not readable JSON ({_first_line(error)})"
-    if not isinstance(metrics, dict) or metrics.get('model') != model.name or \
-            list(metrics.get('labels', model.labels)) != list(model.labels):
-        found = metrics.get('model') if isinstance(metrics, dict) else None
+    found = metrics.get('model') if isinstance(metrics, dict) else None
+    if found != model.name:
         return None, f"'{path}' records another model ({found!r}, not {model.name!r})"
+    if list(metrics.get('labels', model.labels)) != list(model.labels):
+        return None, f"'{path}' records a model with other labels"
     return metrics, ''
 
 
