@@ -38,8 +38,9 @@ def shown(value: str | os.PathLike | None) -> str:
 
 
 def _read_node_types(model: MNERModel) -> list[str]:
-    kept = {schema.WORD, schema.IMAGE, *model.node_types,
-            *(t for src, _, dst in model.relations for t in (src, dst))}
+    kept = {schema.WORD, *model.node_types, *(t for src, _, dst in model.relations for t in (src, dst))}
+    if model.needs_image_features(model.config):  # every graph keeps an image node; these read it
+        kept.add(schema.IMAGE)
     return [t for t in NODE_MEANING if t in kept] + sorted(kept - set(NODE_MEANING))
 
 

@@ -175,7 +175,7 @@ def test_the_card_reports_the_run_and_what_the_model_reads(tiny_encoder, tmp_pat
     card = (save_pretrained(models.build('bert-crf', encoder=tiny_encoder), tmp_path / 'b', run=run)
             / 'README.md').read_text()
     assert "No scores: '" in card and "records another model ('maf', not 'bert-crf')" in card
-    assert 'the photo: no (a text-only model' in card and '`region`' not in card
+    assert 'the photo: no (a text-only model' in card and '`region`' not in card and '`image`' not in card
     # and so does one of the same method with other labels
     other = models.build('maf', labels=['O', 'B-PER', 'I-PER'], encoder=tiny_encoder)
     card = (save_pretrained(other, tmp_path / 'o', run=run) / 'README.md').read_text()
