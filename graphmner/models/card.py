@@ -113,14 +113,15 @@ def model_card(model: MNERModel, folder_name: str, encoder: str, metrics: dict[s
             lines.append(f'- image extractors: vision `{o.vision_arch}` '
                          f'(weights `{shown(o.vision_weights)}`), '
                          f'detector `{shown(o.detector_weights)}` (top {o.top_k} objects)')
-    else:
-        lines.append('- the photo: no (a text-only model: an image given to it is not read)')
     sources = model.aux_sources(model.config)
+    if not model.needs_image_features(model.config):
+        lines.append('- the photo: only as image text, no visual features' if sources else
+                     '- the photo: no (a text-only model: an image given to it is not read)')
     if sources:
         captions = shown(data.captions) if data is not None else 'not recorded'
         lines.append(f"- image text: {', '.join(sources)} (captions from `{captions}`)")
     if len(model.views) > 1:
-        lines.append(f"- views: {', '.join(model.views)} (the first where image text is present)")
+        lines.append(f"- inference views: {', '.join(model.views)} (`{model.views[0]}` in force)")
     split = f'raw text is split in the `{data.tokenizer}` tokenizer style' if data is not None else \
         'how its training text was split is not recorded'
     lines += [f'- text encoder: fine-tuned from `{shown(encoder)}` (at most {model.config.max_length} '

@@ -31,7 +31,7 @@ from ..graph.data_config import DataConfig
 from ..io import CheckpointError
 from ..nn.encoder import weights_loaded_later
 from .base import MNERModel
-from .card import model_card
+from .card import model_card, shown
 
 #: Bumped whenever the folder's layout or ``config.json`` keys change; other formats are refused.
 FOLDER_FORMAT = 1
@@ -112,22 +112,23 @@ def encoder_origin(encoder: str) -> str:
 
 
 def run_metrics(run: str | os.PathLike | None, model: MNERModel) -> tuple[dict[str, Any] | None, str]:
-    """(the run folder's ``metrics.json``, or None, and why not) for the card's scores: only a
-    record of this model (same registry name and labels) is used."""
+    """(the run folder's ``metrics.json``, or None, and why not, as the card says it) for the
+    card's scores: only a record of this model (same registry name and labels) is used."""
     if run is None:
         return None, 'the model was not saved from a run folder'
     path = Path(run) / 'metrics.json'
+    where = f"the metrics.json of the run folder '{shown(run)}'"
     if not path.is_file():
-        return None, f"the run folder '{run}' has no metrics.json"
+        return None, f"the run folder '{shown(run)}' has no metrics.json"
     try:
         metrics = json.loads(path.read_text(encoding='utf-8'))
     except (OSError, ValueError) as error:
-        return None, f"'{path}' is not readable JSON ({_first_line(error)})"
+        return None, f'{where} is not readable JSON ({_first_line(error)})'
     found = metrics.get('model') if isinstance(metrics, dict) else None
     if found != model.name:
-        return None, f"'{path}' records another model ({found!r}, not {model.name!r})"
+        return None, f'{where} records another model ({found!r}, not {model.name!r})'
     if list(metrics.get('labels', model.labels)) != list(model.labels):
-        return None, f"'{path}' records a model with other labels"
+        return None, f'{where} records a model with other labels'
     return metrics, ''
 
 

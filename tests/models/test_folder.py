@@ -174,9 +174,14 @@ def test_the_card_reports_the_run_and_what_the_model_reads(tiny_encoder, tmp_pat
     # another model's metrics.json gives no scores, and the card says why
     card = (save_pretrained(models.build('bert-crf', encoder=tiny_encoder), tmp_path / 'b', run=run)
             / 'README.md').read_text()
-    assert "No scores: '" in card and "records another model ('maf', not 'bert-crf')" in card
+    assert "No scores: the metrics.json of the run folder 'maf-twitter2017-seed1' records another model " \
+           "('maf', not 'bert-crf')" in card and str(tmp_path) not in card
     assert 'the photo: no (a text-only model' in card and '`region`' not in card and '`image`' not in card
     # and so does one of the same method with other labels
     other = models.build('maf', labels=['O', 'B-PER', 'I-PER'], encoder=tiny_encoder)
     card = (save_pretrained(other, tmp_path / 'o', run=run) / 'README.md').read_text()
     assert 'records a model with other labels' in card and '| test |' not in card
+    # ITA reads the photo as text only
+    ita = save_pretrained(models.build('ita', encoder=tiny_encoder), tmp_path / 'i')
+    card = (ita / 'README.md').read_text()
+    assert 'the photo: only as image text, no visual features' in card and '- image text: caption' in card
