@@ -185,3 +185,18 @@ def test_the_card_reports_the_run_and_what_the_model_reads(tiny_encoder, tmp_pat
     ita = save_pretrained(models.build('ita', encoder=tiny_encoder), tmp_path / 'i')
     card = (ita / 'README.md').read_text()
     assert 'the photo: only as image text, no visual features' in card and '- image text: caption' in card
+
+
+def test_an_encoder_folder_without_weights_builds_only_for_a_state_dict_to_come(tiny_encoder, tmp_path):
+    """The folder's encoder/ holds no weights: building from it is the loader's business; training
+    on it (outside weights_loaded_later) stays an error, never silently random weights."""
+    from graphmner.nn.encoder import TextEncoder, weights_loaded_later
+
+    folder = save_pretrained(models.build('bert-crf', encoder=tiny_encoder), tmp_path / 'm')
+    with pytest.raises(OSError, match='Cannot load the text encoder'):
+        TextEncoder(str(folder / 'encoder'))
+    with weights_loaded_later():
+        encoder = TextEncoder(str(folder / 'encoder'), pooler=True)
+    assert encoder.hidden_size == 32 and encoder.model.pooler is not None
+    with pytest.raises(OSError):
+        TextEncoder(str(folder / 'encoder'))  # the block is over
