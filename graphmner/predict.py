@@ -3,6 +3,8 @@ r"""Tagging new tweets with a trained model (after flair's ``SequenceTagger.pred
     >>> from graphmner import Tagger
     >>> tagger = Tagger.load('runs/umgf-demo-seed1/best.pt')
     >>> tagger.predict('Barack Obama visits Paris with the Lakers', image='photo.jpg').entities
+    >>> tagger.save_pretrained('models/umgf-demo')        # a model folder to share
+    >>> Tagger.from_pretrained('models/umgf-demo')        # needs no other file
 
 A checkpoint records how its training graphs were built (graph options,
 caption file, tokenizer style, versions: :attr:`MNERModel.data_config`), and
