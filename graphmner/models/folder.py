@@ -223,7 +223,7 @@ def load_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
         ModelFolderError: not a folder, not a graphmner model folder, another folder format, a
             model this graphmner lacks, or files that do not fit its ``config.json``.
     """
-    from . import available, build, model_class
+    from . import available, build, model_class  # the registry imports this module
 
     directory = Path(directory)
     config = read_folder_config(directory)
@@ -257,7 +257,7 @@ def load_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
 def export_checkpoint(checkpoint: str | os.PathLike, directory: str | os.PathLike) -> Path:
     """Converts a run's checkpoint (``best.pt``) into a model folder; the card takes its scores
     from the run folder's ``metrics.json`` when the checkpoint sits in one."""
-    from . import load
+    from . import load  # the registry imports this module
 
     checkpoint = Path(checkpoint)
     model = load(checkpoint)
