@@ -4,6 +4,8 @@ r"""Tagging new tweets with a trained model (after flair's ``SequenceTagger.pred
     >>> tagger = Tagger.load('runs/umgf-demo-seed1/best.pt')
     >>> tagger.predict('Barack Obama visits Paris with the Lakers', image='photo.jpg').entities
     >>> tagger.predict(words=['does', 'insulin', 'help'])        # one pre-split tweet
+    >>> tagger.save_pretrained('models/umgf-demo')        # a model folder to share
+    >>> Tagger.from_pretrained('models/umgf-demo')        # needs no other file
 
 A checkpoint records how its training graphs were built (graph options,
 caption file, tokenizer style, versions: :attr:`MNERModel.data_config`), and
@@ -37,7 +39,7 @@ from .graph.builder import GraphBuilder
 from .graph.data_config import DataConfig
 from .graph.datasets import DEFAULT_CACHE
 from .metrics import get_spans
-from .models import MNERModel, load
+from .models import MNERModel, load, load_pretrained, save_pretrained
 from .models.evidence import Evidence
 from .render import RenderedHTML, render
 
@@ -123,11 +125,44 @@ class Tagger:
         self.captions = caption_file
         self.cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
         self.transform = model.graph_transform()
+        #: The checkpoint or model folder the tagger was loaded from (None: built from a model).
+        self.source: Path | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike, **kwargs: Any) -> Tagger:
-        """A tagger for the checkpoint at ``path`` (a run's ``best.pt``)."""
-        return cls(load(path), **kwargs)
+        """A tagger for the checkpoint at ``path``: a run's ``best.pt``, or a model folder
+        (:meth:`save_pretrained`)."""
+        if Path(path).is_dir():
+            return cls.from_pretrained(path, **kwargs)
+        tagger = cls(load(path), **kwargs)
+        tagger.source = Path(path)
+        return tagger
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **kwargs: Any) -> Tagger:
+        """A tagger for the model folder ``directory`` (written by :meth:`save_pretrained` or
+        ``graphmner export-model``); it needs no other file, its text encoder included.
+
+        Raises:
+            ModelFolderError: not a graphmner model folder (another library's), or another format.
+        """
+        tagger = cls(load_pretrained(directory), **kwargs)
+        tagger.source = Path(directory)
+        return tagger
+
+    def save_pretrained(self, directory: str | os.PathLike, run: str | os.PathLike | None = None) -> Path:
+        """Writes the model as a model folder (``config.json``, ``model.safetensors``, the encoder's
+        tokenizer and config, a ``README.md`` model card) and returns its path.
+
+        Args:
+            directory: a new or empty folder, or an earlier model folder (its model files replaced).
+            run: the run folder whose ``metrics.json`` gives the card its scores (default: the
+                folder of the ``best.pt`` this tagger was loaded from, if it has one).
+        """
+        if run is None and self.source is not None and self.source.is_file() and \
+                (self.source.parent / 'metrics.json').is_file():
+            run = self.source.parent
+        return save_pretrained(self.model, directory, run=run)
 
     # -- building graphs ----------------------------------------------------------------
     def graphs(self, words: Sequence[Sequence[str]], images: Sequence[str | os.PathLike | None]

@@ -1,10 +1,12 @@
-"""The ``graphmner`` command: ``train``, ``predict``, ``explain``, ``export``, ``inspect``.
+"""The ``graphmner`` command: ``train``, ``predict``, ``explain``, ``export``, ``inspect``,
+``export-model``.
 
     graphmner train --model umgf                              # as experiments/run.py
     graphmner predict runs/umgf-demo-seed1/best.pt --text "Barack Obama visits Paris"
     graphmner explain runs/maf-demo-seed1/best.pt --text "Rob after a fish dinner" --output why.html
     graphmner export --dataset demo --count 2 --out /tmp/graphs
     graphmner inspect --dataset demo --split train --index 0
+    graphmner export-model runs/umgf-demo-seed1/best.pt models/umgf-demo  # a model folder
 
 Every user mistake (a bad flag, file, checkpoint or value) is one line on
 stderr and exit status 2. Heavy libraries are imported only after the
@@ -26,13 +28,13 @@ from .common import (
 
 
 def main(argv: list[str] | None = None) -> object:
-    from . import explain, export, inspect, predict, train
+    from . import explain, export, export_model, inspect, predict, train
 
     parser = Parser(prog='graphmner', description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for name, module in (('train', train), ('predict', predict), ('explain', explain), ('export', export),
-                         ('inspect', inspect)):
+                         ('inspect', inspect), ('export-model', export_model)):
         sub = commands.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)

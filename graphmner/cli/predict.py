@@ -29,7 +29,8 @@ OUTPUT_FORMATS = ('jsonl', 'conll', 'html')
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument('checkpoint', help="a trained model: a run's best.pt (e.g. runs/umgf-demo-seed1/best.pt)")
+    p.add_argument('checkpoint', help="a trained model: a run's best.pt (e.g. runs/umgf-demo-seed1/best.pt) "
+                   'or a model folder (graphmner export-model)')
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument('--text', help='one tweet to tag (e.g. --text "Barack Obama visits Paris")')
     source.add_argument('--input', help='a file of tweets to tag (e.g. --input tweets.jsonl)')

@@ -1,4 +1,5 @@
-"""Model registry: ``available()``, ``build(name, **config)`` and ``load(path)``.
+"""Model registry: ``available()``, ``build(name, **config)`` and ``load(path)``; model folders
+(``save_pretrained`` / ``load_pretrained``, :mod:`graphmner.models.folder`).
 
 Every model is a :class:`~graphmner.models.base.MNERModel` registered under the
 name users pass to ``experiments/run.py --model``: the built-in ones are listed
@@ -28,7 +29,8 @@ _LAZY = {'MNERModel': 'base', 'MNEROutput': 'base', 'EncoderConfig': 'base', 'CH
          'READABLE_FORMATS': 'base',
          'BertCRF': 'bert_crf', 'BertCRFConfig': 'bert_crf', 'GMF': 'gmf', 'GMFConfig': 'gmf',
          'ITA': 'ita', 'ITAConfig': 'ita', 'MAF': 'maf', 'MAFConfig': 'maf', 'UMGF': 'umgf',
-         'UMGFConfig': 'umgf'}
+         'UMGFConfig': 'umgf', 'ModelFolderError': 'folder', 'export_checkpoint': 'folder',
+         'load_pretrained': 'folder', 'save_pretrained': 'folder'}
 
 
 def __getattr__(name: str) -> Any:
@@ -90,5 +92,6 @@ def load(path: str | os.PathLike, map_location: str | torch.device = 'cpu') -> M
 
 
 __all__ = ['BertCRF', 'BertCRFConfig', 'EncoderConfig', 'GMF', 'GMFConfig', 'ITA', 'ITAConfig', 'MAF',
-           'MAFConfig', 'MNERModel', 'MNEROutput', 'MODEL_NAMES', 'UMGF', 'UMGFConfig', 'available', 'build',
-           'load', 'model_class', 'register']
+           'MAFConfig', 'MNERModel', 'MNEROutput', 'MODEL_NAMES', 'ModelFolderError', 'UMGF', 'UMGFConfig',
+           'available', 'build', 'export_checkpoint', 'load', 'load_pretrained', 'model_class', 'register',
+           'save_pretrained']

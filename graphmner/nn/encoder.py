@@ -27,6 +27,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,22 @@ def resolve_encoder_path(name_or_path: str) -> str:
         raise ValueError(f"The text encoder must be a model folder or a hub name, got the file "
                          f"'{name_or_path}' (set --encoder)")
     return name_or_path
+
+
+_WEIGHTS_LOADED_LATER: ContextVar[bool] = ContextVar('graphmner_encoder_weights_loaded_later', default=False)
+
+
+@contextmanager
+def weights_loaded_later() -> Iterator[None]:
+    """Inside the block a :class:`TextEncoder` builds its network from the folder's config and
+    tokenizer alone, with untrained weights: for rebuilding a saved model whose state dict (the
+    fine-tuned encoder included) is loaded next, from a folder that holds no encoder weights (a
+    model folder's ``encoder/``). Never for training: outside the block the weights are required."""
+    token = _WEIGHTS_LOADED_LATER.set(True)
+    try:
+        yield
+    finally:
+        _WEIGHTS_LOADED_LATER.reset(token)
 
 
 PREFIX_ATTENTION = 'graphmner_prefix'
@@ -202,7 +219,7 @@ class TextEncoder(nn.Module):
     def __init__(self, name_or_path: str, max_length: int = 128, pooling: str = 'mean',
                  pooler: bool = False, window_overlap: int | None = None):
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         if pooling not in ('mean', 'cls'):
             raise ValueError(f"'pooling' must be 'mean' or 'cls' (got '{pooling}')")
@@ -218,8 +235,13 @@ class TextEncoder(nn.Module):
         try:
             with _quiet_transformers():
                 self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline)
-                self.model, loading = AutoModel.from_pretrained(
-                    path, local_files_only=offline, add_pooling_layer=pooler, output_loading_info=True)
+                if _WEIGHTS_LOADED_LATER.get():
+                    config = AutoConfig.from_pretrained(path, local_files_only=offline)
+                    self.model = AutoModel.from_config(config, add_pooling_layer=pooler, dtype=config.dtype)
+                    loading = {}
+                else:
+                    self.model, loading = AutoModel.from_pretrained(
+                        path, local_files_only=offline, add_pooling_layer=pooler, output_loading_info=True)
         except OSError as error:
             raise OSError(f"Cannot load the text encoder '{name_or_path}': give a local model folder "
                           f"with --encoder (e.g. ../shared/models/all-MiniLM-L6-v2). {error}") from error
