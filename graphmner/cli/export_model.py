@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import run_guarded
+from .common import run_guarded
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

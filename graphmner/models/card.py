@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..data.labels import split_label
 from ..graph import schema
+from ..version import __version__
 from .base import MNERModel
 
 #: What each node type carries, for "what the model reads".

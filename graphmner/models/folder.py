@@ -26,10 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import __version__
 from ..graph.data_config import DataConfig
 from ..io import CheckpointError
 from ..nn.encoder import weights_loaded_later
+from ..version import __version__
 from .base import MNERModel
 from .card import model_card, shown
 

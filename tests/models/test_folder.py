@@ -13,6 +13,7 @@ from torch import nn
 from graphmner import models
 from graphmner.data.conll import read_conll
 from graphmner.data.demo import demo_split_path
+from graphmner.features.types import VisualWidths
 from graphmner.graph.builder import build_graph
 from graphmner.graph.data_config import DataConfig
 from graphmner.graph.options import GraphOptions
@@ -30,7 +31,8 @@ from graphmner.models.folder import (
 def graphs():
     tweets = read_conll(demo_split_path('train'))[:6]
     return [build_graph(t, None if i % 3 == 2 else fake_features(num_objects=i % 3, dim=2048, seed=i),
-                        aux=[('a', 'caption'), ('dog', 'caption')] if i % 2 == 0 else [])
+                        aux=[('a', 'caption'), ('dog', 'caption')] if i % 2 == 0 else [],
+                        widths=VisualWidths.uniform(2048))
             for i, t in enumerate(tweets)]
 
 
