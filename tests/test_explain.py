@@ -7,6 +7,8 @@ import torch
 
 from graphmner import Tagger, models
 from graphmner.data.demo import DEMO_OPTIONS, demo_image_root
+from graphmner.graph import GraphOptions
+from graphmner.graph.data_config import DataConfig
 
 TEXT = 'Handsome Rob after a fish dinner in Paris'
 
@@ -19,7 +21,7 @@ def untrained_tagger(name, tiny_encoder, cache):
     torch.manual_seed(0)
     extra = {} if name == 'bert-crf' else {'visual_dim': 42}  # the descriptors' width
     model = models.build(name, encoder=tiny_encoder, **extra)
-    model.data_config = {'options': dict(DEMO_OPTIONS), 'tokenizer': 'twitter2015'}
+    model.data_config = DataConfig(options=GraphOptions(**DEMO_OPTIONS), tokenizer='twitter2015')
     return Tagger(model, cache_dir=cache)
 
 

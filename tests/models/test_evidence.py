@@ -5,6 +5,7 @@ from conftest import batch_for, fake_features
 
 from graphmner import models
 from graphmner.data.conll import Tweet
+from graphmner.features.types import VisualWidths
 from graphmner.graph.builder import build_graph
 from graphmner.models.evidence import Attention, Evidence, Gate, Source
 
@@ -16,7 +17,7 @@ VISUAL = ('gmf', 'maf', 'umgf')
 def graphs(seed=0):
     aux = [('a', 'caption'), ('dog', 'caption')]
     return [build_graph(TWEET, fake_features(2, DIM, seed=seed), aux=aux),
-            build_graph(TWEET, None, feature_dim=DIM)]
+            build_graph(TWEET, None, widths=VisualWidths.uniform(DIM))]
 
 
 def make(name, tiny_encoder):

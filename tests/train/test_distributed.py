@@ -15,6 +15,7 @@ from graphmner import models
 from graphmner.cli import main
 from graphmner.data.conll import read_conll
 from graphmner.data.demo import demo_split_path
+from graphmner.features.types import VisualWidths
 from graphmner.graph import load_dataset
 from graphmner.graph.builder import build_graph
 from graphmner.train import TrainConfig, Trainer
@@ -313,7 +314,7 @@ def train_maf(rank, world_size, init_file, encoder, out):
         dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size)
     tweets = read_conll(demo_split_path('train'))[:12]
     graphs = [build_graph(t, fake_features(0, 8, seed=i)) if i % 4 != 3
-              else build_graph(t, None, feature_dim=8) for i, t in enumerate(tweets)]
+              else build_graph(t, None, widths=VisualWidths.uniform(8)) for i, t in enumerate(tweets)]
     torch.manual_seed(1)
     model = models.build('maf', encoder=encoder, visual_dim=8, negatives=4, dropout=0.0,
                          attention_dropout=0.0)
