@@ -222,7 +222,7 @@ class GraphBuilder:
         from ..features.detector import DetectorConfig
         o = self.options
         return DetectorConfig(arch=o.detector_arch, weights=o.detector_weights, top_k=o.top_k,
-                              conf=o.detector_conf)
+                              conf=o.detector_conf, cascades=o.cascades, hog_people=o.hog_people)
 
     def widths(self) -> VisualWidths:
         """The widths of the visual features the vision backend makes (:func:`backend_widths`)."""

@@ -381,11 +381,16 @@ def _load_splits(spec: RunSpec, images: bool) -> dict[str, Any]:
     from ..data.datasets import SPLITS
     from ..graph import load_dataset
 
-    return {split: load_dataset(spec.dataset, split, data_root=spec.data_root, image_root=spec.image_root,
-                                captions=spec.captions, images=images, on_disk=spec.graphs_on_disk,
-                                **dataclasses.asdict(spec.data),
-                                **({'cache_dir': spec.cache_dir} if spec.cache_dir else {}))
-            for split in SPLITS}
+    try:
+        return {split: load_dataset(spec.dataset, split, data_root=spec.data_root, image_root=spec.image_root,
+                                    captions=spec.captions, images=images, on_disk=spec.graphs_on_disk,
+                                    **dataclasses.asdict(spec.data),
+                                    **({'cache_dir': spec.cache_dir} if spec.cache_dir else {}))
+                for split in SPLITS}
+    except FileNotFoundError as error:
+        # An extractor's weights or data files (YOLO's .pt, a Haar cascade, the OCR models): the
+        # message names the option to set.
+        raise ExperimentError(str(error).splitlines()[0]) from None
 
 
 def _run(spec: RunSpec, run_dir: Path, distributed) -> RunResult:
