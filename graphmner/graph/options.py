@@ -28,7 +28,8 @@ class GraphOptions:
     scale_grid: int = 2                         # each pyramid level pooled to scale_grid x scale_grid cells
     spacy_model: str = 'en_core_web_sm'         # name or path, for UMGF's noun phrases
     aux_sources: tuple[str, ...] = ('caption', 'tag', 'ocr')  # order of aux words
-    ocr: bool = False                           # run Tesseract (needs it installed)
+    ocr: bool = False                           # read the photos' printed words (RapidOCR): 'ocr' aux words
+    ocr_min_confidence: float = 0.5             # OCR words less confident than this are dropped
     extra: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> str:

@@ -126,7 +126,7 @@ def test_demo_astronaut_has_her_face_as_a_person_grounded_to_woman(cache):
 CHANGED = {'vision_arch': 'resnet152', 'vision_weights': 'other.pth', 'detector_arch': 'cascade',
            'detector_weights': 'yolov8s.pt', 'cascades': ('profileface',), 'hog_people': True,
            'top_k': 7, 'detector_conf': 0.5, 'scale_grid': 3, 'spacy_model': 'en_core_web_lg',
-           'aux_sources': ('caption', ), 'ocr': True, 'extra': {'note': 1}}
+           'aux_sources': ('caption', ), 'ocr': True, 'ocr_min_confidence': 0.9, 'extra': {'note': 1}}
 
 
 @pytest.fixture
