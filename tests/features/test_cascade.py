@@ -134,9 +134,11 @@ def test_deterministic(found, astronaut):
 
 
 def test_missing_cascade_file_names_the_option(tmp_path, astronaut):
-    detector = CascadeDetector(CascadeConfig(cascades=('frontalcatface',), data_dir=tmp_path))  # reads nothing
+    # construction reads nothing
+    detector = CascadeDetector(CascadeConfig(cascades=('frontalcatface',), data_dir=tmp_path))
+    option = r"CascadeConfig\.data_dir \(data\.detector_weights\)"
     for use in (detector.fingerprint, lambda: detector.detect([astronaut])):
-        with pytest.raises(FileNotFoundError, match=r"CascadeConfig\.data_dir \(data\.detector_weights\)") as info:
+        with pytest.raises(FileNotFoundError, match=option) as info:
             use()
         assert 'haarcascade_frontalcatface.xml' in str(info.value) and '\n' not in str(info.value)
     (tmp_path / 'haarcascade_frontalcatface.xml').write_text('<html>not a cascade</html>')
