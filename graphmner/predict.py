@@ -181,7 +181,8 @@ class Tagger:
             o = self.options
             raise PredictionError(f'the model needs the image extractors it was trained with '
                                   f'({o.vision_arch}, vision weights {o.vision_weights!r}, '
-                                  f'detector {o.detector_weights!r}), and they cannot be loaded here: '
+                                  f'detector {o.detector_arch} {o.detector_weights!r}), and they cannot be '
+                                  f'loaded here: '
                                   f'{str(error).splitlines()[0]}') from None
         return graphs
 

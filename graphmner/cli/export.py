@@ -5,7 +5,7 @@ Examples:
     graphmner export --dataset twitter2017 --split test --data-root ../shared/data \\
         --count 5 --format graphml,html --out /tmp/graphs
 
-The demo runs offline with its weight-free descriptors and no detector
+The demo runs offline with its weight-free descriptors and OpenCV's Haar cascades
 (:data:`graphmner.data.demo.DEMO_OPTIONS`). Each graph ``i`` is written as
 ``<out>/<dataset>_<split>_<i>_<image_id>.<format>``.
 """

@@ -53,8 +53,9 @@ def add_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> 
     add('--vision-weights', help="ResNet weights: 'imagenet' (torch hub cache), a state-dict "
         "file, or 'none' for random weights (data.vision_weights; "
         'e.g. --vision-weights resnet152.pth)')
-    add('--detector-weights', help="YOLO weights: a .pt file, a .yaml for random weights, or "
-        "'none' for no detector (data.detector_weights; e.g. --detector-weights yolov8n.pt)")
+    add('--detector-weights', help="YOLO weights (a .pt file, a .yaml for random weights), the Haar "
+        "cascades' folder ('opencv': the OpenCV wheel's; with --set data.detector_arch=cascade, the demo's), "
+        "or 'none' for no detector (data.detector_weights; e.g. --detector-weights yolov8n.pt)")
     add('--spacy-model', help='spaCy pipeline name or folder for noun phrases (data.spacy_model; '
         'e.g. --spacy-model ../shared/models/en_core_web_sm-3.8.0)')
     add('--encoder', help='text encoder: hub name or local folder (default: the config '

@@ -34,15 +34,19 @@ SHARED_MODELS: Path = (Path('..') / 'shared' / 'models').resolve()
 #: Extractor settings the demo runs with when the caller sets none. No pretrained
 #: vision weights can be had offline, and a random ResNet describes every photo with
 #: nearly the same vector, so the demo describes its photos with the weight-free
-#: classical descriptors (:mod:`graphmner.features.descriptors`) and runs no detector:
-#: its graphs have no object nodes (UMGF falls back to the whole-image node, ITA gets
-#: no tag words) rather than random boxes with made-up classes. Every graph records
-#: this in ``g.visual_backend``. With ImageNet ResNet and YOLO weights at hand, pass
-#: ``vision_arch='resnet50', vision_weights='imagenet', detector_weights='yolov8n.pt'``.
+#: classical descriptors (:mod:`graphmner.features.descriptors`). Its detector is
+#: OpenCV's pretrained Haar cascades (:mod:`graphmner.features.cascade`), which ship
+#: inside the OpenCV wheel: faces and bodies become ``person`` objects, cat faces
+#: ``cat`` (on the demo's photos: the astronaut's face, the photographer's profile,
+#: the cat, and a few false faces), so UMGF grounds noun phrases and ITA reads object
+#: tags. Every graph records this in ``g.visual_backend``. With ImageNet ResNet and
+#: YOLO weights at hand, pass ``vision_arch='resnet50', vision_weights='imagenet',
+#: detector_arch='yolo', detector_weights='yolov8n.pt'``.
 DEMO_OPTIONS: dict = {
     'vision_arch': 'descriptors',
     'vision_weights': None,
-    'detector_weights': None,
+    'detector_arch': 'cascade',
+    'detector_weights': 'opencv',
     'spacy_model': str(SHARED_MODELS / 'en_core_web_sm-3.8.0'),
 }
 

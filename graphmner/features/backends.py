@@ -30,6 +30,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 from PIL import Image
 from torch import Tensor
 
+from graphmner.features.cascade import cascade_detector
 from graphmner.features.descriptors import DescriptorBackbone, DescriptorConfig
 from graphmner.features.detector import DetectorConfig, ObjectDetector
 from graphmner.features.types import Detections, NodeFeatures, VisualWidths
@@ -155,3 +156,4 @@ register_vision('resnet50', ResNetBackend)
 register_vision('resnet152', ResNetBackend)
 register_vision('descriptors', _descriptors)
 register_detector('yolo', ObjectDetector)
+register_detector('cascade', cascade_detector)

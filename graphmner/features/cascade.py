@@ -40,7 +40,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from graphmner.features.detector import COCO_CLASSES, Detections
+from graphmner.features.detector import COCO_CLASSES, Detections, DetectorConfig
 from graphmner.features.vision import file_sha256
 
 #: The cascades this detector runs (the stem of ``haarcascade_<name>.xml``), each
@@ -167,12 +167,12 @@ class CascadeConfig:
         """
         path = self.cascade_dir() / f'haarcascade_{name}.xml'
         if not path.is_file():
-            where = ('CascadeConfig.data_dir' if self.data_dir is not None
+            where = ('CascadeConfig.data_dir (data.detector_weights)' if self.data_dir is not None
                      else "the OpenCV wheel's cv2.data.haarcascades")
             raise FileNotFoundError(
-                f"CascadeConfig.cascades names {name!r}, but its OpenCV data file '{path}' is not in "
-                f"{where}; drop {name!r} from CascadeConfig.cascades or point CascadeConfig.data_dir "
-                f"at a folder that has it")
+                f"CascadeConfig.cascades (data.cascades) names {name!r}, but its OpenCV data file "
+                f"'{path}' is not in {where}; drop {name!r} from the cascades or point "
+                f"CascadeConfig.data_dir (data.detector_weights) at a folder that has it")
         return path
 
     def describe(self) -> str:
@@ -219,10 +219,17 @@ class CascadeDetector:
         config (CascadeConfig, optional): The settings.
             (default: :obj:`CascadeConfig()`)
 
+    It is the detector backend registered as ``'cascade'``
+    (:func:`cascade_detector` builds it from a
+    :class:`~graphmner.features.detector.DetectorConfig`). Construction reads
+    no file: :meth:`fingerprint` hashes the cascade files, and they load on
+    the first :meth:`detect`, so a run whose features are all cached loads none.
+
     Raises:
-        ImportError: OpenCV is missing, or is a 5.x without the cascades.
-        FileNotFoundError: A cascade's XML file is missing.
-        ValueError: A cascade file does not load.
+        ImportError: OpenCV is missing, or is a 5.x without the cascades
+            (from :meth:`fingerprint` or the first :meth:`detect`).
+        FileNotFoundError: A cascade's XML file is missing (idem).
+        ValueError: A cascade file does not load (on the first :meth:`detect`).
 
     Example:
         >>> from skimage import data
@@ -231,22 +238,44 @@ class CascadeDetector:
         ['person']
     """
 
+    #: The registered name (``DetectorConfig.arch``, ``data.detector_arch``).
+    name: Final = 'cascade'
+
     def __init__(self, config: CascadeConfig = CascadeConfig()):
         self.config = config
+        self._cascades: list | None = None
+        self._hog = None
+
+    def fingerprint(self) -> dict:
+        """The config's :meth:`CascadeConfig.fingerprint` (the cascade files'
+        digests); feeds the feature-cache key."""
+        return self.config.fingerprint()
+
+    def describe(self) -> str:
+        return self.config.describe()
+
+    def _load(self) -> list:
+        """Reads the cascades on first use, so that a run whose features are
+        all cached reads none."""
+        if self._cascades is not None:
+            return self._cascades
+        config = self.config
         cv2 = _import_cv2()
-        self._cascades = []
+        cascades = []
         for name in config.cascades:
             path = config.cascade_path(name)
             # Read first: OpenCV answers a file that is not a cascade with a SystemError.
             threshold = _last_stage_threshold(name, path)
             classifier = cv2.CascadeClassifier(str(path))
             if classifier.empty():
-                raise ValueError(f"CascadeConfig.cascades: OpenCV could not load {name!r} from '{path}'")
-            self._cascades.append((name, classifier, threshold))
-        self._hog = None
+                raise ValueError(f"CascadeConfig.cascades (data.cascades): OpenCV could not load {name!r} "
+                                 f"from '{path}'")
+            cascades.append((name, classifier, threshold))
         if config.hog_people:
             self._hog = cv2.HOGDescriptor()
             self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self._cascades = cascades
+        return cascades
 
     def detect(self, images: list[Image.Image]) -> list[CascadeDetections]:
         r"""Detects objects in each image.
@@ -275,7 +304,7 @@ class CascadeDetector:
         side = max(20, int(cfg.min_size * min(gray.shape)))
 
         found = []  # (x, y, w, h) in the detection image, margin, source
-        for name, classifier, threshold in self._cascades:
+        for name, classifier, threshold in self._load():
             rects, _, weights = classifier.detectMultiScale3(
                 gray, scaleFactor=cfg.scale_factor, minNeighbors=cfg.min_neighbors,
                 minSize=(side, side), outputRejectLevels=True)
@@ -349,7 +378,8 @@ def _last_stage_threshold(name: str, path: Path) -> float:
         stages = ET.parse(path).getroot().find('*/stages')
         return float(stages[-1].find('stageThreshold').text)
     except (ET.ParseError, AttributeError, IndexError, TypeError, ValueError) as e:
-        raise ValueError(f"CascadeConfig.cascades: OpenCV could not load {name!r} from '{path}': not a "
+        raise ValueError(f"CascadeConfig.cascades (data.cascades): OpenCV could not load {name!r} from "
+                         f"'{path}': not a "
                          f"Haar cascade in OpenCV's XML format ({type(e).__name__}: {e})") from e
 
 
@@ -359,3 +389,39 @@ def _import_cv2():
     except ImportError as e:
         raise ImportError("CascadeDetector needs OpenCV 4.x: pip install 'opencv-python>=4.7,<5'") from e
     return cv2
+
+
+#: ``DetectorConfig.weights`` (``data.detector_weights``) naming the cascades inside the OpenCV wheel.
+OPENCV_CASCADES: Final = 'opencv'
+
+
+def cascade_detector(config: DetectorConfig) -> CascadeDetector:
+    r"""The cascade detector of a :class:`~graphmner.features.detector.DetectorConfig`
+    with ``arch='cascade'``: the factory registered as ``'cascade'``.
+
+    ``weights`` is where the cascades' XML files (their trained weights) are:
+    :data:`OPENCV_CASCADES` (``'opencv'``) for the OpenCV wheel's, or a
+    folder of ``haarcascade_*.xml`` files; ``cascades`` and ``hog_people``
+    pick the detectors (``None``: :class:`CascadeConfig`'s default set),
+    ``top_k`` and ``conf`` (the minimum score) apply as for YOLO. The cascades'
+    own tuning (``scale_factor``, ``min_neighbors``, ``min_size``,
+    ``max_side``, ``iou``) keeps :class:`CascadeConfig`'s defaults; pass a
+    :class:`CascadeDetector` of another config to
+    :class:`~graphmner.features.extract.FeatureExtractor` to change them.
+
+    Raises:
+        FileNotFoundError: ``weights`` is neither ``'opencv'`` nor a folder.
+        ValueError: an unknown cascade name.
+    """
+    data_dir = None
+    if str(config.weights) != OPENCV_CASCADES:
+        data_dir = Path(config.weights).expanduser()
+        if not data_dir.is_dir():
+            raise FileNotFoundError(
+                f"DetectorConfig.weights (data.detector_weights) is {str(config.weights)!r}, which the "
+                f"cascade detector (data.detector_arch=cascade) reads as the folder of its haarcascade_*.xml "
+                f"files, and '{data_dir.resolve()}' is not a folder: set it to {OPENCV_CASCADES!r} for the "
+                f"cascades inside the OpenCV wheel, or to a folder that has them")
+    cascades = {} if config.cascades is None else {'cascades': tuple(config.cascades)}
+    return CascadeDetector(CascadeConfig(**cascades, hog_people=config.hog_people, top_k=config.top_k,
+                                         score_threshold=config.conf, data_dir=data_dir))

@@ -52,10 +52,13 @@ class DetectorConfig:
 
     Args:
         arch (str, optional): The detector's registered name: ``'yolo'``
-            (:class:`ObjectDetector`);
+            (:class:`ObjectDetector`) or ``'cascade'`` (OpenCV's Haar cascades,
+            :func:`~graphmner.features.cascade.cascade_detector`);
             :func:`~graphmner.features.backends.detector_names` lists them all.
             (default: :obj:`'yolo'`)
-        weights (str or os.PathLike, optional): A weights file (e.g. a local
+        weights (str or os.PathLike, optional): For the cascades, ``'opencv'``
+            (the OpenCV wheel's cascade files) or a folder of
+            ``haarcascade_*.xml`` files. For YOLO, a weights file (e.g. a local
             ``yolov8n.pt``; relative paths are resolved against the working
             directory, never looked up online), a model ``.yaml`` such as
             ``'yolov8n.yaml'`` for random weights (tests only), or
@@ -74,6 +77,14 @@ class DetectorConfig:
             ``.yaml`` model. (default: :obj:`0`)
         device (str, optional): Where the network runs; not part of the
             feature identity. (default: :obj:`'cpu'`)
+        cascades (tuple[str, ...], optional): The cascade detector's
+            cascades (keys of
+            :data:`~graphmner.features.cascade.CASCADE_LABELS`); :obj:`None`
+            for its default set. Read by ``'cascade'`` only.
+            (default: :obj:`None`)
+        hog_people (bool, optional): The cascade detector also runs OpenCV's
+            HOG people detector. Read by ``'cascade'`` only.
+            (default: :obj:`False`)
     """
 
     arch: str = 'yolo'
@@ -84,6 +95,8 @@ class DetectorConfig:
     imgsz: int = 640
     seed: int = 0
     device: str = 'cpu'
+    cascades: tuple[str, ...] | None = None
+    hog_people: bool = False
 
     def __post_init__(self):
         if self.top_k < 0:
@@ -145,7 +158,8 @@ class DetectorConfig:
         if not self.enabled:
             return {'weights': None}
         out = asdict(self)
-        del out['device']
+        for key in ('device', 'cascades', 'hog_people'):  # the device, and the cascade detector's own
+            del out[key]
         if self.random_weights:
             out['weights'] = f'random({self.weights})'
         else:

@@ -6,15 +6,14 @@ objects' class names and the text printed in the image. Those words become the
 graph's ``aux`` nodes (:func:`aux_words`).
 
 Captions are usually precomputed (:func:`read_captions` reads the BLIP-2
-captions released with PGIM); :class:`CaptionGenerator` and :class:`OcrReader`
-compute them from local models only.
+captions released with PGIM); :class:`CaptionGenerator` computes them from a
+local model. The printed words come from :mod:`graphmner.features.ocr`.
 """
 from __future__ import annotations
 
 import codecs
 import os
 import re
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -200,43 +199,3 @@ class CaptionGenerator:
                                       max_new_tokens=self.max_new_tokens)
         texts = self.processor.batch_decode(ids, skip_special_tokens=True)
         return [t.strip() for t in texts]
-
-
-class OcrReader:
-    r"""Reads the text printed in images with Tesseract (via pytesseract).
-
-    Args:
-        lang (str, optional): Tesseract language(s). (default: :obj:`'eng'`)
-        tesseract_cmd (str, optional): The ``tesseract`` executable;
-            :obj:`None` looks it up on ``PATH``. (default: :obj:`None`)
-
-    Raises:
-        ImportError: pytesseract is not installed.
-        FileNotFoundError: The tesseract executable cannot be found.
-    """
-
-    def __init__(self, *, lang: str = 'eng', tesseract_cmd: str | None = None):
-        try:
-            import pytesseract
-        except ImportError as e:
-            raise ImportError(
-                "OcrReader needs pytesseract and the tesseract program: "
-                "pip install pytesseract, and install tesseract (e.g. "
-                "apt-get install tesseract-ocr)") from e
-        cmd = shutil.which(tesseract_cmd or 'tesseract')
-        if cmd is None:
-            raise FileNotFoundError(
-                f"OcrReader found no tesseract executable "
-                f"({tesseract_cmd or 'tesseract'!r} is not on PATH): install "
-                f"tesseract (e.g. apt-get install tesseract-ocr) or set "
-                f"OcrReader(tesseract_cmd=...) (--tesseract-cmd)")
-        pytesseract.pytesseract.tesseract_cmd = cmd
-        self._pytesseract = pytesseract
-        self.lang = lang
-
-    def __call__(self, images: Sequence[Image.Image]) -> list[str]:
-        """The text of each image, whitespace-normalised ('' when none)."""
-        return [
-            ' '.join(self._pytesseract.image_to_string(img, lang=self.lang)
-                     .split()) for img in images
-        ]

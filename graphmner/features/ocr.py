@@ -37,8 +37,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
+import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
@@ -48,7 +51,12 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from graphmner.data.images import decode_image
+from graphmner.features.cache import bytes_sha256, settings_key
 from graphmner.features.vision import file_sha256
+from graphmner.io import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 #: The PP-OCRv4 ONNX files RapidOCR reads, by role, as named in its wheel.
 MODEL_FILES: Final[dict[str, str]] = {
@@ -209,6 +217,89 @@ class TextReader:
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}({self.config.describe()})'
+
+
+#: Bumped whenever the meaning of cached words changes, so old entries are no longer found.
+OCR_CACHE_VERSION: Final = 1
+
+
+class CachedTextReader:
+    r"""The words of image files, read by :class:`TextReader` once per file
+    content and settings: cached as one JSON file per image at
+    ``<root>/ocr/<settings key[:16]>/<sha256[:2]>/<sha256 of the image bytes>.json``,
+    the settings key that of :meth:`OcrConfig.fingerprint` (the model files'
+    digests and the engine's version). The engine loads only on a miss, so a
+    run whose words are all cached loads none. An entry that cannot be read,
+    is of another version or settings, or is malformed is logged and read again.
+
+    Args:
+        config (OcrConfig, optional): The settings. (default: :obj:`OcrConfig()`)
+        cache_dir (str or os.PathLike, optional): The cache's root (shared with
+            the feature cache); :obj:`None` reads every image.
+            (default: :obj:`None`)
+
+    Raises:
+        ImportError, FileNotFoundError: as :meth:`OcrConfig.fingerprint`.
+    """
+
+    def __init__(self, config: OcrConfig = OcrConfig(), cache_dir: str | os.PathLike | None = None):
+        self.config = config
+        self.settings = {'ocr_cache_version': OCR_CACHE_VERSION, **config.fingerprint()}
+        self.key = settings_key(self.settings)
+        self.dir = Path(cache_dir) / 'ocr' / self.key[:16] if cache_dir is not None else None
+        self._reader: TextReader | None = None
+        #: Images whose words were read by the engine (not found in the cache) by the last call.
+        self.read_count = 0
+
+    def __call__(self, images: Sequence[tuple[bytes, Image.Image | None]]) -> list[OcrWords]:
+        r"""The words of each image, given as its file's bytes (the cache key)
+        and the decoded image (:obj:`None` to decode the bytes only on a miss)."""
+        self.read_count = 0
+        out = []
+        for data, image in images:
+            digest = bytes_sha256(data)
+            words = self._get(digest)
+            if words is None:
+                if image is None:
+                    image = decode_image(data).image
+                if self._reader is None:
+                    self._reader = TextReader(self.config)
+                words = self._reader.read([image])[0]
+                self.read_count += 1
+                self._put(digest, words)
+            out.append(words)
+        return out
+
+    def _path(self, digest: str) -> Path | None:
+        return self.dir / digest[:2] / f'{digest}.json' if self.dir is not None else None
+
+    def _get(self, digest: str) -> OcrWords | None:
+        path = self._path(digest)
+        if path is None or not path.is_file():
+            return None
+        try:
+            entry = json.loads(path.read_text(encoding='utf-8'))
+            if entry['version'] != OCR_CACHE_VERSION or entry['settings'] != self.key:
+                raise ValueError('of another version or settings')
+            words = [str(w) for w in entry['words']]
+            tensors = [torch.tensor(entry[k], dtype=torch.float32).reshape(len(words), *shape)
+                       for k, shape in (('boxes', (4,)), ('pixel_boxes', (4,)), ('scores', ()))]
+            return OcrWords(words, *tensors)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+            log.warning("OCR cache entry '%s' is unusable (%s): reading the image again", path, error)
+            return None
+
+    def _put(self, digest: str, words: OcrWords) -> None:
+        path = self._path(digest)
+        if path is None:
+            return
+        settings = path.parent.parent / 'settings.json'
+        if not settings.is_file():
+            atomic_write_text(settings, json.dumps(self.settings, indent=2, sort_keys=True))
+        atomic_write_text(path, json.dumps({
+            'version': OCR_CACHE_VERSION, 'settings': self.key, 'words': words.words,
+            'boxes': words.boxes.tolist(), 'pixel_boxes': words.pixel_boxes.tolist(),
+            'scores': words.scores.tolist()}))
 
 
 def _split_line(line: list, word_gap: float) -> list[tuple[str, list[float], float]]:

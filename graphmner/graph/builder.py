@@ -222,7 +222,7 @@ class GraphBuilder:
         from ..features.detector import DetectorConfig
         o = self.options
         return DetectorConfig(arch=o.detector_arch, weights=o.detector_weights, top_k=o.top_k,
-                              conf=o.detector_conf)
+                              conf=o.detector_conf, cascades=o.cascades, hog_people=o.hog_people)
 
     def widths(self) -> VisualWidths:
         """The widths of the visual features the vision backend makes (:func:`backend_widths`)."""
@@ -266,14 +266,20 @@ class GraphBuilder:
                         'e.g. %s', len(unsafe), next(iter(unsafe.values())))
         return features, paths
 
-    def _ocr(self, tweets: Sequence[Tweet], features: list, paths: list) -> dict[str, str]:
-        from ..data.images import load_image
-        from ..features.image_text import OcrReader
+    def _ocr(self, tweets: Sequence[Tweet], features: list, paths: list, report: dict) -> dict[str, str]:
+        """Image id -> the words printed in its photo (RapidOCR, cached beside the features)."""
+        from ..data.images import read_bytes
+        from ..features.ocr import CachedTextReader, OcrConfig
 
-        reader = OcrReader()
-        usable = [(t.image_id, p) for t, f, p in zip(tweets, features, paths) if f is not None]
-        images = [load_image(p).image for _, p in usable]
-        return {image_id: text for (image_id, _), text in zip(usable, reader(images))}
+        reader = CachedTextReader(OcrConfig(min_confidence=self.options.ocr_min_confidence),
+                                  cache_dir=self.feature_cache)
+        usable = {t.image_id: p for t, f, p in zip(tweets, features, paths) if f is not None}
+        # The photos were read once for their features; one deleted since has no words.
+        files = {image_id: data for image_id, p in usable.items() if (data := read_bytes(p)[0]) is not None}
+        words = reader([(data, None) for data in files.values()])
+        report['ocr'] = {'images': len(files), 'read': reader.read_count,
+                         'with_words': sum(len(w) > 0 for w in words)}
+        return {image_id: w.text for image_id, w in zip(files, words)}
 
     def __call__(self, tweets: Sequence[Tweet], image_paths: Sequence | None = None
                  ) -> tuple[list[HeteroData], dict]:
@@ -299,7 +305,7 @@ class GraphBuilder:
         captions = self.captions
         if captions is not None and not isinstance(captions, Mapping):
             captions = read_captions(captions)
-        ocr = self._ocr(tweets, features, paths) if self.options.ocr else None
+        ocr = self._ocr(tweets, features, paths, report) if self.options.ocr else None
         graphs = []
         widths, backend = self.widths(), self.visual_backend()
         report['visual_backend'] = backend

@@ -51,7 +51,7 @@ class DataConfig:
         """Reads :meth:`to_dict`'s values, and the untyped dict of a format-2 checkpoint (no
         visual backend or widths recorded: they are left empty)."""
         values = dict(values)
-        options = {key: tuple(value) if key == 'aux_sources' else value
+        options = {key: tuple(value) if key in ('aux_sources', 'cascades') and value is not None else value
                    for key, value in (values.pop('options', None) or {}).items()}
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(options=GraphOptions(**options), **{k: v for k, v in values.items() if k in known})

@@ -17,14 +17,19 @@ class GraphOptions:
 
     vision_arch: str = 'resnet50'               # a vision backend: 'resnet50' | 'resnet152' | 'descriptors'
     vision_weights: str | None = 'imagenet'  # 'imagenet' (from the torch cache), a file, or None (random)
-    detector_arch: str = 'yolo'                 # a detector backend (graphmner.features.backends)
-    detector_weights: str | None = 'yolov8n.pt'  # a .pt file, a .yaml for random weights, or None (none)
+    detector_arch: str = 'yolo'                 # a detector backend: 'yolo' | 'cascade' (Haar cascades)
+    # yolo: a .pt file, a .yaml for random weights; cascade: 'opencv' (the wheel's cascades) or a
+    # folder of haarcascade_*.xml files; None: no detector, no object nodes
+    detector_weights: str | None = 'yolov8n.pt'
     top_k: int = 4                              # objects kept per image
-    detector_conf: float = 0.25
+    detector_conf: float = 0.25                 # minimum detection score
+    cascades: tuple[str, ...] | None = None     # the cascade detector's cascades (None: its default set)
+    hog_people: bool = False                    # the cascade detector also runs OpenCV's HOG people detector
     scale_grid: int = 2                         # each pyramid level pooled to scale_grid x scale_grid cells
     spacy_model: str = 'en_core_web_sm'         # name or path, for UMGF's noun phrases
     aux_sources: tuple[str, ...] = ('caption', 'tag', 'ocr')  # order of aux words
-    ocr: bool = False                           # run Tesseract (needs it installed)
+    ocr: bool = False                           # read the photos' printed words (RapidOCR): 'ocr' aux words
+    ocr_min_confidence: float = 0.5             # OCR words less confident than this are dropped
     extra: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> str:

@@ -130,6 +130,7 @@ class RunSpec:
         self.check_configs()
         check_device(self.device, self.train.precision)
         self.check_data()
+        self.check_extractors()
         check_encoder(self.model_config.encoder)
         out = self.run_dir
         if out.exists() and not out.is_dir():
@@ -152,6 +153,29 @@ class RunSpec:
             per_rank_batch(self.train.batch_size, int(os.environ.get('WORLD_SIZE', '1')))  # set by torchrun
         except ValueError as error:
             raise ExperimentError(str(error)) from None
+
+    def check_extractors(self) -> None:
+        """The files of the image extractors exist (vision weights, the detector's weights or Haar
+        cascades, the OCR models), when the run reads images: each backend's fingerprint finds them."""
+        from ..features.backends import detector_backend, vision_backend
+        from ..features.ocr import OcrConfig
+        from ..graph.builder import GraphBuilder
+        from ..models import model_class
+
+        if self.image_root is None and self.dataset != 'demo':
+            return  # no photos: no extractor runs
+        if not model_class(self.model).needs_image_features(self.model_config):
+            return
+        builder = GraphBuilder(self.data)
+        try:
+            vision_backend(builder.vision).fingerprint()
+            detector = detector_backend(builder.detector)
+            if detector is not None:
+                detector.fingerprint()
+            if self.data.ocr:
+                OcrConfig(min_confidence=self.data.ocr_min_confidence).fingerprint()
+        except (FileNotFoundError, ValueError) as error:
+            raise ExperimentError(str(error).splitlines()[0]) from None
 
     def check_data(self) -> None:
         """The dataset's three split files exist and parse (a malformed line named by file and line),

@@ -172,6 +172,26 @@ def test_train_mistakes(argv, message, tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize('argv, message', [
+    (['--set', 'data.detector_weights=EMPTY'], "(data.cascades) names 'frontalface_default', but its "
+     "OpenCV data file 'EMPTY/haarcascade_frontalface_default.xml' is not in CascadeConfig.data_dir "
+     "(data.detector_weights)"),
+    (['--set', 'data.detector_weights=yolov8n.pt'], "DetectorConfig.weights (data.detector_weights) is "
+     "'yolov8n.pt', which the cascade detector (data.detector_arch=cascade) reads as the folder"),
+    (['--set', 'data.detector_arch=yolo', '--detector-weights', 'yolov8n.pt'],
+     "DetectorConfig.weights (--detector-weights) is 'yolov8n.pt'"),
+])
+def test_missing_extractor_files_are_one_line_before_the_run(argv, message, tmp_path, capsys, monkeypatch):
+    """A model that reads the demo's photos: its detector's files are looked for before the run starts."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'EMPTY').mkdir()
+    argv = [a.replace('EMPTY', str(tmp_path / 'EMPTY')) for a in argv]
+    out = tmp_path / 'run'
+    err = error_of(['train', '--model', 'umgf', '--out', str(out), *argv], capsys)
+    assert message.replace('EMPTY', str(tmp_path / 'EMPTY')) in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize('argv, message', [
     (['experiments/run.py', '--model', 'bert-crf', '--dataset', 'twitter2017', '--data-root', 'EMPTY'],
      'run.py: error: '),
     (['-m', 'graphmner', 'train', '--model', 'bert-crf', '--encoder', '/missing/folder'],

@@ -1,6 +1,8 @@
 """The visual-backend registry: the built-in backends behind the protocols, unknown
 names in one line, and a new backend that is one class and one register call, from
 the extractor through the graphs to the width a model is built with."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,7 @@ from graphmner.features.backends import (
     vision_backend,
     vision_names,
 )
+from graphmner.features.cascade import CascadeConfig, CascadeDetector
 from graphmner.features.descriptors import DescriptorBackbone
 from graphmner.features.detector import DetectorConfig, ObjectDetector
 from graphmner.features.extract import FeatureExtractor
@@ -36,7 +39,8 @@ def registries(monkeypatch):
 
 
 def test_the_built_in_backends_are_registered_and_follow_the_protocols():
-    assert vision_names() == ['descriptors', 'resnet152', 'resnet50'] and detector_names() == ['yolo']
+    assert vision_names() == ['descriptors', 'resnet152', 'resnet50']
+    assert detector_names() == ['cascade', 'yolo']
     resnet = vision_backend(VisionConfig(arch='resnet152', weights=None))
     assert isinstance(resnet, ResNetBackend) and isinstance(resnet, VisionBackend)
     assert resnet.name == 'resnet152'
@@ -46,14 +50,55 @@ def test_the_built_in_backends_are_registered_and_follow_the_protocols():
     yolo = detector_backend(DetectorConfig(weights='yolov8n.yaml'))
     assert isinstance(yolo, ObjectDetector) and isinstance(yolo, DetectorBackend)
     assert detector_backend(DetectorConfig(weights=None)) is None  # no detector
+    cascade = detector_backend(DetectorConfig(arch='cascade', weights='opencv', top_k=2, conf=0.7,
+                                              cascades=('profileface',), hog_people=True))
+    assert isinstance(cascade, CascadeDetector) and isinstance(cascade, DetectorBackend)
+    assert cascade.name == 'cascade'
+    assert cascade.config == CascadeConfig(cascades=('profileface',), hog_people=True, top_k=2,
+                                           score_threshold=0.7)
+    # DetectorConfig's conf 0.25 keeps every detection, as CascadeConfig's 0.5 does (scores are >= 0.5)
+    assert detector_backend(DetectorConfig(arch='cascade', weights='opencv')).config == CascadeConfig(
+        score_threshold=0.25)
 
 
 def test_unknown_names_are_one_line_listing_the_known():
     with pytest.raises(ValueError, match=r"^unknown vision backend 'clip' \(VisionConfig.arch, "
                                          r"data.vision_arch\); known: descriptors, resnet152, resnet50$"):
         vision_backend(VisionConfig(arch='clip'))
-    with pytest.raises(ValueError, match=r"^unknown detector backend 'detr' .*; known: yolo$"):
+    with pytest.raises(ValueError, match=r"^unknown detector backend 'detr' .*; known: cascade, yolo$"):
         detector_backend(DetectorConfig(arch='detr'))
+
+
+def test_the_cascades_fingerprint_keys_the_feature_cache(tmp_path):
+    """The cascade files' digests and settings are in the key: another set of cascades, or a
+    folder whose cascade file differs, is another cache folder; a copy of the same files is not."""
+    import cv2
+
+    def key(**detector):
+        config = DetectorConfig(arch='cascade', **{'weights': 'opencv', **detector})
+        return FeatureExtractor(VisionConfig(arch='descriptors'), config, cache_dir=tmp_path).cache.key
+
+    default = key()
+    assert key(cascades=('profileface',)) != default and key(top_k=2) != default
+    folder = tmp_path / 'cascades'
+    folder.mkdir()
+    for name in CascadeConfig().cascades:
+        source = Path(cv2.data.haarcascades) / f'haarcascade_{name}.xml'
+        (folder / source.name).write_bytes(source.read_bytes())
+    assert key(weights=str(folder)) == default
+    with open(folder / 'haarcascade_profileface.xml', 'a') as f:
+        f.write('<!-- retrained -->\n')
+    assert key(weights=str(folder)) != default
+
+
+def test_cascade_weights_that_are_not_a_folder_name_the_option(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"^DetectorConfig.weights \(data.detector_weights\) is "
+                                                r"'yolov8n.pt', .*set it to 'opencv'") as info:
+        detector_backend(DetectorConfig(arch='cascade', weights='yolov8n.pt'))
+    assert '\n' not in str(info.value)
+    with pytest.raises(FileNotFoundError, match=r"data.cascades\) names 'frontalface_default'.*"
+                                                r"data.detector_weights"):
+        detector_backend(DetectorConfig(arch='cascade', weights=str(tmp_path))).fingerprint()
 
 
 def test_a_name_is_registered_once(registries):

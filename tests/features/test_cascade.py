@@ -133,13 +133,17 @@ def test_deterministic(found, astronaut):
     assert again.names == first.names and again.sources == first.sources
 
 
-def test_missing_cascade_file_names_the_option(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"CascadeConfig\.data_dir") as info:
-        CascadeDetector(CascadeConfig(cascades=('frontalcatface',), data_dir=tmp_path))
-    assert 'haarcascade_frontalcatface.xml' in str(info.value) and '\n' not in str(info.value)
+def test_missing_cascade_file_names_the_option(tmp_path, astronaut):
+    # construction reads nothing
+    detector = CascadeDetector(CascadeConfig(cascades=('frontalcatface',), data_dir=tmp_path))
+    option = r"CascadeConfig\.data_dir \(data\.detector_weights\)"
+    for use in (detector.fingerprint, lambda: detector.detect([astronaut])):
+        with pytest.raises(FileNotFoundError, match=option) as info:
+            use()
+        assert 'haarcascade_frontalcatface.xml' in str(info.value) and '\n' not in str(info.value)
     (tmp_path / 'haarcascade_frontalcatface.xml').write_text('<html>not a cascade</html>')
     with pytest.raises(ValueError, match="could not load 'frontalcatface'"):
-        CascadeDetector(CascadeConfig(cascades=('frontalcatface',), data_dir=tmp_path))
+        detector.detect([astronaut])
 
 
 @pytest.mark.parametrize('kwargs, match', [

@@ -1,12 +1,9 @@
-import shutil
-
 import pytest
 from conftest import SHARED, assert_names_first_faulty_line
 from PIL import Image
 
 from graphmner.features.image_text import (
     CaptionGenerator,
-    OcrReader,
     aux_words,
     object_tags,
     read_captions,
@@ -137,13 +134,6 @@ def test_caption_generator_tiny_local_model(tmp_path):
     captions = CaptionGenerator(tmp_path, max_new_tokens=4)(
         [Image.new('RGB', (40, 30)), Image.new('RGB', (20, 50), 'red')])
     assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
-
-
-@pytest.mark.skipif(shutil.which('tesseract') is not None,
-                    reason='tesseract is installed')
-def test_ocr_reader_missing_tesseract():
-    with pytest.raises((ImportError, FileNotFoundError), match='tesseract'):
-        OcrReader()
 
 
 # -- property-based: any caption file reads, or fails on a named line --------------------------

@@ -172,3 +172,50 @@ def test_image_ids_that_leave_the_image_folder_are_never_followed(tmp_path, twee
     assert list(report['unsafe_image_ids']) == [i[:80] for i in ids[:5]]
     assert '5 tweet(s) with an image id that is not a plain file name' in caplog.text
     assert not (tmp_path / 'cache').exists()  # nothing was read, so nothing was extracted
+
+
+def test_ocr_words_come_from_the_text_reader_and_are_cached(tmp_path, tweet, monkeypatch):
+    """options.ocr reads the printed words with RapidOCR (the aux 'ocr' words, in reading
+    order); a second build reads them from the cache beside the features: no engine loads."""
+    import os
+
+    import matplotlib
+    from PIL import Image, ImageDraw, ImageFont
+    from skimage import data
+
+    from graphmner.features import ocr
+    from graphmner.graph.builder import GraphBuilder
+    from graphmner.graph.options import GraphOptions
+
+    images = tmp_path / 'images'
+    images.mkdir()
+    sign = Image.fromarray(data.coffee())
+    font = ImageFont.truetype(os.path.join(matplotlib.get_data_path(), 'fonts', 'ttf', 'DejaVuSans-Bold.ttf'),
+                              40)
+    ImageDraw.Draw(sign).text((60, 300), 'Pikolo Espresso Bar', font=font, fill='white', stroke_width=2,
+                              stroke_fill='black')
+    sign.save(images / 'sign.png')
+    Image.new('RGB', (64, 48), 'white').save(images / 'plain.png')
+    options = GraphOptions(vision_arch='descriptors', vision_weights=None, detector_weights=None, ocr=True,
+                           aux_sources=('ocr',))
+    tweets = [Tweet('sign', tweet.words, tweet.labels), Tweet('plain', tweet.words, tweet.labels),
+              Tweet('sign', tweet.words, tweet.labels)]
+
+    def build():
+        builder = GraphBuilder(options, image_root=images, feature_cache=tmp_path / 'cache', progress=False)
+        return builder(tweets)
+
+    graphs, report = build()
+    assert [g.aux_words for g in graphs] == [['Pikolo', 'Espresso', 'Bar'], [], ['Pikolo', 'Espresso', 'Bar']]
+    assert graphs[0]['aux'].source.tolist() == [schema.AUX_SOURCES.index('ocr')] * 3
+    assert report['ocr'] == {'images': 2, 'read': 2, 'with_words': 1}
+
+    def no_engine():
+        raise AssertionError('the OCR engine was loaded although every image was cached')
+    monkeypatch.setattr(ocr, '_import_rapidocr', no_engine)
+    again, report = build()
+    assert [g.aux_words for g in again] == [g.aux_words for g in graphs]
+    assert report['ocr'] == {'images': 2, 'read': 0, 'with_words': 1}
+    options = GraphOptions(**{**options.__dict__, 'ocr_min_confidence': 0.99})  # another cache folder
+    with pytest.raises(AssertionError, match='engine was loaded'):
+        build()

@@ -80,3 +80,13 @@ def test_other_formats_are_refused_in_one_line(trained, tmp_path):
     torch.save(checkpoint, tmp_path / 'bad-data.pt')
     with pytest.raises(CheckpointError, match='holds a data config this graphmner cannot read'):
         models.load(tmp_path / 'bad-data.pt')
+
+
+def test_the_cascade_settings_come_back_typed():
+    """A checkpoint's plain values (JSON-like lists) read back as the GraphOptions they were."""
+    options = GraphOptions(detector_arch='cascade', detector_weights='opencv', cascades=('profileface',),
+                           hog_people=True, ocr=True, ocr_min_confidence=0.8)
+    values = DataConfig('demo', options).to_dict()
+    values['options']['cascades'] = list(values['options']['cascades'])
+    assert DataConfig.from_dict(values).options == options
+    assert DataConfig.from_dict(DataConfig('demo', GraphOptions()).to_dict()).options.cascades is None

@@ -50,18 +50,30 @@ def test_missing_data_root_is_explained(tmp_path):
         load_dataset('demo', 'train', vision_wieghts=None)
 
 
+#: What the demo's Haar cascades find on its photos (none on the others): the astronaut's face,
+#: the photographer's profile, the cat's muzzle, and two false faces (the blurred clock, gravel).
+DEMO_OBJECTS = {'astronaut': ['person'], 'camera': ['person'], 'chelsea': ['cat'],
+                'clock_motion': ['person'], 'gravel': ['person']}
+
+
 @pytest.mark.integration
 def test_every_demo_graph_is_complete(cache):
-    """Real photos through the demo's weight-free descriptors, without a detector (no objects)."""
+    """Real photos through the demo's weight-free descriptors and OpenCV's Haar cascades."""
     for split in ('train', 'dev', 'test'):
         graphs = load_dataset('demo', split, cache_dir=cache)
         tweets = read_conll(demo_split_path(split))
         assert graphs.report['images_missing'] == 0
+        assert graphs.report['objects'] == sum(len(DEMO_OBJECTS.get(t.image_id, [])) for t in tweets)
         for g, t in zip(graphs, tweets):
             assert g.validate()
             assert g.words == t.words
             assert all(g[n].num_nodes > 0 for n in schema.NODE_TYPES if n != schema.OBJECT)
-            assert g['object'].num_nodes == 0 and g.visual_backend.startswith('descriptors')
+            assert g.object_names == DEMO_OBJECTS.get(t.image_id, [])
+            assert g['object'].num_nodes == len(g.object_names)
+            assert g.visual_backend.startswith('descriptors') and 'OpenCV cascades' in g.visual_backend
+            # ITA's object tags read the detections
+            assert [w for w, s in zip(g.aux_words, g['aux'].source.tolist())
+                    if schema.AUX_SOURCES[s] == 'tag'] == g.object_names
             assert g['region'].x.shape == (49, 42) and g['scale'].x.shape == (16, 42)
             assert g.edge_types == list(schema.STORED)
             assert display_graph(g).edge_types == list(schema.EDGE_TYPES)
@@ -95,13 +107,26 @@ def test_hostile_images_never_crash_a_build(tmp_path):
     assert good['region'].num_nodes == 49
 
 
+@pytest.mark.integration
+def test_demo_astronaut_has_her_face_as_a_person_grounded_to_woman(cache):
+    """The issue's figure: the frontal-face cascade finds the astronaut's face at about
+    (177, 66, 95, 95) (x, y, w, h in pixels of the 512 x 512 photo); UMGF's rule grounds the
+    noun phrase 'the first woman' to it (the synonym table maps woman to person)."""
+    g = load_dataset('demo', 'train', cache_dir=cache)[0]
+    assert g.image_id == 'astronaut' and g.object_names == ['person']
+    x0, y0, x1, y1 = (g['object'].box[0] * 512).tolist()
+    assert (x0, y0, x1 - x0, y1 - y0) == pytest.approx((177, 66, 95, 95), abs=3)
+    grounded = g[schema.GROUNDS].edge_index[1].tolist()
+    assert [g.words[i] for i in grounded] == ['the', 'first', 'woman']
+
+
 # -- the graph cache ---------------------------------------------------------------------------
 
 #: A changed value for every GraphOptions field: each must give a new cache entry.
 CHANGED = {'vision_arch': 'resnet152', 'vision_weights': 'other.pth', 'detector_arch': 'cascade',
-           'detector_weights': 'yolov8s.pt',
+           'detector_weights': 'yolov8s.pt', 'cascades': ('profileface',), 'hog_people': True,
            'top_k': 7, 'detector_conf': 0.5, 'scale_grid': 3, 'spacy_model': 'en_core_web_lg',
-           'aux_sources': ('caption', ), 'ocr': True, 'extra': {'note': 1}}
+           'aux_sources': ('caption', ), 'ocr': True, 'ocr_min_confidence': 0.9, 'extra': {'note': 1}}
 
 
 @pytest.fixture
