@@ -35,7 +35,7 @@ from .data.conll import Tweet
 from .data.images import load_image
 from .data.tokenize import tokenize_tweet
 from .graph import schema
-from .graph.builder import GraphBuilder
+from .graph.builder import GraphBuilder, backend_widths
 from .graph.data_config import DataConfig
 from .graph.datasets import DEFAULT_CACHE
 from .metrics import get_spans
@@ -119,6 +119,11 @@ class Tagger:
         self.options = data.options
         self.tokenizer_style = data.tokenizer
         self.reads_images = model.needs_image_features(model.config)
+        if self.reads_images:
+            try:  # a checkpoint of features from another backend version would misread every photo
+                model.config.check_visual_widths(backend_widths(self.options), "its graph options' backend")
+            except ValueError as error:
+                raise PredictionError(str(error)) from None
         caption_file = captions if captions is not None else data.captions
         if caption_file is not None and not Path(caption_file).is_file():
             raise PredictionError(f"the caption file '{caption_file}' does not exist")
