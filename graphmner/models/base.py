@@ -295,6 +295,18 @@ class MNERModel(nn.Module):
         return [[word for o in order for word, s in zip(words, graph_sources) if s == o]
                 for words, graph_sources in zip(batch.aux_words, sources)]
 
+    def aux_states(self, batch: Batch) -> Tensor:
+        """``[N_a, d]``: the states of the batch's aux nodes, in node order, from
+        the model's ``aux_reader`` (an :class:`~graphmner.nn.aux_reader.AuxReader`
+        that a model reading aux nodes has)."""
+        states, mask = self.aux_reader(self.encoder, self.aux_words_of(batch))  # [B, A, d]
+        nodes = batch[schema.AUX].num_nodes if schema.AUX in batch.node_types else 0
+        if int(mask.sum()) != (nodes or 0):
+            raise ValueError(f'The batch has {nodes} aux nodes but its aux_words list {int(mask.sum())} '
+                             f'words of {list(self.aux_sources(self.config))}: batch graphs that went '
+                             "through the model's graph_transform()")
+        return states[mask]
+
     def image_mask(self, batch: Batch) -> Tensor:
         """``[B]`` bool: the tweet has a usable image (``image.missing`` False).
         The one missing-image policy of every model: a graph without

@@ -294,15 +294,6 @@ class UMGF(MNERModel):
         emissions = self.emission(torch.cat([text.words, fused], dim=-1))
         return MNEROutput(emissions, text.word_mask)
 
-    def aux_states(self, batch: Batch) -> Tensor:
-        """``[N_a, d]``: the initial states of the batch's aux nodes (in node order)."""
-        states, mask = self.aux_reader(self.encoder, self.aux_words_of(batch))  # [B, A, d]
-        if int(mask.sum()) != (batch[schema.AUX].num_nodes or 0):
-            raise ValueError(f'The batch has {batch[schema.AUX].num_nodes} aux nodes but its aux_words list '
-                             f'{int(mask.sum())} words of {self.config.aux_sources}: batch graphs passed '
-                             'through the model\'s graph_transform()')
-        return states[mask]
-
     # -- what it read ------------------------------------------------------------------
     @torch.no_grad()
     def explain(self, batch: Batch) -> list[Evidence]:
