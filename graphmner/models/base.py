@@ -303,8 +303,8 @@ class MNERModel(nn.Module):
         nodes = batch[schema.AUX].num_nodes if schema.AUX in batch.node_types else 0
         if int(mask.sum()) != (nodes or 0):
             raise ValueError(f'The batch has {nodes} aux nodes but its aux_words list {int(mask.sum())} '
-                             f'words of {list(self.aux_sources(self.config))}: batch graphs that went '
-                             "through the model's graph_transform()")
+                             f"words of {list(self.aux_sources(self.config))}: batch the graphs after the "
+                             "model's graph_transform()")
         return states[mask]
 
     def image_mask(self, batch: Batch) -> Tensor:

@@ -7,6 +7,7 @@ from conftest import batch_for, fake_features
 
 from graphmner import models
 from graphmner.data.conll import Tweet
+from graphmner.features.types import VisualWidths
 from graphmner.graph.builder import build_graph
 
 TWEETS = [Tweet('a', ['Handsome', 'Rob', 'after', 'a', 'fish', 'dinner'], ['O', 'B-PER', 'O', 'O', 'O', 'O']),
@@ -78,3 +79,31 @@ def test_explain_shows_the_aux_words(tiny_encoder, name):
     read = [(s.kind, s.label) for e in evidence[:1] for part in (*e.gates, *e.attention) for s in part.sources
             if s.kind == 'aux']
     assert ('aux', 'RAPTORS') in read
+
+
+@pytest.mark.parametrize('name', METHODS)
+def test_aux_words_are_evidence_without_an_image(tiny_encoder, name):
+    """Twitter here has no photos: with aux_sources a tweet without an image reads its caption."""
+    off, on = pair(name, tiny_encoder)
+    widths = VisualWidths.uniform(2048)
+    blind = [build_graph(t, None, aux=a, widths=widths) for t, a in zip(TWEETS, AUX)]
+    with torch.no_grad():
+        plain = off(batch_for(off, blind)).emissions
+        read = on(batch_for(on, blind)).emissions
+        without = on(batch_for(on, [build_graph(t, None, widths=widths) for t in TWEETS])).emissions
+    assert not torch.allclose(read[0], plain[0]) and not torch.allclose(read[1, :3], plain[1, :3])
+    assert torch.equal(without, plain)
+    assert on.explain(batch_for(on, blind))[0].image_used
+
+
+def test_gmf_needs_its_prefix_for_aux(tiny_encoder):
+    with pytest.raises(ValueError, match=r"aux_sources \['caption'\] are read as prefix tokens, which vcg=False"):
+        models.build('gmf', encoder=tiny_encoder, aux_sources=['caption'], vcg=False)
+
+
+def test_a_batch_not_from_the_graph_transform_is_refused(tiny_encoder):
+    model = models.build('umgf', encoder=tiny_encoder, aux_sources=['caption']).eval()
+    batch = batch_for(model, graphs())
+    batch.aux_words = [words[:1] for words in batch.aux_words]
+    with pytest.raises(ValueError, match='The batch has 4 aux nodes but its aux_words list 2 words'):
+        model(batch)
