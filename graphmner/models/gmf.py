@@ -65,6 +65,15 @@ at all. The intended split is the variant ``lr_groups='hvpnet'``:
 Ablations of the paper's Table 4: ``vcg=False`` (no prefix: the emissions are
 the text encoder's; CM still trains it), ``csa=False`` (levels go to the 1x1
 maps unrefined), ``cm=False`` (no CM loss; the objective is ``L_ner``).
+
+Image text (graphmner's extension, issue 28; the paper reads none, so the
+default ``aux_sources=[]`` is the paper's model): with ``aux_sources`` set the
+``aux`` words, read by the encoder as a sequence of their own and projected
+(:class:`~graphmner.nn.aux_reader.AuxReader`), are prefix tokens after the
+cells and the objects, the same in every layer (as the objects, Eq. 10). A
+tweet without an image but with aux words reads those alone; in a batch
+without any pyramid the prefix is the aux tokens, ungated. A tweet without aux
+words gets exactly the paper's emissions. Needs ``vcg=True``.
 """
 from __future__ import annotations
 

@@ -56,6 +56,16 @@ exactly those of the text path :math:`[T; 0]`; it takes no part in
 :math:`\mathcal{L}_{ca}` or :math:`\mathcal{L}_{cm}` and is never swapped.
 The official code instead fed such tweets a stock photo
 (``17_06_4705.jpg``) as if it were theirs.
+
+Image text (graphmner's extension, issue 28; the paper reads none, so the
+default ``aux_sources=[]`` is the paper's model): with ``aux_sources`` set the
+``aux`` words, read by the encoder as a sequence of their own
+(:class:`~graphmner.nn.aux_reader.AuxReader`), are keys and values of the
+cross-modal interaction beside the regions: each word's softmax runs over its
+regions and over ``('aux','describes','word')``. A tweet with aux words but no
+image gets :math:`C` from them and the fusion gate (it still takes no part in
+CA or CM, which pair the text with the photo); a tweet without aux words gets
+exactly the paper's emissions.
 """
 from __future__ import annotations
 

@@ -29,6 +29,18 @@ Read top to bottom against the paper:
 Paper vs official code (``TransformersWsz/UMGF``): the paper uses 2 layers and
 dropout 0.5 (the defaults here), the code 6 layers and 0.4; the code's visual
 self-attention has no value/output projection (``visual_value_projection=False``).
+
+Image text (graphmner's extension, issue 28; the paper reads none, so the
+default ``aux_sources=[]`` is the paper's model): with ``aux_sources`` set
+(``'caption'``, ``'ocr'``, ``'tag'``) the ``aux`` words are a second visual
+modality of the unified graph. Their initial states are the encoder's, read as
+a sequence of their own and projected to ``d``
+(:class:`~graphmner.nn.aux_reader.AuxReader`); in every layer they get Eq. 2
+over ``('aux','intra','aux')``, the gate of Eqs. 3-6 over
+``('aux','describes','word')`` and its reverse (every aux word <-> every word),
+and Eqs. 7-8, by the same modules as the objects (:data:`MODALITIES`). A word
+sums the gated messages of both modalities in Eq. 3, so a tweet without aux
+words gets exactly the paper's emissions.
 """
 from __future__ import annotations
 
