@@ -97,7 +97,7 @@ def test_aux_words_are_evidence_without_an_image(tiny_encoder, name):
 
 
 def test_gmf_needs_its_prefix_for_aux(tiny_encoder):
-    with pytest.raises(ValueError, match=r"aux_sources \['caption'\] are read as prefix tokens, which vcg=False"):
+    with pytest.raises(ValueError, match=r"\['caption'\] are read as prefix tokens, which vcg=False"):
         models.build('gmf', encoder=tiny_encoder, aux_sources=['caption'], vcg=False)
 
 
