@@ -107,3 +107,14 @@ def test_a_batch_not_from_the_graph_transform_is_refused(tiny_encoder):
     batch.aux_words = [words[:1] for words in batch.aux_words]
     with pytest.raises(ValueError, match='The batch has 4 aux nodes but its aux_words list 2 words'):
         model(batch)
+
+
+@pytest.mark.parametrize('name', METHODS)
+def test_a_checkpoint_keeps_the_switch(tiny_encoder, name, tmp_path):
+    _, on = pair(name, tiny_encoder)
+    on.save(tmp_path / 'model.pt')
+    loaded = models.load(tmp_path / 'model.pt').eval()
+    assert loaded.config.aux_sources == ['caption', 'ocr']
+    with torch.no_grad():
+        expected = on(batch_for(on, graphs())).emissions
+        assert torch.equal(loaded(batch_for(loaded, graphs())).emissions, expected)
