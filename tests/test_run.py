@@ -140,3 +140,20 @@ def test_ita_without_any_image_text_is_one_line_and_exit_2(run, tiny_encoder, tm
     # the text view alone, asked for by name, trains
     metrics = run.main([*argv, '--out', str(tmp_path / 'text-only'), '--set', 'model.aux_sources=[]'])
     assert metrics['test']['support'] > 0
+
+
+@pytest.mark.parametrize('model', ['umgf', 'maf', 'gmf'])
+def test_a_visual_method_reading_aux_without_any_is_refused(run, tiny_encoder, tmp_path, capsys, model):
+    """With model.aux_sources set, UMGF, MAF and GMF are told apart from their paper's model only by the
+    aux words: a training split without any is refused as for ITA."""
+    data = tmp_path / 'data'
+    data.mkdir()
+    for split in ('train', 'valid', 'test'):
+        write_conll(read_conll(DEMO_DIR / f'{split}.txt')[:8], data / f'{split}.txt')
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(['--model', model, '--dataset', str(data), '--encoder', tiny_encoder, '--epochs', '1',
+                  '--cache-dir', str(tmp_path / 'cache'), '--out', str(tmp_path / 'run'),
+                  '--set', 'model.aux_sources=[caption]'])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f'{model} reads aux words (caption) but none of the 8 training tweets has any' in err, err

@@ -26,11 +26,12 @@ EdgeKey = str | tuple[str, str, str]
 
 #: All-to-all relations hidden by :func:`draw` unless asked for.
 DENSE_RELATIONS: tuple[tuple[str, str, str], ...] = (schema.WORD_INTRA, schema.INFORMS,
-                                                      schema.GUIDES, schema.DESCRIBES)
+                                                      schema.GUIDES, schema.AUX_INTRA, schema.DESCRIBES)
 
 #: Relations :func:`draw` and the HTML page hide by default: the dense ones and
-#: ``rev_grounds`` (the reverse of ``grounds``, drawn on top of it).
-HIDDEN_BY_DEFAULT: tuple[tuple[str, str, str], ...] = DENSE_RELATIONS + (schema.REV_GROUNDS,)
+#: ``rev_grounds`` and ``rev_describes`` (the reverses, drawn on top of their relations).
+HIDDEN_BY_DEFAULT: tuple[tuple[str, str, str], ...] = DENSE_RELATIONS + (schema.REV_GROUNDS,
+                                                                         schema.REV_DESCRIBES)
 
 #: One colour per node type (matplotlib tab10).
 NODE_COLORS: dict[str, str] = {
@@ -47,7 +48,9 @@ EDGE_STYLES: dict[str, tuple[str, str]] = {
     'region__informs__word': ('#dbdb8d', ':'),
     'scale__guides__word': ('#9edae5', ':'),
     'aux__next__aux': ('#2ca02c', '-'),
+    'aux__intra__aux': ('#98df8a', ':'),
     'aux__describes__word': ('#98df8a', '--'),
+    'word__rev_describes__aux': ('#2ca02c', '--'),
     'image__contains__region': ('#c7c7c7', '-'),
     'image__contains__object': ('#7f7f7f', '-'),
 }

@@ -34,7 +34,9 @@ other graph rules; for pictures and exports, all of them
 (:func:`~graphmner.graph.inspect.display_graph`). "read by" names the models
 that declare a relation (:data:`READ_BY`); a relation no model reads is
 display-only (:data:`DISPLAY_ONLY`): the method realises it without edges, as
-said in brackets.
+said in brackets. The ``aux`` relations are read by UMGF and MAF only with
+their ``aux_sources`` set (``MNERModel.aux_relations``; ITA and GMF read the
+aux words through the encoder, without edges).
 
 =====================================  ===================================================  =========  ==========
 relation                               rule                                                 stored     read by
@@ -48,7 +50,9 @@ relation                               rule                                     
 ``('region', 'informs', 'word')``      every region -> every word                           on demand  maf
 ``('scale', 'guides', 'word')``        every scale cell -> every word                       on demand  display (GMF's prefix attention)
 ``('aux', 'next', 'aux')``             i -> i+1                                             on demand  display (ITA's encoder reads the aux words in order)
-``('aux', 'describes', 'word')``       every aux word -> every word                         on demand  display (ITA's encoder attention)
+``('aux', 'intra', 'aux')``            every ordered pair i != j                            on demand  umgf
+``('aux', 'describes', 'word')``       every aux word -> every word                         on demand  maf, umgf
+``('word', 'rev_describes', 'aux')``   reverse of ``describes``                             on demand  umgf
 ``('image', 'contains', 'region')``    every region of the image                            on demand  display (MAF, GMF read the image per graph)
 ``('image', 'contains', 'object')``    every object of the image                            on demand  display (UMGF, GMF read the image per graph)
 =====================================  ===================================================  =========  ==========
@@ -87,13 +91,15 @@ REV_GROUNDS: Final = (WORD, 'rev_grounds', OBJECT)
 INFORMS: Final = (REGION, 'informs', WORD)
 GUIDES: Final = (SCALE, 'guides', WORD)
 AUX_NEXT: Final = (AUX, 'next', AUX)
+AUX_INTRA: Final = (AUX, 'intra', AUX)
 DESCRIBES: Final = (AUX, 'describes', WORD)
+REV_DESCRIBES: Final = (WORD, 'rev_describes', AUX)
 CONTAINS_REGION: Final = (IMAGE, 'contains', REGION)
 CONTAINS_OBJECT: Final = (IMAGE, 'contains', OBJECT)
 
 EDGE_TYPES: Final[tuple[tuple[str, str, str], ...]] = (
     WORD_NEXT, WORD_INTRA, OBJECT_INTRA, GROUNDS, REV_GROUNDS, INFORMS,
-    GUIDES, AUX_NEXT, DESCRIBES, CONTAINS_REGION, CONTAINS_OBJECT)
+    GUIDES, AUX_NEXT, AUX_INTRA, DESCRIBES, REV_DESCRIBES, CONTAINS_REGION, CONTAINS_OBJECT)
 
 #: How each relation's edges follow from the graph: ``'chain'`` (i -> i+1),
 #: ``'all_pairs'`` (every ordered pair i != j), ``'complete'`` (every source ->
@@ -101,7 +107,7 @@ EDGE_TYPES: Final[tuple[tuple[str, str, str], ...]] = (
 RULES: Final[dict[tuple[str, str, str], str]] = {
     WORD_NEXT: 'chain', WORD_INTRA: 'all_pairs', OBJECT_INTRA: 'all_pairs', GROUNDS: 'stored',
     REV_GROUNDS: 'stored', INFORMS: 'complete', GUIDES: 'complete', AUX_NEXT: 'chain',
-    DESCRIBES: 'complete', CONTAINS_REGION: 'complete', CONTAINS_OBJECT: 'complete'}
+    AUX_INTRA: 'all_pairs', DESCRIBES: 'complete', REV_DESCRIBES: 'complete', CONTAINS_REGION: 'complete', CONTAINS_OBJECT: 'complete'}
 
 #: The relations a built graph stores; the others are built on demand from :data:`RULES`.
 STORED: Final[tuple[tuple[str, str, str], ...]] = tuple(r for r in EDGE_TYPES if RULES[r] == 'stored')
@@ -110,7 +116,7 @@ STORED: Final[tuple[tuple[str, str, str], ...]] = tuple(r for r in EDGE_TYPES if
 #: a test holds it to the models' declarations.
 READ_BY: Final[dict[tuple[str, str, str], tuple[str, ...]]] = {
     WORD_INTRA: ('umgf', ), OBJECT_INTRA: ('umgf', ), GROUNDS: ('umgf', ), REV_GROUNDS: ('umgf', ),
-    INFORMS: ('maf', )}
+    INFORMS: ('maf', ), AUX_INTRA: ('umgf', ), DESCRIBES: ('maf', 'umgf'), REV_DESCRIBES: ('umgf', )}
 
 #: The relations no model reads: built for pictures and exports only.
 DISPLAY_ONLY: Final[tuple[tuple[str, str, str], ...]] = tuple(r for r in EDGE_TYPES if r not in READ_BY)

@@ -96,6 +96,37 @@ class BuildRelations(BaseTransform):
         return f'{type(self).__name__}({[schema.edge_type_name(r) for r in self.relations]})'
 
 
+class SelectAux(BaseTransform):
+    r"""Keeps the ``aux`` nodes of the image-text sources a model reads, in the
+    order of ``sources`` (a tweet's words of one source keep their order), so
+    that aux node ``i`` is the model's aux word ``i`` and the relations built
+    on demand afterwards (:class:`BuildRelations`) connect those nodes.
+
+    Args:
+        sources (Sequence[str]): sources of :data:`schema.AUX_SOURCES`.
+    """
+
+    def __init__(self, sources: Iterable[str]):
+        self.sources = tuple(sources)
+        unknown = sorted(set(self.sources) - set(schema.AUX_SOURCES))
+        if unknown:
+            raise ValueError(f'Unknown aux source(s) {unknown}; valid: {list(schema.AUX_SOURCES)}')
+
+    def forward(self, data: HeteroData) -> HeteroData:
+        if schema.AUX not in data.node_types or 'source' not in data[schema.AUX]:
+            return data
+        aux = data[schema.AUX]
+        source = aux.source.tolist()
+        order = [i for s in self.sources for i, k in enumerate(source) if k == schema.AUX_SOURCES.index(s)]
+        data.aux_words = [data.aux_words[i] for i in order]
+        aux.source = aux.source[torch.tensor(order, dtype=torch.long)]
+        aux.num_nodes = len(order)
+        return data
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}({list(self.sources)})'
+
+
 class ImageAsObject(BaseTransform):
     r"""A graph whose image is usable but has no ``object`` node gets one: the
     whole image (its global feature and box ``[0, 0, 1, 1]``), a "general"

@@ -34,7 +34,7 @@ from ..data.labels import BIO_LABELS
 from ..features.types import VisualWidths
 from ..graph import schema
 from ..graph.data_config import DataConfig
-from ..graph.transforms import BuildRelations, KeepRelations
+from ..graph.transforms import BuildRelations, KeepRelations, SelectAux
 from ..io import CheckpointError, atomic_save, load_checkpoint
 from ..metrics import span_scores
 from ..nn.crf import CRF
@@ -175,6 +175,10 @@ class MNERModel(nn.Module):
     #: on demand. A relation the method realises without edges (the CRF's word
     #: order, an encoder's attention) is not declared: it is display-only.
     relations: ClassVar[tuple[EdgeType, ...]] = ()
+    #: The relations read besides :attr:`relations` when the config's
+    #: ``aux_sources`` names any (the image-text words as nodes); an instance
+    #: with aux sources has them in its ``relations``.
+    aux_relations: ClassVar[tuple[EdgeType, ...]] = ()
     #: The node types the model reads besides those the relations touch
     #: (``word`` and ``image`` always stay).
     node_types: ClassVar[tuple[str, ...]] = ()
@@ -195,6 +199,11 @@ class MNERModel(nn.Module):
             raise TypeError(f'{type(self).__name__} needs a {self.config_class.__name__}, '
                             f'got {type(config).__name__}')
         self.config = config
+        unknown = sorted(set(self.aux_sources(config)) - set(schema.AUX_SOURCES))
+        if unknown:
+            raise ValueError(f'Unknown aux_sources {unknown}; expected {schema.AUX_SOURCES}')
+        if self.aux_sources(config):
+            self.relations = (*type(self).relations, *type(self).aux_relations)
         self.labels = tuple(labels)
         self._label_id = {label: i for i, label in enumerate(self.labels)}
         self.tagging = TagScheme(self.labels, config.tag_scheme)
@@ -250,15 +259,19 @@ class MNERModel(nn.Module):
     @classmethod
     def aux_sources(cls, config: EncoderConfig) -> tuple[str, ...]:
         """The image-text sources (``caption``, ``ocr``, ``tag``) whose aux words
-        the model reads; none here."""
-        return ()
+        the model reads, in its order: the config's ``aux_sources``, none for
+        a config without the field."""
+        return tuple(getattr(config, 'aux_sources', ()))
 
     # -- shared plumbing ------------------------------------------------------------
     def graph_transform(self) -> Compose:
         """What the data pipeline applies to every graph before batching: keep
         what the model reads, apply its graph rules, then build its relations
         that the schema builds on demand (from the nodes as the rules left them)."""
-        return Compose([KeepRelations(self.relations, self.node_types), *self.graph_transforms(),
+        sources = self.aux_sources(self.config)
+        node_types = (*self.node_types, schema.AUX) if sources else self.node_types
+        select = [SelectAux(sources)] if sources else []
+        return Compose([KeepRelations(self.relations, node_types), *select, *self.graph_transforms(),
                         BuildRelations(self.relations)])
 
     @staticmethod
@@ -268,6 +281,31 @@ class MNERModel(nn.Module):
             raise TypeError(f'Models read a torch_geometric Batch of tweet graphs, got '
                             f'{type(batch).__name__} (use Batch.from_data_list([...]))')
         return batch.words
+
+    def aux_words_of(self, batch: Batch) -> list[list[str]]:
+        """Aux words per tweet, restricted to and ordered by :meth:`aux_sources`
+        (already so where the batch went through :meth:`graph_transform`); no
+        word for a model that reads none."""
+        order = [schema.AUX_SOURCES.index(s) for s in self.aux_sources(self.config)]
+        if not order or schema.AUX not in batch.node_types:
+            return [[] for _ in range(batch.num_graphs)]
+        sources: list[list[int]] = [[] for _ in range(batch.num_graphs)]
+        for source, graph in zip(batch[schema.AUX].source.tolist(), batch[schema.AUX].batch.tolist()):
+            sources[graph].append(source)
+        return [[word for o in order for word, s in zip(words, graph_sources) if s == o]
+                for words, graph_sources in zip(batch.aux_words, sources)]
+
+    def aux_states(self, batch: Batch) -> Tensor:
+        """``[N_a, d]``: the states of the batch's aux nodes, in node order, from
+        the model's ``aux_reader`` (an :class:`~graphmner.nn.aux_reader.AuxReader`
+        that a model reading aux nodes has)."""
+        states, mask = self.aux_reader(self.encoder, self.aux_words_of(batch))  # [B, A, d]
+        nodes = batch[schema.AUX].num_nodes if schema.AUX in batch.node_types else 0
+        if int(mask.sum()) != (nodes or 0):
+            raise ValueError(f'The batch has {nodes} aux nodes but its aux_words list {int(mask.sum())} '
+                             f"words of {list(self.aux_sources(self.config))}: batch the graphs after the "
+                             "model's graph_transform()")
+        return states[mask]
 
     def image_mask(self, batch: Batch) -> Tensor:
         """``[B]`` bool: the tweet has a usable image (``image.missing`` False).

@@ -65,12 +65,21 @@ at all. The intended split is the variant ``lr_groups='hvpnet'``:
 Ablations of the paper's Table 4: ``vcg=False`` (no prefix: the emissions are
 the text encoder's; CM still trains it), ``csa=False`` (levels go to the 1x1
 maps unrefined), ``cm=False`` (no CM loss; the objective is ``L_ner``).
+
+Image text (graphmner's extension, issue 28; the paper reads none, so the
+default ``aux_sources=[]`` is the paper's model): with ``aux_sources`` set the
+``aux`` words, read by the encoder as a sequence of their own and projected
+(:class:`~graphmner.nn.aux_reader.AuxReader`), are prefix tokens after the
+cells and the objects, the same in every layer (as the objects, Eq. 10). A
+tweet without an image but with aux words reads those alone; in a batch
+without any pyramid the prefix is the aux tokens, ungated. A tweet without aux
+words gets exactly the paper's emissions. Needs ``vcg=True``.
 """
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -80,6 +89,7 @@ from torch_geometric.utils import degree, to_dense_batch
 from ..data.labels import BIO_LABELS
 from ..features.types import VisualWidths
 from ..graph import schema
+from ..nn.aux_reader import AuxReader
 from ..nn.contrastive import symmetric_info_nce
 from ..nn.cross_scale_attention import CrossScaleAttention
 from ..nn.standardize import FeatureStandardizer
@@ -115,6 +125,9 @@ class GMFConfig(EncoderConfig):
     # Who takes train.head_lr: 'encoder' (everything but the encoder, the trainer's split) or
     # 'hvpnet' (the emission layer and the CRF only; CSA, maps, prefix and CM at train.encoder_lr).
     lr_groups: str = 'encoder'
+    # Image-text words ('caption', 'ocr', 'tag') read as prefix tokens after the cells and objects;
+    # the paper reads none (graphmner's extension, issue 28): [] keeps the paper's model.
+    aux_sources: list = field(default_factory=list)
 
     def fit_visual_widths(self, widths: VisualWidths) -> GMFConfig:
         dim = shared_width(widths, (schema.SCALE, schema.OBJECT, schema.IMAGE), 'GMF')
@@ -139,6 +152,9 @@ class GMFConfig(EncoderConfig):
             raise ValueError(f'GMFConfig.temperature must be positive, got {self.temperature}')
         if self.lr_groups not in ('encoder', 'hvpnet'):
             raise ValueError(f"GMFConfig.lr_groups must be 'encoder' or 'hvpnet', got {self.lr_groups!r}")
+        if self.aux_sources and not self.vcg:
+            raise ValueError(f'GMFConfig.aux_sources {list(self.aux_sources)} are read as prefix tokens, '
+                             'which vcg=False turns off: set vcg=True or aux_sources=[]')
 
     @property
     def level_dims(self) -> list[int]:
@@ -188,6 +204,8 @@ class GMF(MNERModel):
             self.level_maps = nn.ModuleList(nn.Conv2d(dim, H, 1) for dim in dims)  # Eqs. 5-6
             self.object_map = nn.Linear(c.visual_dim, H)
             self.prefix = VisualCluePrefix(H, len(dims), self.encoder.num_layers)   # Eqs. 7-12
+        # Aux words, read by the encoder on their own and projected, as prefix tokens after the objects.
+        self.aux_reader = AuxReader(H, H) if c.aux_sources else None
         if c.cm:
             self.image_standardizer = FeatureStandardizer(c.visual_dim, (schema.IMAGE, ))
             self.text_mlp = _mlp(H, H)                  # C_g -> C_n
@@ -228,10 +246,17 @@ class GMF(MNERModel):
         """The layer prefixes (one (key, value) pair ``[B, P, H]`` per encoder
         layer) and ``prefix_mask`` ``[B, P]``, or :obj:`None` when no tweet of
         the batch has a pyramid. ``P = S + K``: the image's cells, then up to K
-        object tokens."""
+        object tokens; with ``aux_sources``, then up to A aux tokens (``P = A``
+        in a batch without pyramids)."""
+        aux, aux_mask = self.aux_reader(self.encoder, self.aux_words_of(batch)) \
+            if self.aux_reader is not None else (None, None)        # [B, A, H], [B, A]
+        if aux_mask is not None and not aux_mask.any():
+            aux = None  # no tweet has aux words: exactly the paper's prefix
         found = self.pyramid(batch)
         if found is None:
-            return None
+            if aux is None:
+                return None
+            return self.prefix(None, aux), aux_mask             # the aux tokens alone: L x [B, A, H]
         levels, graphs = found
         B = batch.num_graphs
         dense = levels.new_zeros(B, *levels.shape[1:])       # [B, D, S, H], zero for tweets without
@@ -245,10 +270,12 @@ class GMF(MNERModel):
             tokens = self.object_map(self.object_standardizer(store.x))       # [N_o, H]
             objects, object_mask = to_dense_batch(tokens, store.batch, batch_size=B)  # [B, K, H]
             object_mask = object_mask & has_pyramid[:, None]
-        layer_prefix = self.prefix(dense, objects)           # Eqs. 7-12: L x ([B, S + K, H],) * 2
-        S = levels.shape[2]
-        prefix_mask = torch.cat([has_pyramid[:, None].expand(B, S), object_mask], dim=1)  # [B, S + K]
-        return layer_prefix, prefix_mask
+        masks = [has_pyramid[:, None].expand(B, levels.shape[2]), object_mask]
+        if aux is not None:
+            objects = aux if objects is None else torch.cat([objects, aux], dim=1)  # [B, K + A, H]
+            masks.append(aux_mask)
+        layer_prefix = self.prefix(dense, objects)           # Eqs. 7-12: L x ([B, S + K (+ A), H],) * 2
+        return layer_prefix, torch.cat(masks, dim=1)          # [B, S + K (+ A)]
 
     # -- forward -----------------------------------------------------------------------
     def forward(self, batch: Batch) -> MNEROutput:
@@ -267,8 +294,9 @@ class GMF(MNERModel):
     def explain(self, batch: Batch) -> list[Evidence]:
         """Per word, the encoder's self-attention (mean over layers and heads)
         over the prefix (the pyramid cells, levels mixed by each layer's gate,
-        then the objects), the tweet's words and [CLS]/[SEP]; per tweet, each
-        layer's dynamic gate over the levels (Eqs. 7-8)."""
+        then the objects, then with ``aux_sources`` the aux words), the tweet's
+        words and [CLS]/[SEP]; per tweet with an image, each layer's dynamic
+        gate over the levels (Eqs. 7-8)."""
         self.check_explainable()
         words = self.words_of(batch)
         with self.encoder.recording_attention() as record:
@@ -277,24 +305,34 @@ class GMF(MNERModel):
         special = set(self.encoder.tokenizer.all_special_ids)
         prefix_mask = out.extras.get('prefix_mask')
         scales, objects = node_sources(batch, schema.SCALE), node_sources(batch, schema.OBJECT)
-        gates = self.prefix._gates.tolist() if prefix_mask is not None else []
+        found = self.prefix._gates if prefix_mask is not None else None
+        gates = found.tolist() if found is not None else []
+        # The tweets' pass is the last one recorded (the aux words' own pass, if any, comes first).
+        record = record[-self.encoder.num_layers:]
+        aux = node_sources(batch, schema.AUX) if self.aux_reader is not None else [[] for _ in words]
+        A = max(map(len, aux), default=0)  # aux slots: the last A of the prefix (none without aux words)
+        S = max((sum(c.label.endswith('(L0)') for c in cells) for cells in scales), default=0) if gates else 0
+        K = prefix_mask.shape[1] - S - A if prefix_mask is not None else 0
         evidence, with_pyramid = [], 0
         for b, tweet in enumerate(words):
             kept = prefix_mask[b].nonzero().view(-1).tolist() if prefix_mask is not None else []
             e = Evidence(self.name, list(tweet), reads_image=self.config.vcg, image_used=bool(kept))
-            # The prefix: S cells (their boxes those of level 0, the same grid at every level), then objects.
+            # The prefix: S cells (their boxes those of level 0, the same grid at every level), then K
+            # object slots, then A aux slots.
             cells = [c for c in scales[b] if c.label.endswith('(L0)')]
-            slots = [Source('scale', f'cell {i}', c.box) for i, c in enumerate(cells)] + objects[b]
+            slots = {i: Source('scale', f'cell {i}', c.box) for i, c in enumerate(cells)}
+            slots.update({S + k: o for k, o in enumerate(objects[b])})
+            slots.update({S + K + j: a for j, a in enumerate(aux[b])})
             columns, rows = encoder_rows(record, encoded, special, b, kept)
             names = {'prefix': slots, 'word': [Source('word', w) for w in tweet],
                      'special': [Source('special', '[CLS]/[SEP]')]}
             sources = [names[kind][i] for kind, i in columns]
             e.attention.append(Attention('encoder self-attention (mean of layers and heads)', sources,
                                          rows.tolist()))
-            if kept:
+            if cells and gates:
                 e.layer_gates = gates[with_pyramid]
                 with_pyramid += 1
-            else:
+            if not kept:
                 e.notes.append('no usable image: no prefix, the text encoder alone' if self.config.vcg else
                                'vcg=False: the image trains CM only; tags come from the text')
             evidence.append(e)

@@ -92,9 +92,6 @@ class ITA(MNERModel):
         if config.inference_view not in VIEWS:
             raise ValueError(f"ITAConfig.inference_view must be one of {VIEWS}, "
                              f"got {config.inference_view!r}")
-        unknown = set(config.aux_sources) - set(schema.AUX_SOURCES)
-        if unknown:
-            raise ValueError(f"Unknown aux_sources {sorted(unknown)}; expected {schema.AUX_SOURCES}")
         self.dropout = nn.Dropout(config.dropout)
         self.emission = nn.Linear(self.encoder.hidden_size, len(self.tags))
 
@@ -104,22 +101,9 @@ class ITA(MNERModel):
         photo; captions (GA) are read from a file."""
         return bool({'tag', 'ocr'} & set(config.aux_sources))
 
-    @classmethod
-    def aux_sources(cls, config: ITAConfig) -> tuple[str, ...]:
-        return tuple(config.aux_sources)
-
     @property
     def view(self) -> str:
         return self._view if self._view is not None else self.config.inference_view
-
-    def aux_of(self, batch: Batch) -> list[list[str]]:
-        """Aux words per tweet, restricted to and ordered by ``aux_sources``."""
-        sources: list[list[int]] = [[] for _ in range(batch.num_graphs)]
-        for source, graph in zip(batch[schema.AUX].source.tolist(), batch[schema.AUX].batch.tolist()):
-            sources[graph].append(source)
-        order = [schema.AUX_SOURCES.index(s) for s in self.config.aux_sources]
-        return [[word for o in order for word, s in zip(words, graph_sources) if s == o]
-                for words, graph_sources in zip(batch.aux_words, sources)]
 
     def _view_output(self, words, aux) -> tuple[MNEROutput, int]:
         """Emissions of one view, and how many aux words did not fit."""
@@ -128,7 +112,7 @@ class ITA(MNERModel):
         return MNEROutput(self.emission(self.dropout(out.words)), out.word_mask), enc.truncated_aux
 
     def forward(self, batch: Batch) -> MNEROutput:
-        words, aux = self.words_of(batch), self.aux_of(batch)
+        words, aux = self.words_of(batch), self.aux_words_of(batch)
         if self.training:
             out = self._training_output(words, aux)
         elif self.view == 'text' or (self.view == 'auto' and not any(aux)):
@@ -159,7 +143,7 @@ class ITA(MNERModel):
         and the CRF marginals of both views (``'image-text'`` and ``'text'``,
         over :attr:`tags`) that CVA aligns; a note says which view tags."""
         self.check_explainable()
-        words, aux = self.words_of(batch), self.aux_of(batch)
+        words, aux = self.words_of(batch), self.aux_words_of(batch)
         text = self._view_output(words, None)[0]
         with self.encoder.recording_attention() as record:
             image_text = self._view_output(words, aux)[0]

@@ -56,12 +56,22 @@ exactly those of the text path :math:`[T; 0]`; it takes no part in
 :math:`\mathcal{L}_{ca}` or :math:`\mathcal{L}_{cm}` and is never swapped.
 The official code instead fed such tweets a stock photo
 (``17_06_4705.jpg``) as if it were theirs.
+
+Image text (graphmner's extension, issue 28; the paper reads none, so the
+default ``aux_sources=[]`` is the paper's model): with ``aux_sources`` set the
+``aux`` words, read by the encoder as a sequence of their own
+(:class:`~graphmner.nn.aux_reader.AuxReader`), are keys and values of the
+cross-modal interaction beside the regions: each word's softmax runs over its
+regions and over ``('aux','describes','word')``. A tweet with aux words but no
+image gets :math:`C` from them and the fusion gate (it still takes no part in
+CA or CM, which pair the text with the photo); a tweet without aux words gets
+exactly the paper's emissions.
 """
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +81,7 @@ from torch_geometric.data import Batch
 from ..data.labels import BIO_LABELS
 from ..features.types import VisualWidths
 from ..graph import schema
+from ..nn.aux_reader import AuxReader
 from ..nn.contrastive import symmetric_info_nce
 from ..nn.cross_modal_gate import CrossModalGate
 from ..nn.cross_modal_interaction import CrossModalInteraction
@@ -99,6 +110,9 @@ class MAFConfig(EncoderConfig):
     matching_positions: int | None = None
     gate: bool = True                 # False: R = M ("w/o gate")
     nll_weight: float = 0.62          # lambda: lambda * L_crf + (1 - lambda) * (L_cm + L_ca) (lamb)
+    # Image-text words ('caption', 'ocr', 'tag') the words attend to beside the regions; the paper
+    # reads none (graphmner's extension, issue 28): [] keeps the paper's model.
+    aux_sources: list = field(default_factory=list)
 
     def fit_visual_widths(self, widths: VisualWidths) -> MAFConfig:
         dim = shared_width(widths, (schema.REGION, schema.IMAGE), 'MAF')
@@ -133,6 +147,7 @@ class MAF(MNERModel):
     name = 'maf'
     config_class = MAFConfig
     relations = (schema.INFORMS, )
+    aux_relations = (schema.DESCRIBES, )
     node_types = (schema.REGION, schema.IMAGE)
     visual_node_types = (schema.REGION, schema.IMAGE)
 
@@ -159,6 +174,8 @@ class MAF(MNERModel):
             self.matching = CrossModalMatching(hidden, c.negatives, c.matching_positions)
         self.fusion_gate = CrossModalGate(hidden, gated=c.gate)
         self.emission = nn.Linear(2 * hidden, len(self.tags))
+        # Aux words, read by the encoder on their own, as further keys and values of the interaction.
+        self.aux_reader = AuxReader(hidden, hidden) if c.aux_sources else None
 
     # -- the graph it reads -------------------------------------------------------------
     def usable_images(self, batch: Batch) -> Tensor:
@@ -185,11 +202,23 @@ class MAF(MNERModel):
             image_x = self.image_standardizer(batch[schema.IMAGE].x)
             extras['image_vector'] = self.image_head(image_x)                       # v [B, H]
 
-        # 3. Cross-modal interaction: words <- regions over 'informs'.
+        # 3. Cross-modal interaction: words <- regions over 'informs' (and <- aux words over
+        # 'describes', in the same softmax, with aux_sources).
         regions = self.region_projection(self.region_standardizer(batch[schema.REGION].x))  # [N_r, H]
-        c_nodes = self.interaction((regions, t_nodes), batch[schema.INFORMS].edge_index)  # [N_w, H]
+        sources, edges = regions, batch[schema.INFORMS].edge_index
+        has_evidence = has_image
+        if self.aux_reader is not None:
+            aux = self.aux_states(batch)                          # [N_a, H]
+            sources = torch.cat([regions, aux])                   # [N_r + N_a, H]
+            describes = batch[schema.DESCRIBES].edge_index
+            offset = torch.tensor([[regions.shape[0]], [0]], device=describes.device)
+            edges = torch.cat([edges, describes + offset], dim=1)
+            has_aux = torch.bincount(batch[schema.AUX].batch, minlength=batch.num_graphs) > 0
+            has_evidence = has_image | has_aux.to(has_image.device)
+            extras['has_aux'] = has_aux
+        c_nodes = self.interaction((sources, t_nodes), edges)     # [N_w, H]
         c = t.new_zeros(t.shape)
-        c[mask] = c_nodes                                         # C [B, T, H], 0 without an image
+        c[mask] = c_nodes                                         # C [B, T, H], 0 without evidence
 
         # 4. Cross-modal matching: M = P(matched) * C, swapped C for 2k negatives in training.
         if self.config.matching:
@@ -201,8 +230,9 @@ class MAF(MNERModel):
             m = c
 
         # 5. Gated fusion, one edge from each word's visual state M_i to the word:
-        # R_i = sigmoid(W_gt T_i + W_gm M_i) * M_i; words without an image get no edge, R = 0.
-        fused = has_image[word_batch].nonzero().view(-1)
+        # R_i = sigmoid(W_gt T_i + W_gm M_i) * M_i; words without an image (or aux words) get
+        # no edge, R = 0.
+        fused = has_evidence[word_batch].nonzero().view(-1)
         r_nodes = self.fusion_gate((m[mask], t_nodes), torch.stack([fused, fused]))  # [N_w, H]
         r = t.new_zeros(t.shape)
         r[mask] = r_nodes                                         # R [B, T, H]
@@ -213,22 +243,32 @@ class MAF(MNERModel):
     @torch.no_grad()
     def explain(self, batch: Batch) -> list[Evidence]:
         r"""Per word, the interaction's attention over the regions (mean over
-        heads) and the fusion gate on its matched visual state; per tweet, the
+        heads; with ``aux_sources`` over the regions and the aux words, one
+        softmax shown as its two parts) and the fusion gate on its matched visual state; per tweet, the
         matched probability :math:`\hat{y}_m` (does the image fit the text?)."""
         self.check_explainable()
         out = self(batch)
         has_image = out.extras['has_image'].tolist()
         informs = batch[schema.INFORMS].edge_index
         regions = node_sources(batch, schema.REGION)
-        evidence = [Evidence(self.name, list(words), reads_image=True, image_used=used)
-                    for words, used in zip(self.words_of(batch), has_image)]
-        if informs.shape[1]:  # the interaction attends only where there are edges
-            attention = self.interaction.attention
-            rows = edge_rows(batch, attention._edge_index, attention._alpha.mean(-1), schema.REGION)
-            for e, r, sources in zip(evidence, rows, regions):
-                if sources:
-                    e.attention.append(Attention('cross-modal interaction (word <- region)', sources,
-                                                 attention_rows(r)))
+        has_aux = out.extras.get('has_aux', torch.zeros(len(has_image), dtype=torch.bool)).tolist()
+        evidence = [Evidence(self.name, list(words), reads_image=True, image_used=used or aux)
+                    for words, used, aux in zip(self.words_of(batch), has_image, has_aux)]
+        attention = self.interaction.attention
+        described = batch[schema.DESCRIBES].num_edges if self.aux_reader is not None else 0
+        if informs.shape[1] + described:  # the interaction attends only where there are edges
+            parts = [(schema.REGION, regions, slice(0, informs.shape[1]), 0)]
+            if self.aux_reader is not None:
+                parts.append((schema.AUX, node_sources(batch, schema.AUX), slice(informs.shape[1], None),
+                              batch[schema.REGION].num_nodes))
+            for kind, nodes, edges, offset in parts:
+                edge_index = attention._edge_index[:, edges].clone()
+                edge_index[0] -= offset
+                rows = edge_rows(batch, edge_index, attention._alpha[edges].mean(-1), kind)
+                for e, r, sources in zip(evidence, rows, nodes):
+                    if sources:
+                        e.attention.append(Attention(f'cross-modal interaction (word <- {kind})', sources,
+                                                     attention_rows(r)))
         gate = self.fusion_gate
         values = torch.full((batch[schema.WORD].num_nodes, ), float('nan'))
         values[gate._edge_index[1].cpu()] = gate._alpha.float().cpu()  # one edge per word: M_i -> word i
@@ -238,6 +278,8 @@ class MAF(MNERModel):
             if not e.image_used:
                 e.notes.append('no usable image: tagged from the text path [T ; 0]')
                 continue
+            if not has_image[b]:
+                e.notes.append('no usable image: the aux words alone make C')
             e.gates.append(Gate('fusion gate on the matched visual state', [Source('image', 'M (matched C)')],
                                 gate_rows(values[ptr[b]:ptr[b + 1]].unsqueeze(-1))))
             if matched is not None:

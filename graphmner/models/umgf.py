@@ -29,12 +29,24 @@ Read top to bottom against the paper:
 Paper vs official code (``TransformersWsz/UMGF``): the paper uses 2 layers and
 dropout 0.5 (the defaults here), the code 6 layers and 0.4; the code's visual
 self-attention has no value/output projection (``visual_value_projection=False``).
+
+Image text (graphmner's extension, issue 28; the paper reads none, so the
+default ``aux_sources=[]`` is the paper's model): with ``aux_sources`` set
+(``'caption'``, ``'ocr'``, ``'tag'``) the ``aux`` words are a second visual
+modality of the unified graph. Their initial states are the encoder's, read as
+a sequence of their own and projected to ``d``
+(:class:`~graphmner.nn.aux_reader.AuxReader`); in every layer they get Eq. 2
+over ``('aux','intra','aux')``, the gate of Eqs. 3-6 over
+``('aux','describes','word')`` and its reverse (every aux word <-> every word),
+and Eqs. 7-8, by the same modules as the objects (:data:`MODALITIES`). A word
+sums the gated messages of both modalities in Eq. 3, so a tweet without aux
+words gets exactly the paper's emissions.
 """
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -45,6 +57,7 @@ from ..features.types import VisualWidths
 from ..graph import schema
 from ..graph.schema import edge_type_name
 from ..graph.transforms import CompleteBipartite, ImageAsObject
+from ..nn.aux_reader import AuxReader
 from ..nn.cross_modal_gate import CrossModalGate
 from ..nn.graph_attention import GraphMultiHeadAttention
 from ..nn.standardize import FeatureStandardizer
@@ -65,6 +78,11 @@ _WORD_INTRA = edge_type_name(schema.WORD_INTRA)      # 'word__intra__word'
 _OBJECT_INTRA = edge_type_name(schema.OBJECT_INTRA)  # 'object__intra__object'
 _GROUNDS = edge_type_name(schema.GROUNDS)            # 'object__grounds__word'
 _REV_GROUNDS = edge_type_name(schema.REV_GROUNDS)    # 'word__rev_grounds__object'
+#: Per visual modality of the unified graph: its intra relation, its relation to the words and
+#: the reverse. Aux words (captions, OCR, tags) are a modality as the objects are.
+MODALITIES = {schema.OBJECT: (_OBJECT_INTRA, _GROUNDS, _REV_GROUNDS),
+              schema.AUX: tuple(edge_type_name(r) for r in (schema.AUX_INTRA, schema.DESCRIBES,
+                                                             schema.REV_DESCRIBES))}
 
 
 @dataclass
@@ -85,6 +103,9 @@ class UMGFConfig(EncoderConfig):
     # Word attention computed densely per tweet, masked to the 'intra' edges (same values,
     # ~3x faster); False runs it through MessagePassing, where AttentionExplainer can hook it.
     dense_word_attention: bool = True
+    # Image-text words ('caption', 'ocr', 'tag') read as a further modality of the graph; the
+    # paper reads none (graphmner's extension, issue 28): [] keeps the paper's model.
+    aux_sources: list = field(default_factory=list)
 
     def fit_visual_widths(self, widths: VisualWidths) -> UMGFConfig:
         # Without objects UMGF reads the image as one (ImageAsObject).
@@ -118,6 +139,9 @@ class UMGFFusionLayer(nn.Module):
     r"""One graph-based multi-modal fusion layer of UMGF (Eqs. 1-8).
 
     Submodules are keyed by the edge type they run over (PyG's ``'src__rel__dst'``).
+    Each visual modality (the paper's objects, and graphmner's aux words where
+    the model reads them) gets Eqs. 2, 5, 6 and 8 of its own over its relations
+    in :data:`MODALITIES`; a word sums the gated messages of all of them in Eq. 3.
 
     Args:
         channels (int): node state width :math:`d`.
@@ -125,68 +149,83 @@ class UMGFFusionLayer(nn.Module):
         ffn (int): FFN hidden width.
         dropout (float): residual, attention and FFN dropout.
         visual_self_attention (bool, optional): Eq. 2 on (else :math:`C_o = H_o`). (default: :obj:`True`)
-        visual_value_projection (bool, optional): V / O linears in Eq. 2. (default: :obj:`True`)
+        visual_value_projection (bool, optional): V / O linears in Eq. 2 over the
+            objects. (default: :obj:`True`)
         gate (bool, optional): the cross-modal gate of Eqs. 4 and 6. (default: :obj:`True`)
         update_visual (bool, optional): compute Eqs. 5, 6 and 8. The last layer skips
             them: only word states reach the CRF, so its visual update would be dead
             weights. (default: :obj:`True`)
+        modalities (Sequence[str], optional): the visual node types, keys of
+            :data:`MODALITIES`. (default: :obj:`('object',)`)
 
     Shapes:
-        - **input:** word states :math:`(N_w, d)`, visual states :math:`(N_o, d)` and a
-          dict of ``edge_index`` per edge type name
-        - **output:** updated ``(word states, visual states)``
+        - **input:** word states :math:`(N_w, d)`, a dict of visual states
+          :math:`(N_m, d)` per modality and a dict of ``edge_index`` per edge type name
+        - **output:** updated ``(word states, dict of visual states)``
     """
 
     def __init__(self, channels: int, heads: int, ffn: int, dropout: float,
                  visual_self_attention: bool = True, visual_value_projection: bool = True,
-                 gate: bool = True, update_visual: bool = True):
+                 gate: bool = True, update_visual: bool = True,
+                 modalities: Sequence[str] = (schema.OBJECT, )):
         super().__init__()
         self.visual_self_attention = visual_self_attention
         self.update_visual = update_visual
+        self.modalities = tuple(modalities)
         attention = {_WORD_INTRA: GraphMultiHeadAttention(channels, heads, dropout)}
-        if visual_self_attention:
-            attention[_OBJECT_INTRA] = GraphMultiHeadAttention(
-                channels, heads, dropout, project_value=visual_value_projection)
+        gates = {}
+        for m in self.modalities:
+            intra, to_word, to_visual = MODALITIES[m]
+            if visual_self_attention:
+                attention[intra] = GraphMultiHeadAttention(
+                    channels, heads, dropout, project_value=visual_value_projection or m != schema.OBJECT)
+            gates[to_word] = CrossModalGate(channels, gated=gate)
+            if update_visual:
+                gates[to_visual] = CrossModalGate(channels, gated=gate)
         self.attention = nn.ModuleDict(attention)
-        gates = {_GROUNDS: CrossModalGate(channels, gated=gate)}
-        if update_visual:
-            gates[_REV_GROUNDS] = CrossModalGate(channels, gated=gate)
         self.gate = nn.ModuleDict(gates)
-        modalities = (schema.WORD, schema.OBJECT) if update_visual else (schema.WORD, )
+        kinds = (schema.WORD, *self.modalities) if update_visual else (schema.WORD, )
         self.ffn = nn.ModuleDict({
             t: nn.Sequential(nn.Linear(channels, ffn), nn.ReLU(), nn.Linear(ffn, channels))
-            for t in modalities})
+            for t in kinds})
         residual = {f'{t}_{step}': SublayerConnection(channels, dropout)
-                    for t in modalities for step in ('attention', 'gate', 'ffn')}
+                    for t in kinds for step in ('attention', 'gate', 'ffn')}
         if visual_self_attention and not update_visual:
-            residual[f'{schema.OBJECT}_attention'] = SublayerConnection(channels, dropout)
+            residual.update({f'{m}_attention': SublayerConnection(channels, dropout)
+                             for m in self.modalities})
         self.residual = nn.ModuleDict(residual)
 
-    def forward(self, h_word: Tensor, h_object: Tensor, edge_index: dict[str, Tensor],
-                word_batch: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, h_word: Tensor, h_visual: dict[str, Tensor], edge_index: dict[str, Tensor],
+                word_batch: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """``word_batch`` (each word's tweet) selects the dense evaluation of Eq. 1."""
-        word, obj = schema.WORD, schema.OBJECT
+        word = schema.WORD
         # Eq. 1: C_x = MultiHead(H_x, H_x, H_x)   (intra-modal, textual)
         c_word = self.residual[f'{word}_attention'](
             h_word, self.attention[_WORD_INTRA](h_word, edge_index[_WORD_INTRA], batch=word_batch))
-        # Eq. 2: C_o = MultiHead(H_o, H_o, H_o)   (intra-modal, visual)
-        if self.visual_self_attention:
-            c_object = self.residual[f'{obj}_attention'](
-                h_object, self.attention[_OBJECT_INTRA](h_object, edge_index[_OBJECT_INTRA]))
-        else:
-            c_object = h_object
-        # Eqs. 3-4: R_x,i = C_x,i + sum_{j in N(i)} b_ij * C_o,j,  b_ij = sigmoid(W1 C_x,i + W2 C_o,j)
-        r_word = self.residual[f'{word}_gate'](
-            c_word, self.gate[_GROUNDS]((c_object, c_word), edge_index[_GROUNDS]))
+        # Eq. 2: C_o = MultiHead(H_o, H_o, H_o)   (intra-modal, visual; each modality on its own)
+        c_visual = {}
+        for m in self.modalities:
+            intra = MODALITIES[m][0]
+            c_visual[m] = (self.residual[f'{m}_attention'](
+                h_visual[m], self.attention[intra](h_visual[m], edge_index[intra]))
+                if self.visual_self_attention else h_visual[m])
+        # Eqs. 3-4: R_x,i = C_x,i + sum_{j in N(i)} b_ij * C_o,j,  b_ij = sigmoid(W1 C_x,i + W2 C_o,j),
+        # N(i) over every modality (a word no aux word describes adds exactly 0).
+        message = sum(self.gate[MODALITIES[m][1]]((c_visual[m], c_word), edge_index[MODALITIES[m][1]])
+                      for m in self.modalities)
+        r_word = self.residual[f'{word}_gate'](c_word, message)
         if not self.update_visual:
-            return self.residual[f'{word}_ffn'](r_word, self.ffn[word](r_word)), c_object
-        # Eqs. 5-6: R_o,j = C_o,j + sum_{i in N(j)} b'_ji * C_x,i,  b'_ji = sigmoid(W3 C_o,j + W4 C_x,i)
-        r_object = self.residual[f'{obj}_gate'](
-            c_object, self.gate[_REV_GROUNDS]((c_word, c_object), edge_index[_REV_GROUNDS]))
-        # Eqs. 7-8: H_x = FFN(R_x), H_o = FFN(R_o)
+            return self.residual[f'{word}_ffn'](r_word, self.ffn[word](r_word)), c_visual
         h_word = self.residual[f'{word}_ffn'](r_word, self.ffn[word](r_word))
-        h_object = self.residual[f'{obj}_ffn'](r_object, self.ffn[obj](r_object))
-        return h_word, h_object
+        updated = {}
+        for m in self.modalities:
+            to_visual = MODALITIES[m][2]
+            # Eqs. 5-6: R_o,j = C_o,j + sum_{i in N(j)} b'_ji * C_x,i,  b'_ji = sigmoid(W3 C_o,j + W4 C_x,i)
+            r = self.residual[f'{m}_gate'](c_visual[m], self.gate[to_visual]((c_word, c_visual[m]),
+                                                                               edge_index[to_visual]))
+            # Eqs. 7-8: H_x = FFN(R_x), H_o = FFN(R_o)
+            updated[m] = self.residual[f'{m}_ffn'](r, self.ffn[m](r))
+        return h_word, updated
 
 
 class UMGF(MNERModel):
@@ -207,6 +246,7 @@ class UMGF(MNERModel):
     name = 'umgf'
     config_class = UMGFConfig
     relations = (schema.WORD_INTRA, schema.OBJECT_INTRA, schema.GROUNDS, schema.REV_GROUNDS)
+    aux_relations = (schema.AUX_INTRA, schema.DESCRIBES, schema.REV_DESCRIBES)
     visual_node_types = (schema.OBJECT, schema.IMAGE)  # the image becomes the object of a tweet without any
 
     def __init__(self, config: UMGFConfig, labels: Sequence[str] = BIO_LABELS):
@@ -219,12 +259,15 @@ class UMGF(MNERModel):
         self.visual_mlp = nn.Sequential(
             nn.Linear(c.visual_dim, d), nn.ReLU(), nn.Dropout(c.dropout),
             nn.Linear(d, d), nn.ReLU(), nn.Dropout(c.dropout))
+        modalities = (schema.OBJECT, schema.AUX) if c.aux_sources else (schema.OBJECT, )
         self.layers = nn.ModuleList(UMGFFusionLayer(
             d, c.heads, c.ffn, c.dropout, visual_self_attention=c.visual_self_attention,
             visual_value_projection=c.visual_value_projection, gate=c.gate,
-            update_visual=i < c.num_layers - 1)
+            update_visual=i < c.num_layers - 1, modalities=modalities)
             for i in range(c.num_layers))
         self.emission = nn.Linear(self.encoder.hidden_size + d, len(self.tags))
+        # Initial aux node states: the aux words read by the encoder on their own, projected to d.
+        self.aux_reader = AuxReader(self.encoder.hidden_size, d) if c.aux_sources else None
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -251,13 +294,13 @@ class UMGF(MNERModel):
         objects = batch[schema.OBJECT]
         h_word = self.text_proj(text.words[text.word_mask])      # H_x^(0) [N_w, d]
         h_object = self.visual_mlp(self.standardize(objects.x))  # H_o^(0) [N_o, d]
-        edge_index = {_WORD_INTRA: batch[schema.WORD_INTRA].edge_index,
-                      _OBJECT_INTRA: batch[schema.OBJECT_INTRA].edge_index,
-                      _GROUNDS: batch[schema.GROUNDS].edge_index,
-                      _REV_GROUNDS: batch[schema.REV_GROUNDS].edge_index}
+        h_visual = {schema.OBJECT: h_object}
+        if self.aux_reader is not None:
+            h_visual[schema.AUX] = self.aux_states(batch)        # [N_a, d]
+        edge_index = {edge_type_name(r): batch[r].edge_index for r in self.relations}
         dense = word_batch if self.config.dense_word_attention else None
         for layer in self.layers:                                # Eqs. 1-8, L times
-            h_word, h_object = layer(h_word, h_object, edge_index, dense)
+            h_word, h_visual = layer(h_word, h_visual, edge_index, dense)
         fused = text.words.new_zeros(*text.word_mask.shape, h_word.shape[-1])
         fused[text.word_mask] = h_word                           # [B, T, d]
         emissions = self.emission(torch.cat([text.words, fused], dim=-1))
@@ -268,14 +311,23 @@ class UMGF(MNERModel):
     def explain(self, batch: Batch) -> list[Evidence]:
         """Per word and fusion layer, the cross-modal gate on each object that
         grounds it (Eq. 4, mean over channels; the objects are the detections,
-        or the whole image of a tweet without any) and the word self-attention
+        or the whole image of a tweet without any), with ``aux_sources`` the
+        gate on each aux word that describes it, and the word self-attention
         (Eq. 1, mean over heads)."""
         self.check_explainable()
         self(batch)
         objects, words = node_sources(batch, schema.OBJECT), word_sources(batch)
-        evidence = [Evidence(self.name, list(w), reads_image=True, image_used=bool(o))
-                    for w, o in zip(self.words_of(batch), objects)]
+        aux = node_sources(batch, schema.AUX) if self.aux_reader is not None else [[] for _ in objects]
+        evidence = [Evidence(self.name, list(w), reads_image=True, image_used=bool(o) or bool(a))
+                    for w, o, a in zip(self.words_of(batch), objects, aux)]
         for number, layer in enumerate(self.layers, 1):
+            if self.aux_reader is not None:
+                gate = layer.gate[MODALITIES[schema.AUX][1]]
+                rows = edge_rows(batch, gate._edge_index, gate._alpha, schema.AUX)
+                for e, g, a in zip(evidence, rows, aux):
+                    if a:
+                        e.gates.append(Gate(f'layer {number} cross-modal gate (aux word -> word, Eq. 4)', a,
+                                            gate_rows(g)))
             gate = layer.gate[_GROUNDS]
             gates = edge_rows(batch, gate._edge_index, gate._alpha, schema.OBJECT)
             attention = layer.attention[_WORD_INTRA]

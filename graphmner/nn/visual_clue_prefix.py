@@ -52,8 +52,9 @@ class VisualCluePrefix(nn.Module):
             (default: :obj:`0.01`)
 
     Shapes:
-        - **input:** levels :math:`(N, D, S, d)`; extra tokens :math:`(N, K, d)`
-          or :obj:`None`
+        - **input:** levels :math:`(N, D, S, d)`, or :obj:`None` (no pyramid:
+          the extra tokens alone, ungated, :math:`S = 0`); extra tokens
+          :math:`(N, K, d)` or :obj:`None`
         - **output:** :math:`L` pairs (key, value), each :math:`(N, S + K, d)`
     """
 
@@ -87,7 +88,14 @@ class VisualCluePrefix(nn.Module):
         and gates ``[N, L, D]`` to ``[N, L, S, d]``."""
         return torch.einsum('nld,ndsc->nlsc', gates, levels)
 
-    def forward(self, levels: Tensor, extra: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
+    def forward(self, levels: Tensor | None, extra: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
+        if levels is None:  # no pyramid (no tweet with an image): the extra tokens alone, no gate
+            if extra is None or extra.dim() != 3 or extra.shape[-1] != self.channels:
+                got = None if extra is None else tuple(extra.shape)
+                raise ValueError(f'{type(self).__name__} without levels needs extra tokens of shape '
+                                 f'[N, K, {self.channels}], got {got}')
+            self._gates = None
+            return self._project(extra.unsqueeze(1).expand(-1, self.num_layers, -1, -1))
         if levels.dim() != 4 or levels.shape[1] != self.levels or levels.shape[-1] != self.channels:
             raise ValueError(f'{type(self).__name__} expects levels of shape [N, {self.levels}, S, '
                              f'{self.channels}], got {tuple(levels.shape)}')
@@ -101,6 +109,9 @@ class VisualCluePrefix(nn.Module):
             # Eq. 10: the same extra tokens follow the gated sequence in every layer.
             extra = extra.unsqueeze(1).expand(-1, self.num_layers, -1, -1)
             tokens = torch.cat([tokens, extra], dim=2)                    # [N, L, S + K, d]
+        return self._project(tokens)
+
+    def _project(self, tokens: Tensor) -> list[tuple[Tensor, Tensor]]:
         N, L, P, d = tokens.shape
         # Eq. 12: layer l's W_l^phi on layer l's sequence only.
         weight = self.key_value.weight.view(L, 2 * d, d)

@@ -40,7 +40,8 @@ def test_graph_with_image_has_every_node_type_and_the_stored_relations(tweet):
     assert full.validate() and full.edge_types == list(schema.EDGE_TYPES)
     counts = {schema.WORD_NEXT: 5, schema.WORD_INTRA: 30, schema.OBJECT_INTRA: 2, schema.GROUNDS: 2,
               schema.REV_GROUNDS: 2, schema.INFORMS: 49 * 6, schema.GUIDES: 16 * 6, schema.AUX_NEXT: 2,
-              schema.DESCRIBES: 18, schema.CONTAINS_REGION: 49, schema.CONTAINS_OBJECT: 2}
+              schema.AUX_INTRA: 6, schema.DESCRIBES: 18, schema.REV_DESCRIBES: 18, schema.CONTAINS_REGION: 49,
+              schema.CONTAINS_OBJECT: 2}
     assert {e: full[e].num_edges for e in full.edge_types} == counts
     assert full[schema.AUX_NEXT].edge_index.tolist() == [[0, 1], [1, 2]]
     assert full[schema.CONTAINS_OBJECT].edge_index.tolist() == [[0, 0], [0, 1]]

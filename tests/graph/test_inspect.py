@@ -83,8 +83,8 @@ def drawn_edges(ax):
 def test_draw_hides_dense_by_default(full):
     import matplotlib.pyplot as plt
 
-    dense = {'word__intra__word', 'region__informs__word', 'scale__guides__word', 'aux__describes__word',
-             'word__rev_grounds__object'}
+    dense = {'word__intra__word', 'region__informs__word', 'scale__guides__word', 'aux__intra__aux',
+             'aux__describes__word', 'word__rev_grounds__object', 'word__rev_describes__aux'}
     shown = display_graph(full)
     assert shown.edge_types == list(schema.EDGE_TYPES) and full.edge_types == list(schema.STORED)
     edges = {'__'.join(e): shown[e].num_edges for e in shown.edge_types}

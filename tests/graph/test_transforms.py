@@ -14,6 +14,7 @@ from graphmner.graph.transforms import (
     DropImage,
     ImageAsObject,
     KeepRelations,
+    SelectAux,
 )
 
 
@@ -130,3 +131,18 @@ def test_drop_image_draws_the_same_tweets_in_any_order_and_nests(tweet):
     assert Batch.from_data_list(out).num_graphs == 400  # dropped and kept graphs batch together
     with pytest.raises(ValueError, match=r"'p' is a probability in \[0, 1\], got 1.5"):
         DropImage(1.5)
+
+
+def test_select_aux_keeps_the_sources_read_in_their_order(tweet):
+    aux = [('a', 'caption'), ('dog', 'caption'), ('person', 'tag'), ('EXIT', 'ocr')]
+    g = SelectAux(['ocr', 'caption'])(build_graph(tweet, fake_features(2, 8), aux=aux))
+    assert g.aux_words == ['EXIT', 'a', 'dog']
+    assert g[schema.AUX].num_nodes == 3
+    sources = [schema.AUX_SOURCES.index(s) for s in ('ocr', 'caption', 'caption')]
+    assert g[schema.AUX].source.tolist() == sources
+    built = BuildRelations([schema.DESCRIBES, schema.AUX_INTRA, schema.REV_DESCRIBES])(g)
+    assert built[schema.DESCRIBES].num_edges == 3 * 6 and built[schema.AUX_INTRA].num_edges == 3 * 2
+    pairs = lambda relation: set(map(tuple, built[relation].edge_index.T.tolist()))
+    assert {(a, w) for w, a in pairs(schema.REV_DESCRIBES)} == pairs(schema.DESCRIBES)
+    with pytest.raises(ValueError, match=r"Unknown aux source\(s\) \['speech'\]"):
+        SelectAux(['speech'])

@@ -42,7 +42,7 @@ def test_aux_in_input_not_in_emissions(tiny_encoder, tweet):
     model = make(tiny_encoder)
     calls = spy_on_encoder(model)
     batch = Batch.from_data_list([build_graph(tweet, aux=AUX)])
-    assert model.aux_of(batch) == [['a', 'man', 'smiling']]
+    assert model.aux_words_of(batch) == [['a', 'man', 'smiling']]
     views = {}
     for view in ('image-text', 'auto', 'text'):
         with model.inference_view(view), torch.no_grad():
@@ -70,7 +70,7 @@ def reference_parts(model, batch):
     """The ITA objective computed from its definition: the text view's NLL over every tweet,
     the image-text view's NLL over the tweets with aux words, and T^2 sum KL(teacher || student)
     over those tweets' words divided by their number."""
-    words, aux = model.words_of(batch), model.aux_of(batch)
+    words, aux = model.words_of(batch), model.aux_words_of(batch)
     tags = model.target_tags(batch)
     text = model.encoder(words)
     e_text = model.emission(text.words)
@@ -172,5 +172,5 @@ def test_save_load(tiny_encoder, tweet, tmp_path):
 def test_aux_sources_filter(tiny_encoder, tweet):
     model = make(tiny_encoder, aux_sources=['tag', 'caption'])
     batch = Batch.from_data_list([build_graph(tweet, aux=[('a', 'caption'), ('dog', 'tag')])])
-    assert model.aux_of(batch) == [['dog', 'a']]
-    assert make(tiny_encoder, aux_sources=['ocr']).aux_of(batch) == [[]]
+    assert model.aux_words_of(batch) == [['dog', 'a']]
+    assert make(tiny_encoder, aux_sources=['ocr']).aux_words_of(batch) == [[]]

@@ -13,10 +13,11 @@ from graphmner.graph.builder import build_graph
 
 
 def declared() -> dict:
-    """Relation -> the models whose ``relations`` declare it."""
+    """Relation -> the models whose ``relations`` (or ``aux_relations``, read with aux_sources) declare it."""
     out: dict = {}
     for name in models.available():
-        for relation in models.model_class(name).relations:
+        cls = models.model_class(name)
+        for relation in (*cls.relations, *cls.aux_relations):
             out.setdefault(relation, []).append(name)
     return {relation: tuple(sorted(names)) for relation, names in out.items()}
 
@@ -33,7 +34,7 @@ def test_the_schema_table_says_what_the_declarations_and_rules_say():
     the models that read it or 'display'."""
     rows = {}
     for line in schema.__doc__.splitlines():
-        found = re.match(r"``(\('\w+', '\w+', '\w+'\))``\s.*\s(stored|on demand)\s+(\S+)", line)
+        found = re.match(r"``(\('\w+', '\w+', '\w+'\))``\s.*\s(stored|on demand)\s+(\w+(?:, \w+)*)", line)
         if found:
             rows[eval(found[1])] = (found[2], found[3])
     assert set(rows) == set(schema.EDGE_TYPES)
@@ -51,9 +52,12 @@ TWEETS = [Tweet('a', ['Handsome', 'Rob', 'after', 'a', 'fish', 'dinner'], ['O', 
 def test_a_declared_relation_is_read(tiny_encoder, relation, name):
     """Without the relation's edges the model's emissions change: the declaration is true."""
     torch.manual_seed(0)
-    model = models.build(name, encoder=tiny_encoder).eval()
+    reads_aux = relation in models.model_class(name).aux_relations
+    options = {'aux_sources': ['caption']} if reads_aux else {}
+    model = models.build(name, encoder=tiny_encoder, **options).eval()
     grounds = torch.tensor([[0, 2], [1, 0]])  # objects 0 and 2 grounded, object 1 in no phrase
-    graphs = [build_graph(t, fake_features(num_objects=3, dim=2048, seed=i), grounds=grounds)
+    aux = [('a', 'caption'), ('fish', 'caption')]
+    graphs = [build_graph(t, fake_features(num_objects=3, dim=2048, seed=i), grounds=grounds, aux=aux)
               for i, t in enumerate(TWEETS)]
     batch = batch_for(model, graphs)
     assert batch[relation].num_edges > 0

@@ -213,8 +213,9 @@ def test_fusion_layer_matches_eqs_1_to_8_by_hand(switches, dense):
                   'object__grounds__word': torch.tensor(grounds).T,
                   'word__rev_grounds__object': torch.tensor(grounds).T.flip(0)}
     with torch.no_grad():
-        got_word, got_object = layer(h_word, h_object, edge_index,
+        got_word, got_visual = layer(h_word, {'object': h_object}, edge_index,
                                      torch.zeros(3, dtype=torch.long) if dense else None)
+        got_object = got_visual['object']
         r = layer.residual
         c_word = by_hand_norm(r['word_attention'], h_word,
                               by_hand_attention(layer.attention['word__intra__word'], h_word, word_pairs))

@@ -73,3 +73,17 @@ def test_errors_and_repr(levels):
     with pytest.raises(ValueError, match=r"'num_layers' must be positive \(got 0\)"):
         VisualCluePrefix(8, 4, 0)
     assert repr(prefix) == 'VisualCluePrefix(8, levels=4, num_layers=2)'
+
+
+def test_without_levels_the_extra_tokens_alone_are_projected_per_layer():
+    torch.manual_seed(0)
+    prefix = VisualCluePrefix(8, levels=4, num_layers=2)
+    extra = torch.randn(3, 5, 8)
+    pairs = prefix(None, extra)
+    weight, bias = prefix.key_value.weight.view(2, 16, 8), prefix.key_value.bias.view(2, 16)
+    for layer, (key, value) in enumerate(pairs):
+        expected = extra @ weight[layer].T + bias[layer]
+        assert torch.allclose(torch.cat([key, value], -1), expected, atol=1e-6)
+    assert prefix._gates is None
+    with pytest.raises(ValueError, match=r'without levels needs extra tokens of shape \[N, K, 8\], got None'):
+        prefix(None)
