@@ -133,3 +133,15 @@ def long_tweet() -> Tweet:
 def tweet() -> Tweet:
     return Tweet('demo_1', ['Handsome', 'Rob', 'after', 'a', 'fish', 'dinner'],
                  ['O', 'B-PER', 'O', 'O', 'O', 'O'])
+
+
+def error_of(argv: list[str], capsys) -> str:
+    """What ``graphmner <argv>`` prints for a user mistake, checked to be one line and exit 2."""
+    from graphmner.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1, err  # one line, no traceback
+    return err

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, error_of
 
 from graphmner import models
 from graphmner.cli import MODEL_NAMES, main, quiet_third_parties
@@ -21,15 +21,6 @@ def checkpoint(tiny_encoder, graph_cache, tmp_path_factory):
     main(['train', '--model', 'bert-crf', '--encoder', tiny_encoder, '--epochs', '1', '--out', str(out),
           '--cache-dir', str(graph_cache)])
     return out / 'best.pt'
-
-
-def error_of(argv, capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count('\n') == 1, err  # one line, no traceback
-    return err
 
 
 def test_ctrl_c_is_one_line_with_the_command_that_resumes(monkeypatch, capsys):

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from conftest import error_of
 
 from graphmner import Tagger
 from graphmner.cli import main
@@ -18,15 +19,6 @@ def run(request, tiny_encoder, graph_cache, tmp_path_factory):
     main(['train', '--model', request.param, '--encoder', tiny_encoder, '--epochs', '1', '--out', str(out),
           '--cache-dir', str(graph_cache)])
     return out
-
-
-def error_of(argv, capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count('\n') == 1, err  # one line, no traceback
-    return err
 
 
 def test_the_folder_tags_as_best_pt_does(run, graph_cache, tmp_path, capsys):
