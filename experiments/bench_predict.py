@@ -14,12 +14,20 @@ that load drifts hit both alike; the ratio is tweets/s over tweets/s (medians).
 The cost of windows: the first tweets' words joined into one text of
 ``--long-words`` words (far past the encoder's 128 subwords, so it is read in
 overlapping windows) against the same tweets tagged one by one, in words/s.
+
+The cost of ``explain=True``: the demo's tweets with their photos (the demo's
+graph options: scikit-image's samples, the cascade detector), tagged with and
+without evidence by bert-crf and by ``--explain-model``, both built untrained
+(the weights do not change the speed). The features are extracted once before
+the timed rounds, so both sides build the same graphs from the cache.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +42,10 @@ quiet_third_parties()  # before torch_geometric's import warns about torch.jit
 
 from graphmner import Tagger, models  # noqa: E402
 from graphmner.data import read_conll, split_path  # noqa: E402
+from graphmner.data.demo import DEMO_OPTIONS, demo_image_root, demo_split_path  # noqa: E402
+from graphmner.graph import GraphOptions  # noqa: E402
+from graphmner.graph.builder import backend_widths  # noqa: E402
+from graphmner.graph.data_config import DataConfig  # noqa: E402
 
 
 def bare_round(encoder, words: list[list[str]], batch_size: int) -> float:
@@ -62,6 +74,40 @@ def words_round(tagger: Tagger, texts: list[list[str]]) -> float:
     return sum(map(len, texts)) / (time.perf_counter() - start)
 
 
+def explain_round(tagger: Tagger, words: list[list[str]], images: list[Path], explain: bool) -> float:
+    start = time.perf_counter()
+    predictions = tagger.predict(words, images=images, explain=explain)
+    assert all((p.evidence is not None) is explain for p in predictions)
+    return len(words) / (time.perf_counter() - start)
+
+
+def explain_cost(names: list[str], encoder: str, batch_size: int, rounds: int) -> None:
+    tweets = [t for split in ('train', 'dev', 'test') for t in read_conll(demo_split_path(split))]
+    root = demo_image_root()
+    words = [t.words for t in tweets]
+    images = [next(root.glob(f'{t.image_id}.*')) for t in tweets]
+    options = GraphOptions(**DEMO_OPTIONS)
+    widths = backend_widths(options).x
+    with tempfile.TemporaryDirectory() as cache:
+        for name in names:
+            cls = models.model_class(name)
+            fields = {f.name for f in dataclasses.fields(cls.config_class)}
+            visual = {'visual_dim': widths[cls.visual_node_types[0]]} if 'visual_dim' in fields else {}
+            torch.manual_seed(1)
+            model = models.build(name, encoder=encoder, **visual)
+            model.data_config = DataConfig(options=options, tokenizer='twitter2015')
+            tagger = Tagger(model, cache_dir=cache, batch_size=batch_size)
+            tagger.predict(words, images=images)  # extracts the features into the cache, untimed
+            rates: dict[str, list[float]] = {'plain': [], 'explain=True': []}
+            for _ in range(rounds):
+                rates['plain'].append(explain_round(tagger, words, images, False))
+                rates['explain=True'].append(explain_round(tagger, words, images, True))
+            median = {k: statistics.median(v) for k, v in rates.items()}
+            print(f"\n{name}: {len(words)} demo tweets with photos x {rounds} rounds: "
+                  + ', '.join(f'{k} {v:.1f}' for k, v in median.items()) + ' tweets/s (median)')
+            print(f"ratio explain=True / plain ({name}): {median['explain=True'] / median['plain']:.2f}x")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data-root', default=str(ROOT.parent / 'shared' / 'data'))
@@ -70,6 +116,10 @@ def main() -> None:
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--long-words', type=int, default=3000, help='words of the one long text (0: skip)')
+    p.add_argument('--explain-model', default='umgf', choices=('umgf', 'maf'),
+                   help='the visual model whose explain=True is timed beside bert-crf')
+    p.add_argument('--explain-rounds', type=int, default=5,
+                   help='rounds of the explain=True timing (0: skip)')
     args = p.parse_args()
 
     tweets = [t for split in ('test', 'dev')
@@ -112,6 +162,8 @@ def main() -> None:
             print(f'{name:<24} {value:8.1f} words/s (median)')
         print(f"ratio one long text / tweets one by one: "
               f"{median['one long text'] / median['tweets one by one']:.2f}x")
+    if args.explain_rounds:
+        explain_cost(['bert-crf', args.explain_model], args.encoder, args.batch_size, args.explain_rounds)
 
 
 if __name__ == '__main__':

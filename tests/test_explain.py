@@ -140,3 +140,24 @@ def test_command_mistakes_are_one_line(argv, message, tmp_path, capsys, monkeypa
         main(['explain', 'best.pt', '--text', 'Rob', *argv])
     err = capsys.readouterr().err
     assert exit.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_detected_person_is_drawn_as_a_labelled_box(tiny_encoder, graph_cache, tmp_path, monkeypatch):
+    from PIL import Image, ImageChops
+
+    from graphmner import explain
+
+    # The demo's cascade finds the astronaut's face: a 'person' object that UMGF's gate reads.
+    p = untrained_tagger('umgf', tiny_encoder, graph_cache).predict(TEXT, image=photo('astronaut'),
+                                                                    explain=True)
+    objects = [s for g in p.evidence.gates for s in g.sources if s.kind == 'object']
+    assert objects and {s.label for s in objects} == {'person'} and all(s.box for s in objects)
+    svg = explain.to_html(p).split('</svg>')[0]  # the summary below names 'person' too
+    assert svg.count('class="object"') == 1 and '>person ' in svg
+    with_objects = explain.draw(p, tmp_path / 'with.png')
+    monkeypatch.setattr(explain, 'boxes', lambda evidence, words: [])
+    without = explain.draw(p, tmp_path / 'without.png')
+    with Image.open(with_objects) as a, Image.open(without) as b:
+        changed = ImageChops.difference(a.convert('RGB'), b.convert('RGB')).getbbox()
+    # the box and its label changed pixels, all on the photo (the left half of the 1000 px figure)
+    assert changed is not None and changed[2] - changed[0] > 20 and changed[2] < 500
