@@ -229,7 +229,10 @@ def test_sigkill_mid_epoch_and_mid_checkpoint_and_ctrl_c_then_resume_give_the_un
         assert tweets == 3 * 24 and [h['tweets'] for h in run['history']] == [24, 24, 24]
         total = sum(h['train_seconds'] for h in run['history'])
         assert run['train_seconds'] == pytest.approx(total, abs=0.01)
-        assert run['tweets_per_second'] == pytest.approx(tweets / run['train_seconds'], rel=0.01)
+        # metrics.json rounds train_seconds to 0.01 s: over a run of a few tenths of a second that alone
+        # moves tweets / train_seconds by more than 1 %, so the bound is the rounding's own
+        low, high = tweets / (run['train_seconds'] + 0.005), tweets / (run['train_seconds'] - 0.005)
+        assert low - 0.01 <= run['tweets_per_second'] <= high + 0.01
     assert whole(killed) == whole(full)
     # A finished run keeps its weights once: last.pt is a small record, best.pt the model.
     assert (killed / 'last.pt').stat().st_size < 0.01 * (killed / 'best.pt').stat().st_size
