@@ -9,6 +9,8 @@ from, grown by this command's (``--replace-table``: this command's grid alone). 
 results/<name>.md, results/<name>.json and results/<name>.png: mean +- std over seeds of test P / R / F1
 and per-type F1, dev F1, tweets/s and training time; a paired bootstrap of each method against bert-crf
 on the same dataset and seed (saved test predictions); the papers' numbers from experiments/papers.yaml.
+Run folders stay on the machine that trained them: a seed of the grid whose folder is not here keeps the
+scores and bootstrap results/<name>.json recorded, and the table lists those seeds under "Kept from".
 
     # here (CPU, MiniLM, 3 epochs, seeds 1-3; ITA reads the BLIP-2 captions, the others ignore them)
     python experiments/reproduce.py --name twitter2017-minilm --datasets twitter2017 --seeds 1 2 3 \\
@@ -283,27 +285,80 @@ def significance(runs: list[Run], args: argparse.Namespace) -> dict[tuple[str, s
     return tests
 
 
+def seed_record(run: Run) -> dict[str, Any]:
+    """A finished run here, as one seed of its row: test P / R / F1 and per-type F1 in percent, dev F1,
+    speed, encoder and epochs (the fields :func:`earlier_records` rebuilds from a written table)."""
+    m = json.loads((run.out / 'metrics.json').read_text())
+    return {'seed': m['seed'], 'run': shown_path(run.out), 'encoder': m['encoder'], 'epochs': m['epochs'],
+            **{key: 100 * m['test'][key] for key in ('precision', 'recall', 'f1')},
+            'per_type_f1': {t: 100 * m['test']['per_type'][t]['f1']
+                            for t in TYPES if t in m['test']['per_type']},
+            'dev_f1': 100 * m['dev']['f1'], 'tweets_per_second': m['tweets_per_second'],
+            'train_seconds': m['train_seconds']}
+
+
+def earlier_records(args: argparse.Namespace) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Per (method, dataset, seed): the seed as results/<name>.json recorded it, with its bootstrap
+    against bert-crf (``'test'``), for the runs whose folders are not here: run folders live on the
+    machine that trained them, so a grid grown on another machine keeps the rows it cannot retrain
+    rather than dropping them. Empty when the table was written for another encoder or epochs."""
+    path = args.results_dir / f'{args.name}.json'
+    if not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    if any(earlier['grid'].get(key) != getattr(args, key) for key in ('encoder', 'epochs')):
+        return {}
+    records = {}
+    for row in earlier['rows']:
+        tests = {t['seed']: t for t in row['vs_bert_crf']}
+        for i, seed in enumerate(row['seeds']):
+            records[(row['method'], row['dataset'], seed)] = {
+                'seed': seed, 'run': row['runs'][i], 'model': row['model'], 'sets': row['sets'],
+                **row['settings'], **{key: row[key]['values'][i] for key in (
+                    'precision', 'recall', 'f1', 'dev_f1', 'tweets_per_second', 'train_seconds')},
+                'per_type_f1': {t: s['values'][i] for t, s in row['per_type_f1'].items()},
+                'test': tests.get(seed)}
+    return records
+
+
+def kept_runs(runs: list[Run], args: argparse.Namespace) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The grid's runs not finished here that results/<name>.json recorded with the same model and
+    settings (:func:`earlier_records`)."""
+    earlier = earlier_records(args)
+    kept = {}
+    for run in runs:
+        record = earlier.get((run.method, run.dataset, run.seed))
+        if not run.done and record is not None and (record['model'], record['sets']) == (run.model, run.sets):
+            kept[(run.method, run.dataset, run.seed)] = record
+    return kept
+
+
 def summarise(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
     tests = significance(runs, args)
+    kept = kept_runs(runs, args)
     papers = read_papers()
     rows = []
     keys = dict.fromkeys((r.method, r.model, r.dataset) for r in runs)
     for method, model, dataset in keys:
-        done = [r for r in runs if (r.method, r.dataset) == (method, dataset) and r.done]
-        if not done:
+        ours = [r for r in runs if (r.method, r.dataset) == (method, dataset)]
+        here = [seed_record(r) for r in ours if r.done]
+        earlier = [kept[(method, dataset, r.seed)] for r in ours if (method, dataset, r.seed) in kept]
+        records = sorted(here + earlier, key=lambda record: record['seed'])
+        if not records:
             continue
-        metrics = [json.loads((r.out / 'metrics.json').read_text()) for r in done]
-        row = {'method': method, 'model': model, 'dataset': dataset, 'seeds': [m['seed'] for m in metrics],
-               'runs': [shown_path(r.out) for r in done], 'sets': done[0].sets}
+        row = {'method': method, 'model': model, 'dataset': dataset,
+               'seeds': [record['seed'] for record in records], 'runs': [record['run'] for record in records],
+               'sets': ours[0].sets,
+               'kept_from_earlier_table': [r.seed for r in ours if (method, dataset, r.seed) in kept]}
         for key in ('precision', 'recall', 'f1'):
-            row[key] = spread([100 * m['test'][key] for m in metrics])
-        row['per_type_f1'] = {t: spread([100 * m['test']['per_type'][t]['f1'] for m in metrics])
-                              for t in TYPES if all(t in m['test']['per_type'] for m in metrics)}
-        row['dev_f1'] = spread([100 * m['dev']['f1'] for m in metrics])
-        row['tweets_per_second'] = spread([m['tweets_per_second'] for m in metrics])
-        row['train_seconds'] = spread([m['train_seconds'] for m in metrics])
-        row['settings'] = {'encoder': metrics[0]['encoder'], 'epochs': metrics[0]['epochs']}
-        row['vs_bert_crf'] = tests.get((method, dataset), [])
+            row[key] = spread([record[key] for record in records])
+        row['per_type_f1'] = {t: spread([record['per_type_f1'][t] for record in records])
+                              for t in TYPES if all(t in record['per_type_f1'] for record in records)}
+        for key in ('dev_f1', 'tweets_per_second', 'train_seconds'):
+            row[key] = spread([record[key] for record in records])
+        row['settings'] = {'encoder': records[0]['encoder'], 'epochs': records[0]['epochs']}
+        row['vs_bert_crf'] = sorted(tests.get((method, dataset), []) + [
+            record['test'] for record in records if record.get('test') is not None], key=lambda t: t['seed'])
         row['papers'] = [p for p in papers if p['method'] == method and p['dataset'] == dataset]
         rows.append(row)
     return rows
@@ -353,6 +408,13 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     if ablations:
         lines += ['', 'Ablations:', '']
         lines += [f"- {row['method']}: {row['model']} with {' '.join(row['sets'])}" for row in ablations]
+    kept = [row for row in rows if row['kept_from_earlier_table']]
+    if kept:
+        lines += ['', f'Kept from the table results/{args.name}.json held before (their run folders are '
+                  'on the machine that trained them, not the one that wrote this table; scores and '
+                  'bootstraps as recorded then):', '']
+        lines += [f"- {row['method']} {row['dataset']} seeds "
+                  + ' '.join(map(str, row['kept_from_earlier_table'])) for row in kept]
     return '\n'.join(lines) + '\n'
 
 
@@ -540,11 +602,18 @@ def cross_domain_markdown(rows: list[dict[str, Any]], labels: tuple[str, ...], a
     return '\n'.join(lines) + '\n'
 
 
-def report_unfinished(runs: list[Run]) -> None:
-    """Names the grid's runs that a table leaves out because they have not finished."""
-    unfinished = [shown_path(run.out) for run in runs if not run.done]
-    if unfinished:
-        print(f"not finished, left out: {', '.join(unfinished)}")
+def report_unfinished(runs: list[Run], rows: list[dict[str, Any]] = ()) -> None:
+    """Names the grid's runs that a table leaves out because they have not finished, and those it keeps
+    from the table written before (``rows``' ``kept_from_earlier_table``)."""
+    kept = {(row['method'], row['dataset'], seed)
+            for row in rows for seed in row.get('kept_from_earlier_table', ())}
+    unfinished = [run for run in runs if not run.done]
+    for word, chosen in (('kept from the earlier table, not trained here', True),
+                         ('not finished, left out', False)):
+        named = [shown_path(run.out) for run in unfinished
+                 if ((run.method, run.dataset, run.seed) in kept) == chosen]
+        if named:
+            print(f"{word}: {', '.join(named)}")
 
 
 def write_cross_domain(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -589,7 +658,7 @@ def reproduce(args: argparse.Namespace) -> list[dict[str, Any]]:
         train_missing(runs, args)
     table_runs = grid(table_args)
     rows = write_results(table_runs, table_args)
-    report_unfinished(table_runs)
+    report_unfinished(table_runs, rows)
     print(f"wrote {args.results_dir / args.name}.md, .json, .png ({len(rows)} rows)")
     return rows
 

@@ -305,3 +305,56 @@ def test_the_plot_names_the_paper_of_each_cross(reproduce, tmp_path, monkeypatch
               if len(c.get_offsets()) == 1}
     first, second = ((0.0, p['f1']) for p in papers)
     assert first in points and second in points and points[first] != points[second]
+
+
+def test_a_table_grown_on_another_machine_keeps_the_rows_it_cannot_retrain(reproduce, shared_data, tmp_path,
+                                                                          capsys):
+    """Run folders stay on the machine that trained them: a table rewritten where some are missing keeps
+    those seeds as results/<name>.json recorded them (scores and bootstraps), and says so."""
+    gold = read_conll(shared_data / 'twitter2017' / 'test.txt')
+    worse = [Tweet(t.image_id, t.words, ['O'] * len(t.words) if i % 2 else t.labels)
+             for i, t in enumerate(gold)]
+    runs = tmp_path / 'runs' / 'moved'
+    for method, f1s, predictions in (('bert-crf', (0.70, 0.72), worse), ('umgf', (0.80, 0.82), gold)):
+        for seed, f1 in zip((1, 2), f1s):
+            folder = runs / f'{method}-twitter2017-seed{seed}'
+            folder.mkdir(parents=True)
+            (folder / 'metrics.json').write_text(json.dumps(_metrics(seed, f1, encoder='enc', epochs=3)))
+            write_conll(predictions, folder / 'test_predictions.txt')
+    common = ['--name', 'moved', '--datasets', 'twitter2017', '--data-root', str(shared_data), '--encoder',
+              'enc', '--epochs', '3', '--table-only', '--resamples', '200',
+              '--runs-dir', str(tmp_path / 'runs'), '--results-dir', str(tmp_path / 'results')]
+    before = reproduce.main(common + ['--models', 'bert-crf', 'umgf', '--seeds', '1', '2'])
+    assert [r['kept_from_earlier_table'] for r in before] == [[], []]
+    # a new machine: umgf's folders are gone, bert-crf seed 2 too; an ablation is trained there
+    for gone in ('umgf-twitter2017-seed1', 'umgf-twitter2017-seed2', 'bert-crf-twitter2017-seed2'):
+        shutil.rmtree(runs / gone)
+    folder = runs / 'umgf-aux-twitter2017-seed1'
+    folder.mkdir()
+    (folder / 'metrics.json').write_text(json.dumps(_metrics(1, 0.9, encoder='enc', epochs=3)))
+    write_conll(gold, folder / 'test_predictions.txt')
+    capsys.readouterr()
+    after = reproduce.main(common + ['--models', '--ablation', 'umgf-aux', 'umgf',
+                                     'model.aux_sources=[caption]', '--seeds', '1'])
+    by_method = {row['method']: row for row in after}
+    for method in ('bert-crf', 'umgf'):
+        old = next(row for row in before if row['method'] == method)
+        assert {k: v for k, v in by_method[method].items() if k != 'kept_from_earlier_table'} == {
+            k: v for k, v in old.items() if k != 'kept_from_earlier_table'}
+    assert by_method['bert-crf']['kept_from_earlier_table'] == [2]
+    assert by_method['umgf']['kept_from_earlier_table'] == [1, 2]
+    assert [t['seed'] for t in by_method['umgf']['vs_bert_crf']] == [1, 2]
+    # the new row is tested against the bert-crf run that is still here, at its own seed
+    aux = by_method['umgf-aux']
+    assert aux['seeds'] == [1] and aux['kept_from_earlier_table'] == []
+    assert [t['seed'] for t in aux['vs_bert_crf']] == [1] and aux['vs_bert_crf'][0]['difference'] > 0
+    kept_line = next(line for line in capsys.readouterr().out.splitlines()
+                     if line.startswith('kept from the earlier table, not trained here: '))
+    assert 'umgf-twitter2017-seed1' in kept_line and 'bert-crf-twitter2017-seed2' in kept_line
+    table = (tmp_path / 'results' / 'moved.md').read_text()
+    assert '- umgf twitter2017 seeds 1 2' in table and '- bert-crf twitter2017 seeds 2' in table
+    # a table recorded for another encoder lends none of its seeds
+    shutil.rmtree(runs / 'bert-crf-twitter2017-seed1')
+    rows = reproduce.main(common + ['--encoder', 'other', '--replace-table', '--models', 'bert-crf',
+                                    '--seeds', '1', '2'])
+    assert rows == []
