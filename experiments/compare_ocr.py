@@ -21,16 +21,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import matplotlib
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from experiments.printed_text import print_lines  # noqa: E402
 from graphmner.data.demo import demo_image_root  # noqa: E402
 from graphmner.features.ocr import OcrConfig, TextReader  # noqa: E402
-
-FONTS = Path(matplotlib.get_data_path()) / 'fonts' / 'ttf'
 
 # (photo, lines, font, size, style, where)
 PHOTOS_WITH_TEXT = [
@@ -55,23 +53,7 @@ def photo(name: str) -> Image.Image:
 
 
 def render(name, lines, font, size, style, where) -> Image.Image:
-    image = photo(name)
-    draw = ImageDraw.Draw(image)
-    face = ImageFont.truetype(str(FONTS / font), size)
-    boxes = [draw.textbbox((0, 0), line, font=face) for line in lines]
-    block = sum(b[3] - b[1] + size // 4 for b in boxes)
-    y = size // 3 if where == 'top' else image.height - block - size // 3
-    for line, box in zip(lines, boxes):
-        x = (image.width - (box[2] - box[0])) // 2
-        if style == 'meme':
-            draw.text((x, y), line, font=face, fill='white', stroke_width=max(2, size // 15),
-                      stroke_fill='black')
-        else:
-            draw.rectangle((x - 8, y + box[1] - 6, x + box[2] - box[0] + 8, y + box[3] + 6),
-                           fill=(245, 245, 235))
-            draw.text((x, y), line, font=face, fill=(20, 20, 60))
-        y += box[3] - box[1] + size // 4
-    return image
+    return print_lines(photo(name), lines, font, size, style, where)
 
 
 def edit_distance(a: str, b: str) -> int:

@@ -75,7 +75,7 @@ def probe_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
     trained = json.loads(results.read_text()) if results.exists() else {}
     sizes = trained.get('sizes', probe_visual.SIZES)
     cache = args.cache_dir or probe_visual.DEFAULT_CACHE
-    name = f'seed{args.data_seed}' + '-captions' * args.captions
+    name = probe_visual.probe_name(args.data_seed, args.captions)
     if 'probe' in trained and Path(trained['probe']).name != name:
         raise SystemExit(f"missing_images.py: the runs under {args.probe} were trained on the probe "
                          f"{trained['probe']}, not {name}: give its --data-seed (and --captions)")

@@ -55,6 +55,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from experiments.printed_text import PLACES, print_lines  # noqa: E402
 from graphmner.cli import quiet_third_parties  # noqa: E402
 
 quiet_third_parties()  # before torch_geometric's import warns about torch.jit
@@ -64,7 +65,7 @@ from torch_geometric.loader import DataLoader  # noqa: E402
 
 from graphmner import models  # noqa: E402
 from graphmner.data.conll import Tweet, read_conll, write_conll  # noqa: E402
-from graphmner.data.demo import demo_image_root  # noqa: E402
+from graphmner.data.demo import DEMO_OPTIONS, demo_image_root  # noqa: E402
 from graphmner.data.images import load_image  # noqa: E402
 from graphmner.data.labels import BIO_LABELS  # noqa: E402
 from graphmner.data.paths import image_path  # noqa: E402
@@ -72,6 +73,7 @@ from graphmner.features.types import VisualWidths  # noqa: E402
 from graphmner.graph import GraphBuilder, GraphOptions, build_graph, schema  # noqa: E402
 from graphmner.graph.builder import backend_widths, graph_features  # noqa: E402
 from graphmner.graph.datasets import DEFAULT_CACHE  # noqa: E402
+from graphmner.graph.inspect import aux_sources  # noqa: E402
 from graphmner.train import experiment  # noqa: E402
 
 #: Entity type -> the photos of its family (all bundled with scikit-image).
@@ -82,6 +84,26 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     'MISC': ('chelsea', 'coffee', 'retina', 'clock_motion'),       # close-ups
 }
 PHOTO_TYPE = {photo: entity_type for entity_type, photos in FAMILIES.items() for photo in photos}
+
+#: The evidence family (``--family evidence``): the type is what a detector finds or what the photo has
+#: printed on it, so that a model reading image text (ITA, or UMGF / MAF / GMF with ``aux_sources``)
+#: can take it from the object tags or the OCR words. PER: a crop of a photo with a face (OpenCV's face
+#: cascades tag it ``person``); ORG, LOC, MISC: a crop of one of the other photos with a sign naming a
+#: made-up organisation, place or event ("HALVERN BANK", "DUNMOOR PARK", "TRAXA FESTIVAL"), the same
+#: made-up first words under every type, so only the second word tells the type.
+FACE_PHOTOS: tuple[str, ...] = FAMILIES['PER']
+SIGN_WORDS: dict[str, tuple[str, ...]] = {
+    'ORG': ('BANK', 'UNITED', 'AIRWAYS', 'RECORDS', 'MOTORS', 'COLLEGE'),
+    'LOC': ('STREET', 'PARK', 'LAKE', 'BEACH', 'AVENUE', 'VALLEY'),
+    'MISC': ('FESTIVAL', 'AWARDS', 'CUP', 'MARATHON', 'EXPO', 'SERIES'),
+}
+SIGN_NAMES: tuple[str, ...] = ('HALVERN', 'DUNMOOR', 'ORSK', 'TRAXA', 'PELLO', 'KESTWICK', 'MIRADA', 'BOLTAN')
+SIGN_BACKGROUNDS: tuple[str, ...] = tuple(p for p in PHOTO_TYPE if p not in FACE_PHOTOS)
+EVIDENCE_TYPE = {**{f'face-{photo}': 'PER' for photo in FACE_PHOTOS},
+                 **{f'sign-{entity_type}': entity_type for entity_type in SIGN_WORDS}}
+#: Entity type of every image kind, both families (the kind ends each probe image id).
+IMAGE_TYPE = {**PHOTO_TYPE, **EVIDENCE_TYPE}
+FAMILY_NAMES = ('photos', 'evidence')
 
 #: Made-up names, every one used under every type.
 NAMES: tuple[str, ...] = ('Zorvek', 'Talmira', 'Quenbro', 'Ostrel', 'Vashti Dunmore', 'Kelvaro',
@@ -101,6 +123,17 @@ CROP_SIZE = 224
 #: The probe's graph options: the weight-free descriptors and no detector.
 PROBE_OPTIONS: dict[str, Any] = {'vision_arch': 'descriptors', 'vision_weights': None,
                                  'detector_weights': None}
+#: The evidence family's: the same descriptors, OpenCV's cascades as detector, and OCR.
+EVIDENCE_OPTIONS: dict[str, Any] = {**PROBE_OPTIONS, 'detector_arch': 'cascade', 'detector_weights': 'opencv',
+                                    'ocr': True, 'spacy_model': DEMO_OPTIONS['spacy_model']}
+#: The models the evidence family trains by default: each visual method as its paper has it, and the
+#: image-text readers (name, model, --set values).
+EVIDENCE_VARIANTS: tuple[tuple[str, ...], ...] = (
+    ('bert-crf', 'bert-crf'), ('umgf', 'umgf'), ('maf', 'maf'), ('gmf', 'gmf'),
+    ('ita-tags-ocr', 'ita', 'model.aux_sources=[tag,ocr]'),
+    ('umgf-aux', 'umgf', 'model.aux_sources=[tag,ocr]'),
+    ('maf-aux', 'maf', 'model.aux_sources=[tag,ocr]'),
+    ('gmf-aux', 'gmf', 'model.aux_sources=[tag,ocr]'))
 #: A random-weight ResNet-50 on the same photos, for the feature comparison.
 RANDOM_RESNET_OPTIONS: dict[str, Any] = {'vision_arch': 'resnet50', 'vision_weights': None,
                                          'detector_weights': None}
@@ -123,15 +156,25 @@ def probe_tweet(image_id: str, entity_type: str, rng: random.Random) -> Tweet:
     return Tweet(image_id, words, labels)
 
 
-def build_probe(folder: Path, sizes: dict[str, int] = SIZES, seed: int = 0, captions: bool = False) -> Path:
+def build_probe(folder: Path, sizes: dict[str, int] = SIZES, seed: int = 0, captions: bool = False,
+                family: str = 'photos') -> Path:
     """Writes the probe (CoNLL splits, crops under ``images/``, and with
     ``captions`` a caption file giving each crop its source photo's demo
     caption) into ``folder``; reuses what is there when it was written with the
-    same settings. Returns ``folder``."""
+    same settings. ``family``: ``'photos'`` (:data:`FAMILIES`: the photo's
+    look tells the type) or ``'evidence'`` (faces and printed signs:
+    :data:`EVIDENCE_TYPE`). Returns ``folder``."""
     from torchvision.transforms import v2 as T
 
+    if family not in FAMILY_NAMES:
+        raise ValueError(f'build_probe: family must be one of {FAMILY_NAMES}, got {family!r}')
+    if captions and family == 'evidence':
+        raise ValueError("build_probe: the evidence family has no captions (its evidence is the detector's "
+                         'and the OCR\'s)')
     settings = {'sizes': sizes, 'seed': seed, 'families': FAMILIES, 'names': NAMES, 'templates': TEMPLATES,
                 'crop': CROP_SIZE, 'captions': captions, 'version': 1}
+    if family == 'evidence':
+        settings.update(family=family, signs=SIGN_WORDS, sign_names=SIGN_NAMES, version=2)
     stamp = folder / 'probe.json'
     if stamp.exists() and json.loads(stamp.read_text()) == json.loads(json.dumps(settings)):
         return folder
@@ -141,6 +184,11 @@ def build_probe(folder: Path, sizes: dict[str, int] = SIZES, seed: int = 0, capt
     photos = {p: load_image(image_path(root, p)).image for p in PHOTO_TYPE}
     augment = T.Compose([T.RandomResizedCrop(CROP_SIZE, scale=(0.35, 1.0), antialias=True),
                          T.RandomHorizontalFlip(), T.ColorJitter(0.2, 0.2, 0.2)])
+    # Faces: crops that keep most of the photo, so that the face is in; signs: never mirrored.
+    face_augment = T.Compose([T.RandomResizedCrop(CROP_SIZE, scale=(0.6, 1.0), antialias=True),
+                              T.RandomHorizontalFlip(), T.ColorJitter(0.2, 0.2, 0.2)])
+    sign_augment = T.Compose([T.RandomResizedCrop(CROP_SIZE, scale=(0.35, 1.0), antialias=True),
+                              T.ColorJitter(0.2, 0.2, 0.2)])
     demo_captions = {}
     if captions:
         from graphmner.data.demo import DEMO_CAPTIONS
@@ -155,9 +203,19 @@ def build_probe(folder: Path, sizes: dict[str, int] = SIZES, seed: int = 0, capt
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed * 100 + k)  # torchvision's random transforms draw from torch
             for i, entity_type in enumerate(types):
-                photo = rng.choice(FAMILIES[entity_type])
-                image_id = f'{split}_{i:04d}_{photo}'
-                augment(photos[photo]).save(images / f'{image_id}.jpg', quality=90)
+                if family == 'photos':
+                    photo = rng.choice(FAMILIES[entity_type])
+                    kind, image = photo, augment(photos[photo])
+                elif entity_type == 'PER':
+                    photo = rng.choice(FACE_PHOTOS)
+                    kind, image = f'face-{photo}', face_augment(photos[photo])
+                else:
+                    background = sign_augment(photos[rng.choice(SIGN_BACKGROUNDS)])
+                    sign = [rng.choice(SIGN_NAMES), rng.choice(SIGN_WORDS[entity_type])]
+                    kind, image = f'sign-{entity_type}', print_lines(
+                        background, sign, size=rng.randint(24, 30), where=rng.choice(PLACES))
+                image_id = f'{split}_{i:04d}_{kind}'
+                image.save(images / f'{image_id}.jpg', quality=90)
                 tweets.append(probe_tweet(image_id, entity_type, rng))
                 if captions:
                     caption_lines.append(f'{image_id}.jpg :{demo_captions[photo]}')
@@ -169,7 +227,8 @@ def build_probe(folder: Path, sizes: dict[str, int] = SIZES, seed: int = 0, capt
 
 
 def photo_of(g: HeteroData) -> str:
-    """The source photo of a probe tweet (its image id ends with it)."""
+    """The kind of a probe tweet's image (its image id ends with it): the source photo, or in the
+    evidence family ``face-<photo>`` and ``sign-<type>`` (:data:`IMAGE_TYPE` gives its entity type)."""
     return g.image_id.split('_', 2)[2]
 
 
@@ -197,7 +256,7 @@ def mean_cosine_between_photos(graphs: list[HeteroData]) -> float:
     return float((x @ x.T)[different].mean())
 
 
-def linear_probe(train: list[HeteroData], test: list[HeteroData], label=lambda g: PHOTO_TYPE[photo_of(g)],
+def linear_probe(train: list[HeteroData], test: list[HeteroData], label=lambda g: IMAGE_TYPE[photo_of(g)],
                  steps: int = 300, weight_decay: float = 1e-3) -> float:
     """Test accuracy of multinomial logistic regression on ``image.x``,
     standardised with training statistics and fitted on ``train`` (L-BFGS)."""
@@ -229,6 +288,35 @@ def feature_report(graphs: dict[str, list[HeteroData]]) -> dict[str, float]:
             'cosine': mean_cosine_between_photos(graphs['test']),
             'type_accuracy': linear_probe(graphs['train'], graphs['test']),
             'photo_accuracy': linear_probe(graphs['train'], graphs['test'], label=photo_of)}
+
+
+# -- what the detector and the OCR found --------------------------------------------------------------
+def probe_name(data_seed: int, captions: bool = False, family: str = 'photos') -> str:
+    """The probe's folder under ``<cache-dir>/probe``."""
+    return f'seed{data_seed}' + '-captions' * captions + (f'-{family}' if family != 'photos' else '')
+
+
+def evidence_report(graphs: list[HeteroData]) -> dict[str, dict[str, int]]:
+    """Per image kind: how many images there are, how many the detector gave a ``person`` object, and
+    how many have among their OCR words a sign word of the kind's type (:data:`SIGN_WORDS`)."""
+    report: dict[str, dict[str, int]] = {}
+    for g in graphs:
+        kind = photo_of(g)
+        objects = set(getattr(g, 'object_names', None) or ())
+        ocr = {w for w, source in zip(g.aux_words, aux_sources(g)) if source == 'ocr'}
+        entry = report.setdefault(kind, {'images': 0, 'person': 0, 'sign_word_read': 0})
+        entry['images'] += 1
+        entry['person'] += 'person' in objects
+        entry['sign_word_read'] += bool(ocr & set(SIGN_WORDS.get(IMAGE_TYPE[kind], ())))
+    return dict(sorted(report.items()))
+
+
+def evidence_table(report: dict[str, dict[str, int]]) -> str:
+    lines = [f"{'image kind':<20} {'type':>5} {'images':>7} {'person found':>13} {'sign word read':>15}"]
+    for kind, r in report.items():
+        lines.append(f"{kind:<20} {IMAGE_TYPE[kind]:>5} {r['images']:>7} {r['person']:>13} "
+                     f"{r['sign_word_read']:>15}")
+    return '\n'.join(lines)
 
 
 # -- images of other tweets --------------------------------------------------------------------------
@@ -269,11 +357,13 @@ def emission_shift(model: models.MNERModel, graphs: list[HeteroData], shuffled: 
 
 
 # -- training --------------------------------------------------------------------------------------------
-def model_spec(name: str, encoder: str, out: Path, overrides: list[str], device: str = 'cpu'):
-    """The run spec of ``name`` with its demo config (``graphmner/configs/<name>_demo.yaml``, the
-    small-data settings of each method), ``encoder`` and ``overrides`` (``--set``), validated."""
-    spec = experiment.load_spec(name, 'demo', values={'model': {'encoder': encoder}}, overrides=overrides,
-                                out=out / name, device=device)
+def model_spec(name: str, encoder: str, out: Path, overrides: list[str], device: str = 'cpu',
+               model: str | None = None):
+    """The run spec of ``model`` (default: ``name``) with its demo config
+    (``graphmner/configs/<model>_demo.yaml``, the small-data settings of each method), ``encoder`` and
+    ``overrides`` (``--set``), validated; its run folder is ``out/name``."""
+    spec = experiment.load_spec(model or name, 'demo', values={'model': {'encoder': encoder}},
+                                overrides=overrides, out=out / name, device=device)
     spec.check_configs()
     experiment.check_device(spec.device, spec.train.precision)
     experiment.check_encoder(spec.model_config.encoder)
@@ -281,13 +371,15 @@ def model_spec(name: str, encoder: str, out: Path, overrides: list[str], device:
 
 
 def run_model(name: str, graphs: dict[str, list[HeteroData]], encoder: str, out: Path, *, epochs: int,
-              seed: int, overrides: list[str] = (), device: str = 'cpu') -> dict[str, Any]:
-    """Trains ``name`` on the probe through the experiment API and scores it, also with
-    the test tweets' images shuffled."""
+              seed: int, overrides: list[str] = (), device: str = 'cpu', model_name: str | None = None,
+              options: dict[str, Any] = PROBE_OPTIONS) -> dict[str, Any]:
+    """Trains ``model_name`` (default: ``name``; ``name`` is the row's, e.g. a variant's) on the probe
+    through the experiment API and scores it, also with the test tweets' images shuffled. ``options``:
+    the graph options ``graphs`` were built with."""
     spec = model_spec(name, encoder, out, [f'train.epochs={epochs}', f'train.seed={seed}', *overrides],
-                      device)
+                      device, model=model_name)
     train_config = spec.train
-    model = experiment.build_model(spec, BIO_LABELS, backend_widths(GraphOptions(**PROBE_OPTIONS))).to(device)
+    model = experiment.build_model(spec, BIO_LABELS, backend_widths(GraphOptions(**options))).to(device)
     transform = model.graph_transform()
     # Transforms edit graphs in place: every model gets its own copies.
     split = {s: [transform(g.clone()) for g in gs] for s, gs in graphs.items()}
@@ -299,7 +391,7 @@ def run_model(name: str, graphs: dict[str, list[HeteroData]], encoder: str, out:
     rolled = graphs['test'][7:] + graphs['test'][:7]
     elsewhere = [transform(with_image_of(g, donor)) for g, donor in zip(graphs['test'], rolled)]
     shuffled_f1 = model.evaluate(trainer.eval_loader(elsewhere), train_config.scheme)['f1']
-    return {'model': name, 'test_f1': test['f1'],
+    return {'model': name, 'method': spec.model, 'sets': list(overrides), 'test_f1': test['f1'],
             'per_type': {t: s['f1'] for t, s in test['per_type'].items()},
             'test_f1_other_images': shuffled_f1, **emission_shift(model, split['test'], in_batch, batch),
             'train_seconds': round(trainer.train_seconds, 1),
@@ -309,10 +401,11 @@ def run_model(name: str, graphs: dict[str, list[HeteroData]], encoder: str, out:
 
 def table(rows: list[dict[str, Any]]) -> str:
     header = ['model', 'test F1', 'F1, other images', 'emission change', 'emission scale', 'change / scale',
-              'train s']
+              'train s', *FAMILIES]
     lines = [[r['model'], f"{100 * r['test_f1']:.1f}", f"{100 * r['test_f1_other_images']:.1f}",
               f"{r['emission_change']:.4g}", f"{r['emission_scale']:.3g}",
-              f"{r['emission_change'] / r['emission_scale']:.3g}", f"{r['train_seconds']:.0f}"] for r in rows]
+              f"{r['emission_change'] / r['emission_scale']:.3g}", f"{r['train_seconds']:.0f}",
+              *(f"{100 * r['per_type'].get(t, 0.0):.1f}" for t in FAMILIES)] for r in rows]
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
     render = lambda row: '  '.join(c.ljust(w) if i == 0 else c.rjust(w)
                                    for i, (c, w) in enumerate(zip(row, widths)))
@@ -331,8 +424,15 @@ def feature_table(reports: dict[str, dict[str, float]]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument('--models', nargs='+', default=None,
-                   help=f'models to train (default: every registered one: {" ".join(models.available())})')
+    p.add_argument('--models', nargs='+', default=None, choices=models.available(),
+                   help='models to train (default: with --family photos every registered one, '
+                   f'{" ".join(models.available())}; with --family evidence those of EVIDENCE_VARIANTS)')
+    p.add_argument('--variant', nargs='+', action='append', default=[], metavar='NAME MODEL SET',
+                   help='also train a named variant: its name, its model, then section.key=value settings '
+                   '(repeatable; e.g. --variant umgf-aux umgf model.aux_sources=[tag,ocr])')
+    p.add_argument('--family', choices=FAMILY_NAMES, default='photos',
+                   help="what tells the type: the photo's look ('photos', default) or a face the detector "
+                   "finds and a sign the OCR reads ('evidence': cascade detector and OCR on)")
     p.add_argument('--encoder', default=str(experiment.DEMO_ENCODER.resolve()),
                    help=f'text encoder, the same for every model (default: {experiment.DEMO_ENCODER})')
     p.add_argument('--epochs', type=int, default=10)
@@ -351,30 +451,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--out', type=Path, default=Path('runs') / 'probe',
                    help='run folders, results.json (default: runs/probe under the working directory)')
     p.add_argument('--device', default='cpu')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for variant in args.variant:
+        if len(variant) < 2 or variant[1] not in models.available():
+            p.error(f"--variant takes a name, a model ({', '.join(models.available())}) and settings, "
+                    f'got {variant}')
+    if args.captions and args.family == 'evidence':
+        p.error("--captions: the evidence family has no captions (its image text is the detector's tags "
+                'and the OCR words)')
+    return args
+
+
+def trained_rows(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
+    """(name, model, --set values) of every row to train: --models and --variant, or the family's
+    default (every registered model; :data:`EVIDENCE_VARIANTS`)."""
+    if args.models is None and not args.variant:
+        if args.family == 'evidence':
+            return [(name, model, list(sets)) for name, model, *sets in EVIDENCE_VARIANTS]
+        return [(name, name, []) for name in models.available()]
+    return [(name, name, []) for name in args.models or ()] + [
+        (name, model, list(sets)) for name, model, *sets in args.variant]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s %(message)s', datefmt='%H:%M:%S')
     sizes = {'train': args.train, 'dev': args.dev, 'test': args.test}
-    name = f'seed{args.data_seed}' + ('-captions' if args.captions else '')
-    folder = build_probe(args.cache_dir / 'probe' / name, sizes, args.data_seed, captions=args.captions)
+    name = probe_name(args.data_seed, args.captions, args.family)
+    folder = build_probe(args.cache_dir / 'probe' / name, sizes, args.data_seed, captions=args.captions,
+                         family=args.family)
     features = args.cache_dir / 'features'
-    graphs = probe_graphs(folder, PROBE_OPTIONS, features)
+    options = EVIDENCE_OPTIONS if args.family == 'evidence' else PROBE_OPTIONS
+    graphs = probe_graphs(folder, options, features)
     reports = {'descriptors': feature_report(graphs)}
     if not args.no_resnet:
         reports['random ResNet-50'] = feature_report(probe_graphs(folder, RANDOM_RESNET_OPTIONS, features))
-    results: dict[str, Any] = {'probe': str(folder), 'sizes': sizes, 'features': reports,
-                               'visual_backend': graphs['train'][0].visual_backend}
+    results: dict[str, Any] = {'probe': str(folder), 'family': args.family, 'sizes': sizes,
+                               'features': reports, 'visual_backend': graphs['train'][0].visual_backend,
+                               'evidence': evidence_report(graphs['test'])}
     print(f'\nprobe: {folder} ({sizes}); visual features: {results["visual_backend"]}')
     print(feature_table(reports))
+    print(evidence_table(results['evidence']))
     if not args.features_only:
         rows = []
-        for name in args.models or models.available():
+        for name, model, sets in trained_rows(args):
             start = time.perf_counter()
             rows.append(run_model(name, graphs, args.encoder, args.out, epochs=args.epochs, seed=args.seed,
-                                  overrides=args.set, device=args.device))
+                                  overrides=[*args.set, *sets], device=args.device, model_name=model,
+                                  options=options))
             log.info('%s: %.0f s', name, time.perf_counter() - start)
             print(table(rows[-1:]))
         results['models'] = rows
