@@ -54,7 +54,9 @@ def test_aux_words_change_the_emissions(tiny_encoder, name):
         batch = batch_for(on, graphs(aux=[AUX[0], AUX[1][:1]]))
         mixed = on(batch).emissions
     assert not torch.allclose(read[0], plain[0])
-    assert torch.equal(mixed[1, :3], plain[1, :3])
+    # Up to float rounding: GMF pads the batch's prefix to its longest, and a masked key changes the
+    # order of the attention's sums, not their value (1.2e-7 here, on emissions up to 1.8).
+    torch.testing.assert_close(mixed[1, :3], plain[1, :3], rtol=0, atol=1e-6)
     assert batch.aux_words == [['a', 'man', 'eating', 'RAPTORS'], []]  # ordered by aux_sources
 
 
