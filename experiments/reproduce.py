@@ -10,7 +10,8 @@ results/<name>.md, results/<name>.json and results/<name>.png: mean +- std over 
 and per-type F1, dev F1, tweets/s and training time; a paired bootstrap of each method against bert-crf
 on the same dataset and seed (saved test predictions); the papers' numbers from experiments/papers.yaml.
 Run folders stay on the machine that trained them: a seed of the grid whose folder is not here keeps the
-scores and bootstrap results/<name>.json recorded, and the table lists those seeds under "Kept from".
+scores results/<name>.json recorded (the table lists those seeds under "Kept from"), and every run's test
+labels are kept in results/<name>-predictions/, so that its bootstraps can be computed elsewhere.
 
     # here (CPU, MiniLM, 3 epochs, seeds 1-3; ITA reads the BLIP-2 captions, the others ignore them)
     python experiments/reproduce.py --name twitter2017-minilm --datasets twitter2017 --seeds 1 2 3 \\
@@ -248,11 +249,36 @@ def read_papers(path: Path = PAPERS) -> list[dict[str, Any]]:
     return yaml.safe_load(path.read_text())
 
 
-def predictions(run: Run) -> list[list[str]] | None:
+#: results/<name><PREDICTIONS>/ keeps each run's test labels, so that a bootstrap against a run trained
+#: on another machine can still be computed.
+PREDICTIONS = '-predictions'
+
+
+def stored_predictions(run: Run, args: argparse.Namespace) -> Path:
+    """Where the table keeps a run's test labels: results/<name>-predictions/<run folder>.txt, one tweet
+    a line."""
+    return args.results_dir / f'{args.name}{PREDICTIONS}' / f'{run.out.name}.txt'
+
+
+def predictions(run: Run, args: argparse.Namespace) -> list[list[str]] | None:
+    """The run's test labels: its folder's ``test_predictions.txt`` when the run is here, else the copy
+    the table keeps (:func:`stored_predictions`), else None."""
     from graphmner.data.conll import read_conll
 
     path = run.out / 'test_predictions.txt'
-    return [tweet.labels for tweet in read_conll(path)] if path.exists() else None
+    if path.exists():
+        return [tweet.labels for tweet in read_conll(path)]
+    stored = stored_predictions(run, args)
+    return [line.split() for line in stored.read_text().splitlines()] if stored.exists() else None
+
+
+def store_predictions(runs: list[Run], args: argparse.Namespace) -> None:
+    """Copies the test labels of the grid's runs that are here into results/<name>-predictions/."""
+    for run in runs:
+        if run.done and (run.out / 'test_predictions.txt').exists():
+            path = stored_predictions(run, args)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(''.join(' '.join(labels) + '\n' for labels in predictions(run, args)))
 
 
 def gold_test(dataset: str, data_root: str | None) -> list[Any]:
@@ -262,18 +288,21 @@ def gold_test(dataset: str, data_root: str | None) -> list[Any]:
     return read_conll(split_path(dataset, 'test', data_root))
 
 
-def significance(runs: list[Run], args: argparse.Namespace) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Per (method, dataset): one paired bootstrap against bert-crf per seed where both saved predictions."""
+def significance(runs: list[Run], args: argparse.Namespace, kept: set[tuple[str, str, int]] = frozenset()
+                 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Per (method, dataset): one paired bootstrap against bert-crf per seed where both have test labels
+    (:func:`predictions`), among the runs finished here and the ``kept`` (method, dataset, seed)."""
     from graphmner.significance import paired_bootstrap
 
-    baseline = {(r.dataset, r.seed): r for r in runs if r.method == BASELINE and r.done}
+    counted = [r for r in runs if r.done or (r.method, r.dataset, r.seed) in kept]
+    baseline = {(r.dataset, r.seed): r for r in counted if r.method == BASELINE}
     tests: dict[tuple[str, str], list[dict[str, Any]]] = {}
     gold_of: dict[str, list[list[str]]] = {}
-    for run in runs:
+    for run in counted:
         reference = baseline.get((run.dataset, run.seed))
-        if run.method == BASELINE or not run.done or reference is None:
+        if run.method == BASELINE or reference is None:
             continue
-        pred, pred_reference = predictions(run), predictions(reference)
+        pred, pred_reference = predictions(run, args), predictions(reference, args)
         if pred is None or pred_reference is None:
             continue
         if run.dataset not in gold_of:
@@ -334,8 +363,8 @@ def kept_runs(runs: list[Run], args: argparse.Namespace) -> dict[tuple[str, str,
 
 
 def summarise(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
-    tests = significance(runs, args)
     kept = kept_runs(runs, args)
+    tests = significance(runs, args, set(kept))
     papers = read_papers()
     rows = []
     keys = dict.fromkeys((r.method, r.model, r.dataset) for r in runs)
@@ -357,8 +386,11 @@ def summarise(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]
         for key in ('dev_f1', 'tweets_per_second', 'train_seconds'):
             row[key] = spread([record[key] for record in records])
         row['settings'] = {'encoder': records[0]['encoder'], 'epochs': records[0]['epochs']}
-        row['vs_bert_crf'] = sorted(tests.get((method, dataset), []) + [
-            record['test'] for record in records if record.get('test') is not None], key=lambda t: t['seed'])
+        # a seed's bootstrap from the test labels at hand, else as the earlier table recorded it
+        computed = {t['seed']: t for t in tests.get((method, dataset), [])}
+        recorded = {r['seed']: r['test'] for r in earlier if r.get('test') is not None}
+        row['vs_bert_crf'] = [{**recorded, **computed}[seed] for seed in row['seeds']
+                              if seed in computed or seed in recorded]
         row['papers'] = [p for p in papers if p['method'] == method and p['dataset'] == dataset]
         rows.append(row)
     return rows
@@ -411,8 +443,9 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     kept = [row for row in rows if row['kept_from_earlier_table']]
     if kept:
         lines += ['', f'Kept from the table results/{args.name}.json held before (their run folders are '
-                  'on the machine that trained them, not the one that wrote this table; scores and '
-                  'bootstraps as recorded then):', '']
+                  'on the machine that trained them, not the one that wrote this table): scores as '
+                  f'recorded then, bootstraps from the test labels kept in results/{args.name}{PREDICTIONS}/ '
+                  'where they are, else as recorded then:', '']
         lines += [f"- {row['method']} {row['dataset']} seeds "
                   + ' '.join(map(str, row['kept_from_earlier_table'])) for row in kept]
     return '\n'.join(lines) + '\n'
@@ -461,6 +494,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def write_results(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
+    store_predictions(runs, args)
     rows = summarise(runs, args)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     base = args.results_dir / args.name

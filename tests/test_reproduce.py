@@ -326,7 +326,12 @@ def test_a_table_grown_on_another_machine_keeps_the_rows_it_cannot_retrain(repro
               '--runs-dir', str(tmp_path / 'runs'), '--results-dir', str(tmp_path / 'results')]
     before = reproduce.main(common + ['--models', 'bert-crf', 'umgf', '--seeds', '1', '2'])
     assert [r['kept_from_earlier_table'] for r in before] == [[], []]
-    # a new machine: umgf's folders are gone, bert-crf seed 2 too; an ablation is trained there
+    stored = tmp_path / 'results' / 'moved-predictions'
+    assert sorted(p.name for p in stored.iterdir()) == [f'{m}-twitter2017-seed{s}.txt'
+                                                        for m in ('bert-crf', 'umgf') for s in (1, 2)]
+    first_tweet = stored.joinpath('umgf-twitter2017-seed1.txt').read_text().splitlines()[0]
+    assert first_tweet == ' '.join(gold[0].labels)
+    # a new machine: every folder is gone but bert-crf seed 1's; an ablation is trained there
     for gone in ('umgf-twitter2017-seed1', 'umgf-twitter2017-seed2', 'bert-crf-twitter2017-seed2'):
         shutil.rmtree(runs / gone)
     folder = runs / 'umgf-aux-twitter2017-seed1'
@@ -344,17 +349,22 @@ def test_a_table_grown_on_another_machine_keeps_the_rows_it_cannot_retrain(repro
     assert by_method['bert-crf']['kept_from_earlier_table'] == [2]
     assert by_method['umgf']['kept_from_earlier_table'] == [1, 2]
     assert [t['seed'] for t in by_method['umgf']['vs_bert_crf']] == [1, 2]
-    # the new row is tested against the bert-crf run that is still here, at its own seed
-    aux = by_method['umgf-aux']
-    assert aux['seeds'] == [1] and aux['kept_from_earlier_table'] == []
-    assert [t['seed'] for t in aux['vs_bert_crf']] == [1] and aux['vs_bert_crf'][0]['difference'] > 0
     kept_line = next(line for line in capsys.readouterr().out.splitlines()
                      if line.startswith('kept from the earlier table, not trained here: '))
     assert 'umgf-twitter2017-seed1' in kept_line and 'bert-crf-twitter2017-seed2' in kept_line
     table = (tmp_path / 'results' / 'moved.md').read_text()
     assert '- umgf twitter2017 seeds 1 2' in table and '- bert-crf twitter2017 seeds 2' in table
-    # a table recorded for another encoder lends none of its seeds
+    # the new row is tested against the bert-crf run that is still here, at its own seed
+    aux = by_method['umgf-aux']
+    assert aux['seeds'] == [1] and aux['kept_from_earlier_table'] == []
+    assert aux['vs_bert_crf'] == by_method['umgf']['vs_bert_crf'][:1]  # the same labels as umgf seed 1
+    # with bert-crf's folder gone too, its stored labels still test the new row
     shutil.rmtree(runs / 'bert-crf-twitter2017-seed1')
+    assert reproduce.main(common + ['--models', '--seeds', '1'])[2]['vs_bert_crf'] == aux['vs_bert_crf']
+    # stored labels only stand in for a run the table keeps
+    (stored / 'bert-crf-twitter2017-seed1.txt').unlink()
+    assert reproduce.main(common + ['--models', '--seeds', '1'])[2]['vs_bert_crf'] == []
+    # a table recorded for another encoder lends none of its seeds
     rows = reproduce.main(common + ['--encoder', 'other', '--replace-table', '--models', 'bert-crf',
                                     '--seeds', '1', '2'])
     assert rows == []
