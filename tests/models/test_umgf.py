@@ -115,6 +115,13 @@ def test_visual_inputs_read_their_nodes_from_the_graph(tiny_encoder, tweet, long
     given = [build_graph(tweet, with_objects(person, crops[0])),
              build_graph(long_tweet, with_objects(dogs, crops[1])), graphs[2]]
     torch.testing.assert_close(model(batch).emissions, reference(batch_for(reference, given)).emissions)
+    # explain names the nodes by what they are, each gating every word
+    gate = model.explain(batch)[0].gates[0]
+    whole = ('miscellaneous', 'location', 'organization')
+    official = ['person: person', *(f'{w}: whole image' for w in whole)]
+    names = official if visual_input == 'official' else [f'region {i}' for i in range(49)]
+    assert [s.label for s in gate.sources] == names
+    assert all(v is not None for row in gate.values for v in row)
 
 
 def test_regions_read_the_grid_cells_width(tiny_encoder):
