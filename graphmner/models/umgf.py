@@ -28,8 +28,10 @@ Read top to bottom against the paper:
      cells (the ``region`` nodes, 7x7 for ResNet) as visual nodes, each linked
      to every word (:class:`~graphmner.graph.transforms.RegionsAsObjects`).
 
-   The default stays ``'paper'``: it is the paper's model and the input every
-   Twitter result of this repository was measured with. A tweet without a
+   The default stays ``'paper'``: it is the paper's model and what every
+   UMGF result of this repository was measured with (the Twitter tables
+   without images, hence on the text path; the probe without a detector,
+   hence on one whole-image node). A tweet without a
    usable image (``image.missing``) gets no visual node in every form, so its
    words go through a text-only Transformer (the paper's footnote 1; the
    official code read a stock photo). These rules are graph transforms
@@ -48,6 +50,9 @@ Read top to bottom against the paper:
 Paper vs official code (``TransformersWsz/UMGF``): the paper uses 2 layers and
 dropout 0.5 (the defaults here), the code 6 layers and 0.4; the code's visual
 self-attention has no value/output projection (``visual_value_projection=False``).
+``visual_input='official', num_layers=6, dropout=0.4,
+visual_value_projection=False`` is the official code's model but for its
+grounding model and its fine-tuned ResNet-152 (the backbone here is frozen).
 
 Image text (graphmner's extension, issue 28; the paper reads none, so the
 default ``aux_sources=[]`` is the paper's model): with ``aux_sources`` set
@@ -120,7 +125,9 @@ class UMGFConfig(EncoderConfig):
     # 'paper': detected objects grounded to noun phrases; 'official': the official code's four
     # general-word crops; 'regions': the grid cells ("w/o Tar."). The last two link every word.
     visual_input: str = 'paper'
-    edges: str = 'grounded'             # 'grounded': the graph's NP rule; 'all': every word <-> object
+    # 'grounded': the graph's NP rule; 'all': every word <-> object (for 'paper'; the other two
+    # visual inputs have no object a phrase names, so every word either way)
+    edges: str = 'grounded'
     visual_self_attention: bool = True  # False: no object <-> object attention ("w/o VCorr.")
     visual_value_projection: bool = True  # False: the official code's visual MHA (no V / O linears)
     gate: bool = True                   # False: plain sum of neighbour states (no cross-modal gate)
