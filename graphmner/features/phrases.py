@@ -4,7 +4,8 @@ UMGF ("Multi-modal Graph Fusion for Named Entity Recognition with Targeted
 Visual Guidance", Zhang et al., AAAI 2021) links a visual object to the words
 of the noun phrase that names it, and an object named by no phrase (found
 through a "general" word such as *person*) to every word. Its released code
-grounds four fixed general words instead; here a detector finds objects
+grounds four fixed general words instead (:data:`GENERAL_WORDS`, UMGF's
+``visual_input='official'``); here a detector finds objects
 independently of the text, so the link is made by matching each phrase's head
 to the object's class name (:func:`ground`).
 
@@ -80,6 +81,21 @@ SYNONYMS: Final[Mapping[str, tuple[str, ...]]] = {
     'book': ('novel', ),
     'teddy bear': ('teddy', ),
     'hair drier': ('hairdryer', 'dryer'),
+}
+
+#: UMGF's four general words, in the order of its official code's crops
+#: (``TransformersWsz/UMGF``: ``crop_person``, ``crop_miscellaneous``,
+#: ``crop_location``, ``crop_organization``), each with the detector classes
+#: (:data:`~graphmner.features.detector.COCO_CLASSES`) that show what it names.
+#: The official crops come from a phrase-grounding model queried with the word;
+#: of our offline detectors' classes only ``person`` (YOLO's, and the cascades'
+#: faces and bodies) is such a thing: a place, an organisation or "something
+#: miscellaneous" is no class of theirs, so those three words name none.
+GENERAL_WORDS: Final[Mapping[str, tuple[str, ...]]] = {
+    'person': ('person', ),
+    'miscellaneous': (),
+    'location': (),
+    'organization': (),
 }
 
 

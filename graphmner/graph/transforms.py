@@ -10,12 +10,14 @@ recomputed inside a model's ``forward``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
+from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.transforms import BaseTransform
 
+from ..features.phrases import GENERAL_WORDS
 from ..features.types import VISUAL_NODES
 from . import schema
 from .builder import complete_bipartite, relation_edges
@@ -127,6 +129,32 @@ class SelectAux(BaseTransform):
         return f'{type(self).__name__}({list(self.sources)})'
 
 
+def _replace_objects(data: HeteroData, x: Tensor, box: Tensor, cls: Tensor, score: Tensor) -> None:
+    """Makes ``x`` (``[K, C]``, with their ``box``, ``cls``, ``score``) the
+    graph's ``object`` nodes, each a "general" object grounded to every word;
+    the relations built on demand that touch the objects follow the new nodes."""
+    objects = data[schema.OBJECT]
+    objects.x, objects.box, objects.cls, objects.score = x, box, cls, score
+    grounds = complete_bipartite(x.shape[0], data[schema.WORD].num_nodes)
+    # The stored relations (the reverse flipped, as the builder writes it); those built on
+    # demand follow the new nodes.
+    for edge_type, edges in ((schema.GROUNDS, grounds), (schema.REV_GROUNDS, grounds.flip(0))):
+        if edge_type in data.edge_types:
+            data[edge_type].edge_index = edges
+    for edge_type in data.edge_types:
+        if schema.OBJECT in (edge_type[0], edge_type[2]) and schema.RULES.get(edge_type) != 'stored':
+            data[edge_type].edge_index = relation_edges(data, edge_type)
+
+
+def _image_missing(data: HeteroData) -> bool:
+    image = data[schema.IMAGE]
+    return bool(image.missing.any()) if 'missing' in image else False
+
+
+#: The box of a node that is the whole photo (normalised xyxy).
+WHOLE_IMAGE_BOX = (0.0, 0.0, 1.0, 1.0)
+
+
 class ImageAsObject(BaseTransform):
     r"""A graph whose image is usable but has no ``object`` node gets one: the
     whole image (its global feature and box ``[0, 0, 1, 1]``), a "general"
@@ -136,23 +164,96 @@ class ImageAsObject(BaseTransform):
     """
 
     def forward(self, data: HeteroData) -> HeteroData:
-        image, objects = data[schema.IMAGE], data[schema.OBJECT]
-        missing = bool(image.missing.any()) if 'missing' in image else False
-        if missing or ('x' in objects and objects.x.shape[0] > 0):
+        objects = data[schema.OBJECT]
+        if _image_missing(data) or ('x' in objects and objects.x.shape[0] > 0):
             return data
-        objects.x = image.x.view(1, -1).clone()
-        objects.box = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
-        objects.cls = torch.tensor([-1])  # no detector class
-        objects.score = torch.ones(1)
-        n = data[schema.WORD].num_nodes
-        # The stored relations; those built on demand follow the new node.
-        for edge_type, edges in ((schema.GROUNDS, complete_bipartite(1, n)),
-                                 (schema.REV_GROUNDS, complete_bipartite(n, 1))):
-            if edge_type in data.edge_types:
-                data[edge_type].edge_index = edges
-        for edge_type in data.edge_types:
-            if schema.OBJECT in (edge_type[0], edge_type[2]) and schema.RULES.get(edge_type) != 'stored':
-                data[edge_type].edge_index = relation_edges(data, edge_type)
+        _replace_objects(data, data[schema.IMAGE].x.view(1, -1).clone(), torch.tensor([WHOLE_IMAGE_BOX]),
+                         torch.tensor([-1]), torch.ones(1))  # cls -1: no detector class
+        return data
+
+
+class GeneralWordObjects(BaseTransform):
+    r"""UMGF's visual input as its official code builds it
+    (``TransformersWsz/UMGF``, crops made by ``TransformersWsz/onestage_grounding``):
+    exactly one ``object`` node per general word (:data:`GENERAL_WORDS`:
+    person, miscellaneous, location, organization, in that order), each
+    grounded to every word.
+
+    The official code queries the one-stage visual grounding model of Yang et
+    al. (ICCV 2019) with each general word, crops its most confident box and
+    reads the crop; where grounding fails it reads the original image
+    instead. No phrase-grounding model is at hand here, so a general word
+    takes the graph's most confident detected object of a class it names
+    (``person``: a YOLO person, or a face or body of the OpenCV cascades),
+    and the whole image (feature, box ``[0, 0, 1, 1]``, ``cls`` -1, ``score``
+    1) where no detected object is of such a class: always for
+    *miscellaneous*, *location* and *organization*, which name no class of
+    our detectors (the official fallback, where the grounding model would
+    have returned some box). The other detected objects are dropped: the
+    official code reads only the four crops. A crop's feature is the one
+    the frozen vision backend gave the detector's crop, where the official
+    code fine-tunes a ResNet-152 on its crops. ``object_names`` become
+    ``'<general word>: <what it took>'``.
+
+    A graph without a usable image is returned unchanged (no visual node, as
+    for every model here; the official code read a stock photo).
+
+    Args:
+        words (Mapping[str, Sequence[str]], optional): general word -> the
+            detector class names it takes, in node order.
+            (default: :data:`GENERAL_WORDS`)
+    """
+
+    def __init__(self, words: Mapping[str, Sequence[str]] = GENERAL_WORDS):
+        if not words:
+            raise ValueError("'words' needs at least one general word")
+        self.words = {word: tuple(classes) for word, classes in words.items()}
+
+    def forward(self, data: HeteroData) -> HeteroData:
+        if _image_missing(data):
+            return data
+        objects, image = data[schema.OBJECT], data[schema.IMAGE].x.view(-1)
+        detected = list(getattr(data, 'object_names', None) or []) if 'x' in objects else []
+        rows, names = [], []
+        for word, classes in self.words.items():
+            found = [i for i, name in enumerate(detected) if name in classes]
+            best = max(found, key=lambda i: float(objects.score[i])) if found else None
+            rows.append(best)
+            names.append(f'{word}: {detected[best] if best is not None else "whole image"}')
+
+        def take(key: str, fallback: Tensor) -> Tensor:  # [4, ...]: the chosen objects' rows, or the image's
+            return torch.stack([objects[key][i] if i is not None else fallback for i in rows])
+
+        _replace_objects(data, take('x', image), take('box', torch.tensor(WHOLE_IMAGE_BOX)),
+                         take('cls', torch.tensor(-1)), take('score', torch.tensor(1.0)))
+        data.object_names = names
+        return data
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}({list(self.words)})'
+
+
+class RegionsAsObjects(BaseTransform):
+    r"""UMGF's "w/o Tar." ablation (Zhang et al., AAAI 2021, § Ablation
+    Study: "adopts the averagely segmented regions as nodes rather than the
+    targeted regions"): the ``region`` cells of the backbone's grid (7x7 = 49
+    for ResNet, UMT's regions; the paper gives no count) replace the
+    ``object`` nodes, each grounded to every word (a region corresponds to no
+    phrase), with ``cls`` -1, ``score`` 1 and ``object_names``
+    ``'region <i>'``; the ``region`` store is then dropped (its rows are the
+    objects now). A graph without a usable image has no region, hence no
+    object.
+    """
+
+    def forward(self, data: HeteroData) -> HeteroData:
+        regions = data[schema.REGION]
+        if 'x' not in regions:
+            raise ValueError("RegionsAsObjects needs the graph's 'region' nodes (keep them: "
+                             'KeepRelations(..., node_types=[region]))')
+        k = regions.x.shape[0]
+        _replace_objects(data, regions.x, regions.box, torch.full((k, ), -1, dtype=torch.long), torch.ones(k))
+        data.object_names = [f'region {i}' for i in range(k)]
+        del data[schema.REGION]
         return data
 
 

@@ -490,9 +490,18 @@ class MNERModel(nn.Module):
         atomic_save(self.checkpoint(), path)
 
     @classmethod
+    def upgrade_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """Config values as an older graphmner wrote them (a checkpoint's, a
+        model folder's) in this one's keys; :meth:`from_config` reads them
+        through it (nothing to change here)."""
+        return config
+
+    @classmethod
     def from_config(cls, labels: Sequence[str] | None = None, **config: Any) -> MNERModel:
-        """The model built from keyword config values (unknown keys are an
-        error); ``labels`` default to :data:`BIO_LABELS`."""
+        """The model built from keyword config values (through
+        :meth:`upgrade_config`; unknown keys are an error); ``labels`` default
+        to :data:`BIO_LABELS`."""
+        config = cls.upgrade_config(config)
         known = {f.name for f in dataclasses.fields(cls.config_class)}
         unknown = sorted(set(config) - known)
         if unknown:

@@ -28,9 +28,14 @@ the official code ``xubodhu/MAF`` does where the two differ):
 4. Cross-modal matching (CM): in training, :math:`2k` tweets swap their
    :math:`C` as negatives; a matched / mismatched classifier over
    :math:`[T; C]` gives :math:`\hat{y}_m` and :math:`M = \hat{y}_m \odot C`
-   (:class:`~graphmner.nn.cross_modal_matching.CrossModalMatching`, which
-   also says why its classifier reads the mean over words;
-   ``matching_positions=128`` is the official flattened form). The swap, like
+   (:class:`~graphmner.nn.cross_modal_matching.CrossModalMatching`). The
+   classifier's input is a switch: by default (``matching_positions=None``)
+   the mean of :math:`[T; C]` over the tweet's words, graphmner's form, kept
+   as the default because every MAF result here was measured with it (why a
+   mean: that class's docstring); ``matching_positions=128`` is the paper's
+   :math:`\mathrm{Flatten}([T; C])` sized as the official code's
+   ``Linear(768 * 2 * 128, 2)``, over 128 zero-padded word slots where the
+   official code has subword slots. The swap, like
    the official code's, needs more than :math:`2k` image tweets in the
    (global) batch; a batch with fewer trains :math:`\mathcal{L}_{cm}` on
    matched pairs only, and the trainer warns about an epoch that had no
@@ -44,11 +49,11 @@ the official code ``xubodhu/MAF`` does where the two differ):
    (1 - \lambda)(\mathcal{L}_{cm} + \mathcal{L}_{ca})` with
    :math:`\lambda = 0.62` (:meth:`MAF.loss_weights`). The paper writes
    :math:`\alpha \mathcal{L}_{ca} + \beta \mathcal{L}_{cm} + (1-\alpha-\beta)
-   \mathcal{L}_{mner}` and gives no values for :math:`\alpha, \beta`;
-   reading the code's :math:`\lambda` as :math:`1 - \alpha - \beta` and
-   splitting the rest evenly would give :math:`\alpha = \beta = 0.19`, half
-   the code's weight on each auxiliary loss. That is our inference, not a
-   number of the paper.
+   \mathcal{L}_{mner}` and gives no values for :math:`\alpha, \beta` (nor
+   does the code have them). An :math:`\alpha = \beta = 0.19` is our
+   inference, not in the paper: it reads the code's :math:`\lambda` as
+   :math:`1 - \alpha - \beta` and splits the rest evenly, which would put
+   half the code's weight on each auxiliary loss; nothing here uses it.
 
 A tweet without a usable image (``image.missing``, hence no regions) has no
 visual evidence: :math:`C = 0`, so :math:`M = R = 0` and its emissions are

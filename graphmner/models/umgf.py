@@ -4,18 +4,39 @@ with Targeted Visual Guidance" (AAAI 2021), as graph layers.
 Read top to bottom against the paper:
 
 1. Multi-modal graph (§ "Multi-modal Graph"): textual nodes are the tweet's
-   words, visual nodes its detected objects. Edges come from the tweet graph:
+   words, visual nodes its ``object`` nodes. Edges come from the tweet graph:
    ``('word','intra','word')`` and ``('object','intra','object')`` (every
    ordered pair) and ``('object','grounds','word')`` with its reverse (an object
    matched to a noun phrase -> that phrase's words; a "general" object -> every
-   word). ``edges='all'`` instead links every word with every object, as the
-   official code does (its four crops all come from general words).
-   A tweet whose image has no detected object uses the whole-image feature as
-   its one visual node (the official code's fallback), linked to every word; a
-   tweet without a usable image (``image.missing``) gets no visual node, so its
-   words go through a text-only Transformer (the paper's footnote 1). These
-   rules are graph transforms (:meth:`UMGF.graph_transforms`) that the data
-   pipeline applies; ``forward`` only reads the graph.
+   word). What the visual nodes are is ``visual_input``:
+
+   - ``'paper'`` (default): the detector's objects, grounded to the tweet's
+     noun phrases by the graph builder (the paper's rule, with a detector and
+     class-name matching in place of its phrase-grounding model); an object
+     no phrase names is general. A tweet whose image has no detected object
+     uses the whole-image feature as its one visual node (the official code's
+     fallback), linked to every word. ``edges='all'`` links every word with
+     every object instead.
+   - ``'official'``: the official code's input (``TransformersWsz/UMGF``):
+     four crops, one per general word (person, miscellaneous, location,
+     organization), each linked to every word. Without its grounding model,
+     *person* takes the most confident detected person and the other three
+     words the whole image, its fallback
+     (:class:`~graphmner.graph.transforms.GeneralWordObjects` says exactly
+     how this differs).
+   - ``'regions'``: the paper's "w/o Tar." ablation: the evenly split grid
+     cells (the ``region`` nodes, 7x7 for ResNet) as visual nodes, each linked
+     to every word (:class:`~graphmner.graph.transforms.RegionsAsObjects`).
+
+   The default stays ``'paper'``: it is the paper's model and what every
+   UMGF result of this repository was measured with (the Twitter tables
+   without images, hence on the text path; the probe without a detector,
+   hence on one whole-image node). A tweet without a
+   usable image (``image.missing``) gets no visual node in every form, so its
+   words go through a text-only Transformer (the paper's footnote 1; the
+   official code read a stock photo). These rules are graph transforms
+   (:meth:`UMGF.graph_transforms`) that the data pipeline applies;
+   ``forward`` only reads the graph.
 2. Initial states: encoder word states -> linear to ``d``; visual features ->
    per-dimension standardisation (statistics of the training split, see
    :class:`~graphmner.nn.standardize.FeatureStandardizer`) -> visual MLP
@@ -29,6 +50,9 @@ Read top to bottom against the paper:
 Paper vs official code (``TransformersWsz/UMGF``): the paper uses 2 layers and
 dropout 0.5 (the defaults here), the code 6 layers and 0.4; the code's visual
 self-attention has no value/output projection (``visual_value_projection=False``).
+``visual_input='official', num_layers=6, dropout=0.4,
+visual_value_projection=False`` is the official code's model but for its
+grounding model and its fine-tuned ResNet-152 (the backbone here is frozen).
 
 Image text (graphmner's extension, issue 28; the paper reads none, so the
 default ``aux_sources=[]`` is the paper's model): with ``aux_sources`` set
@@ -56,7 +80,7 @@ from ..data.labels import BIO_LABELS
 from ..features.types import VisualWidths
 from ..graph import schema
 from ..graph.schema import edge_type_name
-from ..graph.transforms import CompleteBipartite, ImageAsObject
+from ..graph.transforms import CompleteBipartite, GeneralWordObjects, ImageAsObject, RegionsAsObjects
 from ..nn.aux_reader import AuxReader
 from ..nn.cross_modal_gate import CrossModalGate
 from ..nn.graph_attention import GraphMultiHeadAttention
@@ -74,6 +98,9 @@ from .evidence import (
 )
 
 EDGES = ('grounded', 'all')
+#: What the visual nodes are: the paper's grounded objects, the official code's four
+#: general-word crops, or the "w/o Tar." ablation's evenly split regions.
+VISUAL_INPUTS = ('paper', 'official', 'regions')
 _WORD_INTRA = edge_type_name(schema.WORD_INTRA)      # 'word__intra__word'
 _OBJECT_INTRA = edge_type_name(schema.OBJECT_INTRA)  # 'object__intra__object'
 _GROUNDS = edge_type_name(schema.GROUNDS)            # 'object__grounds__word'
@@ -95,8 +122,12 @@ class UMGFConfig(EncoderConfig):
     num_layers: int = 2                 # L (paper: 2; official code: 6)
     dropout: float = 0.5                # everywhere in the fusion (code: 0.4)
     visual_dim: int = 2048              # object / image feature width (fit_visual_widths: the backend's)
-    edges: str = 'grounded'             # 'grounded': the graph's NP rule; 'all': every word <-> object
-    targeted_objects: bool = True       # False: every object is general (linked to every word)
+    # 'paper': detected objects grounded to noun phrases; 'official': the official code's four
+    # general-word crops; 'regions': the grid cells ("w/o Tar."). The last two link every word.
+    visual_input: str = 'paper'
+    # 'grounded': the graph's NP rule; 'all': every word <-> object (for 'paper'; the other two
+    # visual inputs have no object a phrase names, so every word either way)
+    edges: str = 'grounded'
     visual_self_attention: bool = True  # False: no object <-> object attention ("w/o VCorr.")
     visual_value_projection: bool = True  # False: the official code's visual MHA (no V / O linears)
     gate: bool = True                   # False: plain sum of neighbour states (no cross-modal gate)
@@ -108,12 +139,16 @@ class UMGFConfig(EncoderConfig):
     aux_sources: list = field(default_factory=list)
 
     def fit_visual_widths(self, widths: VisualWidths) -> UMGFConfig:
-        # Without objects UMGF reads the image as one (ImageAsObject).
-        dim = shared_width(widths, (schema.OBJECT, schema.IMAGE), 'UMGF')
+        # Without objects UMGF reads the image as one (ImageAsObject); 'regions' reads the grid cells.
+        visual = schema.REGION if self.visual_input == 'regions' else schema.OBJECT
+        dim = shared_width(widths, (visual, schema.IMAGE), 'UMGF')
         return dataclasses.replace(self, visual_dim=dim)
 
     def __post_init__(self):
         super().__post_init__()
+        if self.visual_input not in VISUAL_INPUTS:
+            raise ValueError(f'UMGFConfig.visual_input must be one of {VISUAL_INPUTS}, '
+                             f"got '{self.visual_input}'")
         if self.edges not in EDGES:
             raise ValueError(f"UMGFConfig.edges must be one of {EDGES}, got '{self.edges}'")
         if self.d_model % self.heads:
@@ -252,6 +287,8 @@ class UMGF(MNERModel):
     def __init__(self, config: UMGFConfig, labels: Sequence[str] = BIO_LABELS):
         super().__init__(config, labels)
         c, d = config, config.d_model
+        if c.visual_input == 'regions':
+            self.node_types = (schema.REGION, )  # kept for RegionsAsObjects, which makes them the objects
         # Initial textual node states H_x^(0): encoder word state -> linear to d.
         self.text_proj = nn.Linear(self.encoder.hidden_size, d)
         # Initial visual node states H_o^(0): standardised features -> the visual MLP.
@@ -277,13 +314,28 @@ class UMGF(MNERModel):
 
     # -- the multi-modal graph -------------------------------------------------------
     def graph_transforms(self) -> list:
-        """The whole image as the one object of a tweet without detections and,
-        for ``edges='all'`` or without targeted objects, every object linked
-        to every word."""
+        """The visual nodes of ``visual_input``: for ``'paper'`` the detected
+        objects (the whole image where there is none; with ``edges='all'``
+        each linked to every word), for ``'official'`` the four general-word
+        crops, for ``'regions'`` the grid cells (both linked to every word)."""
+        if self.config.visual_input == 'official':
+            return [GeneralWordObjects()]
+        if self.config.visual_input == 'regions':
+            return [RegionsAsObjects()]
         transforms = [ImageAsObject()]
-        if self.config.edges == 'all' or not self.config.targeted_objects:
+        if self.config.edges == 'all':
             transforms.append(CompleteBipartite(schema.GROUNDS, schema.REV_GROUNDS))
         return transforms
+
+    @classmethod
+    def upgrade_config(cls, config: dict) -> dict:
+        """Checkpoints written before ``visual_input`` hold ``targeted_objects``:
+        True is the default, False linked every object to every word, which
+        is ``edges='all'``."""
+        config = dict(config)
+        if 'targeted_objects' in config and not config.pop('targeted_objects'):
+            config['edges'] = 'all'
+        return config
 
     # -- forward -----------------------------------------------------------------------
     def forward(self, batch: Batch) -> MNEROutput:

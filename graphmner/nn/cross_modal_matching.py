@@ -66,7 +66,8 @@ class CrossModalMatching(nn.Module):
     :math:`C` pairwise (:func:`swap_order`) and become mismatched examples;
     the swapped :math:`C` is also what their words carry on to the fusion, as
     in the official code. A classifier over :math:`[T; C]` gives the matched
-    probability :math:`\hat{y}_m` and the module returns
+    probability :math:`\hat{y}_m`; by default (see below for the paper's flattened
+    form) the module returns
 
     .. math::
         \mathbf{F}_i = \frac{1}{n_i} \sum_{w=1}^{n_i} [\mathbf{t}_w ; \mathbf{c}_w],
@@ -79,24 +80,29 @@ class CrossModalMatching(nn.Module):
     (:attr:`MatchingOutput.logits`, :attr:`MatchingOutput.target`). Nothing is
     swapped in evaluation mode, so decoding is deterministic.
 
-    The paper flattens :math:`[T; C]` over the official code's 128 padded
-    subword positions (``Linear(768 * 2 * 128, 2)``). Over the word graph the
-    same linear classifier is applied to the mean over each tweet's words
-    instead: word slots are not subword slots (no ``[CLS]``, ``[SEP]`` or
-    ``##`` pieces), a mean needs no cap on the number of words, shares its
-    weights across positions rather than learning late positions from the
-    few long tweets, and has :math:`1/128` of the parameters. Both forms are
-    linear in :math:`[T; C]`, so a pair's score is a text term plus a visual
-    term: the two swapped pairs :math:`(T_i, C_j), (T_j, C_i)` score in sum
-    exactly as the two matched ones, and the classifier cannot tell a swap
-    from a match beyond what a length difference leaves in the cut or
-    zero-padded :math:`C`; in training it mostly learns the share of
-    negatives. This is the paper's form, kept as it is.
+    The paper flattens the pair, :math:`\mathbf{F}_i = \mathrm{Flatten}([T; C])`
+    with :math:`\hat{y}_{m,i} = \sigma(\mathbf{W}_f^\top \mathbf{F}_i)`, and the
+    official code sizes :math:`\mathbf{W}_f` for its 128 padded subword
+    positions (``Linear(768 * 2 * 128, 2)`` and a softmax over the two
+    classes, which is the sigmoid of the difference of the two logits).
+    ``positions=L`` is that form over word slots: :math:`[T; C]` of the first
+    :math:`L` word slots, zero-padded, flattened into one :math:`2dL` vector
+    (``positions=128`` the official size; the official slots are subwords
+    with ``[CLS]``, ``[SEP]`` and ``##`` pieces, which the word graph does not
+    have, and here words past :math:`L` are not read).
 
-    ``positions=L`` gives the official classifier instead: :math:`[T; C]` of
-    the first :math:`L` word slots, zero-padded, flattened into one
-    :math:`2dL` vector (``Linear(768 * 2 * 128, 2)`` in the official code, over
-    subword slots; here over word slots, and words past :math:`L` are not read).
+    The default (``positions=None``, the equations above) is graphmner's: the
+    same linear classifier on the mean over each tweet's words. A mean needs
+    no cap on the number of words, shares its weights across positions rather
+    than learning late positions from the few long tweets, and has
+    :math:`1/L` of the parameters. It stays the default because every MAF
+    result of this repository was measured with it; the two have not been
+    compared on Twitter. Both forms are linear in :math:`[T; C]`, as the
+    paper's is, so a pair's score is a text term plus a visual term: the two
+    swapped pairs :math:`(T_i, C_j), (T_j, C_i)` score in sum exactly as the
+    two matched ones, and the classifier cannot tell a swap from a match
+    beyond what a length difference leaves in the cut or zero-padded
+    :math:`C`; in training it mostly learns the share of negatives.
 
     With ``group`` (the ranks of a data-parallel run, each holding its share of
     the batch in rank order), the swap is chosen over the gathered global

@@ -12,8 +12,10 @@ from graphmner.graph.transforms import (
     BuildRelations,
     CompleteBipartite,
     DropImage,
+    GeneralWordObjects,
     ImageAsObject,
     KeepRelations,
+    RegionsAsObjects,
     SelectAux,
 )
 
@@ -58,6 +60,64 @@ def test_complete_bipartite_links_every_object_to_every_word(tweet):
     assert torch.equal(g[schema.REV_GROUNDS].edge_index, g[schema.GROUNDS].edge_index.flip(0))
     with pytest.raises(ValueError, match='Unknown relation'):
         CompleteBipartite(('object', 'likes', 'word'))
+
+
+def every_word(k, n):
+    """Object -> word edges linking each of k objects with each of n words, object by object."""
+    return [[o for o in range(k) for _ in range(n)], [w for _ in range(k) for w in range(n)]]
+
+
+def test_general_word_objects_are_the_official_four_crops(tweet):
+    """One node per general word in the official order: 'person' takes the most confident
+    detected person (not the first, not a more confident dog), the other three the image."""
+    g = build_graph(tweet, fake_features(3, 8, names=('person', 'dog'), seed=2))  # person, dog, person
+    g[schema.OBJECT].score = torch.tensor([0.3, 0.9, 0.7])
+    out = BuildRelations([schema.OBJECT_INTRA])(GeneralWordObjects()(g.clone()))
+    objects, image = out[schema.OBJECT], g[schema.IMAGE].x[0]
+    assert torch.equal(objects.x, torch.stack([g[schema.OBJECT].x[2], image, image, image]))
+    assert torch.equal(objects.box[0], g[schema.OBJECT].box[2])
+    assert objects.box[1:].tolist() == [[0.0, 0.0, 1.0, 1.0]] * 3
+    assert objects.cls.tolist() == [2, -1, -1, -1] and objects.score.tolist() == pytest.approx([0.7, 1, 1, 1])
+    assert out.object_names == ['person: person', 'miscellaneous: whole image', 'location: whole image',
+                                'organization: whole image']
+    # every crop comes from a general word: linked to every word, whatever the grounding said
+    assert out[schema.GROUNDS].edge_index.tolist() == every_word(4, 6)
+    assert torch.equal(out[schema.REV_GROUNDS].edge_index, out[schema.GROUNDS].edge_index.flip(0))
+    assert out[schema.OBJECT_INTRA].edge_index.shape == (2, 12)
+    # no person detected: the image for all four (the official fallback)
+    no_person = GeneralWordObjects()(build_graph(tweet, fake_features(2, 8, names=('dog', ), seed=2)))
+    assert torch.equal(no_person[schema.OBJECT].x, image.expand(4, -1))
+    assert torch.equal(GeneralWordObjects()(build_graph(tweet, fake_features(0, 8, seed=2)))[schema.OBJECT].x,
+                       image.expand(4, -1))
+    # a word names the classes it takes
+    animal = GeneralWordObjects({'animal': ('dog', )})(g.clone())
+    assert torch.equal(animal[schema.OBJECT].x, g[schema.OBJECT].x[1:2])
+    assert animal.object_names == ['animal: dog']
+    # no usable image: no visual node
+    missing = GeneralWordObjects()(build_graph(tweet, None, widths=VisualWidths.uniform(8)))
+    assert missing[schema.OBJECT].x.shape == (0, 8) and missing[schema.GROUNDS].edge_index.shape == (2, 0)
+    Batch.from_data_list([out, missing, no_person])
+    with pytest.raises(ValueError, match='at least one general word'):
+        GeneralWordObjects({})
+
+
+def test_regions_as_objects_is_the_untargeted_ablation(tweet):
+    """"w/o Tar.": the 49 grid cells become the visual nodes, each linked to every word."""
+    g = build_graph(tweet, fake_features(2, 8, seed=4), grounds=torch.tensor([[0], [1]]))
+    out = BuildRelations([schema.OBJECT_INTRA])(RegionsAsObjects()(g.clone()))
+    assert torch.equal(out[schema.OBJECT].x, g[schema.REGION].x)
+    assert torch.equal(out[schema.OBJECT].box, g[schema.REGION].box)
+    assert out[schema.OBJECT].cls.tolist() == [-1] * 49 and out[schema.OBJECT].score.tolist() == [1.0] * 49
+    assert out.object_names == [f'region {i}' for i in range(49)]
+    assert schema.REGION not in out.node_types
+    assert out[schema.GROUNDS].edge_index.tolist() == every_word(49, 6)
+    assert torch.equal(out[schema.REV_GROUNDS].edge_index, out[schema.GROUNDS].edge_index.flip(0))
+    assert out[schema.OBJECT_INTRA].edge_index.shape == (2, 49 * 48)
+    missing = RegionsAsObjects()(build_graph(tweet, None, widths=VisualWidths.uniform(8)))
+    assert missing[schema.OBJECT].x.shape == (0, 8) and missing[schema.GROUNDS].edge_index.shape == (2, 0)
+    Batch.from_data_list([out, missing])
+    with pytest.raises(ValueError, match="RegionsAsObjects needs the graph's 'region' nodes"):
+        RegionsAsObjects()(KeepRelations([schema.GROUNDS])(g.clone()))
 
 
 def assert_same_graph(a, b):

@@ -7,7 +7,7 @@ import torch
 from conftest import batch_for, fake_features
 
 from graphmner import models
-from graphmner.features.types import VisualWidths
+from graphmner.features.types import ImageFeatures, NodeFeatures, VisualWidths
 from graphmner.graph import schema
 from graphmner.graph.builder import build_graph
 from graphmner.models.umgf import UMGF, UMGFConfig, UMGFFusionLayer
@@ -70,8 +70,8 @@ def test_grounds_edges_change_the_output(tiny_encoder, tweet, grounded):
                                everything(batch_for(everything, [general])).emissions)
 
 
-@pytest.mark.parametrize('switch', [{'targeted_objects': False}, {'edges': 'all'},
-                                    {'visual_self_attention': False}, {'gate': False},
+@pytest.mark.parametrize('switch', [{'visual_input': 'official'}, {'visual_input': 'regions'},
+                                    {'edges': 'all'}, {'visual_self_attention': False}, {'gate': False},
                                     {'visual_value_projection': False}])
 def test_each_ablation_changes_the_output(tiny_encoder, grounded, switch):
     full = make(tiny_encoder)
@@ -81,6 +81,70 @@ def test_each_ablation_changes_the_output(tiny_encoder, grounded, switch):
     assert missing == []
     assert not torch.allclose(full(batch_for(full, [grounded])).emissions,
                               ablated(batch_for(ablated, [grounded])).emissions)
+
+
+def with_objects(features, x):
+    """``features`` whose objects are the rows ``x``, with no class (boxes are not read)."""
+    k = x.shape[0]
+    objects = NodeFeatures(x, {'box': torch.tensor([[0.0, 0.0, 1.0, 1.0]]).expand(k, 4),
+                               'cls': torch.full((k, ), -1), 'score': torch.ones(k)}, ['node'] * k)
+    return ImageFeatures({**features.nodes, schema.OBJECT: objects})
+
+
+@pytest.mark.parametrize('visual_input', ['official', 'regions'])
+def test_visual_inputs_read_their_nodes_from_the_graph(tiny_encoder, tweet, long_tweet, visual_input):
+    """'official': the four general-word crops (the detected person, then the image three times;
+    the image four times without a person); 'regions' ("w/o Tar."): the 49 grid cells; both
+    linked to every word. The same weights reading a graph built with exactly those objects
+    (every one general) tag alike."""
+    person, dogs = fake_features(2, DIM, seed=5), fake_features(3, DIM, names=('dog', ), seed=6)
+    graphs = [build_graph(tweet, person, grounds=torch.tensor([[0], [1]])), build_graph(long_tweet, dogs),
+              build_graph(tweet, None, widths=VisualWidths.uniform(DIM))]
+    model = make(tiny_encoder, visual_input=visual_input)
+    if visual_input == 'official':
+        crops = [torch.cat([person[schema.OBJECT].x[:1], person[schema.IMAGE].x.expand(3, -1)]),
+                 dogs[schema.IMAGE].x.expand(4, -1)]
+    else:
+        crops = [person[schema.REGION].x, dogs[schema.REGION].x]
+    batch = batch_for(model, graphs)
+    k = [len(x) for x in crops]
+    assert batch[schema.OBJECT].batch.tolist() == [0] * k[0] + [1] * k[1]
+    assert batch[schema.GROUNDS].num_edges == 6 * k[0] + 10 * k[1]  # every node -> every word
+    reference = make(tiny_encoder)  # the paper's input, the same weights
+    reference.load_state_dict(model.state_dict())
+    given = [build_graph(tweet, with_objects(person, crops[0])),
+             build_graph(long_tweet, with_objects(dogs, crops[1])), graphs[2]]
+    torch.testing.assert_close(model(batch).emissions, reference(batch_for(reference, given)).emissions)
+    # explain names the nodes by what they are, each gating every word
+    gate = model.explain(batch)[0].gates[0]
+    whole = ('miscellaneous', 'location', 'organization')
+    official = ['person: person', *(f'{w}: whole image' for w in whole)]
+    names = official if visual_input == 'official' else [f'region {i}' for i in range(49)]
+    assert [s.label for s in gate.sources] == names
+    assert all(v is not None for row in gate.values for v in row)
+
+
+def test_regions_read_the_grid_cells_width(tiny_encoder):
+    widths = VisualWidths({'image': 8, 'region': 8, 'scale': 8, 'object': 5}, (8, ) * 4)
+    assert UMGFConfig(visual_input='regions').fit_visual_widths(widths).visual_dim == 8
+    with pytest.raises(ValueError, match='UMGF reads object, image through one visual_dim'):
+        UMGFConfig().fit_visual_widths(widths)
+
+
+def test_checkpoints_written_with_targeted_objects_still_load(tiny_encoder):
+    """Before visual_input, False linked every object to every word: that is edges='all'."""
+    assert UMGF.from_config(encoder=tiny_encoder, targeted_objects=False, **SMALL).config.edges == 'all'
+    kept = UMGF.from_config(encoder=tiny_encoder, targeted_objects=True, **SMALL).config
+    assert kept == UMGFConfig(encoder=tiny_encoder, **SMALL)
+    with pytest.raises(ValueError, match="Unknown config key.*: targets"):
+        UMGF.from_config(encoder=tiny_encoder, targets=True, **SMALL)
+
+
+def test_twitter_configs_read_the_paper_graph():
+    from graphmner.train.experiment import load_spec
+    for dataset in ('twitter2015', 'twitter2017'):
+        config = load_spec('umgf', dataset).model_config
+        assert (config.visual_input, config.edges) == ('paper', 'grounded')
 
 
 def test_missing_image_means_no_visual_node(tiny_encoder, tweet):
@@ -128,6 +192,8 @@ def test_save_load_round_trip(tiny_encoder, grounded, tmp_path):
 def test_config_errors(tiny_encoder, tweet):
     with pytest.raises(ValueError, match="edges must be one of .* got 'np'"):
         UMGFConfig(edges='np')
+    with pytest.raises(ValueError, match=r"visual_input must be one of \('paper', .*\), got 'x'"):
+        UMGFConfig(visual_input='x')
     with pytest.raises(ValueError, match='heads must divide d_model'):
         UMGFConfig(d_model=10, heads=3)
     model = make(tiny_encoder, visual_dim=2048)
@@ -139,7 +205,7 @@ def test_paper_defaults():
     config = UMGFConfig()
     assert (config.d_model, config.heads, config.num_layers, config.dropout, config.visual_dim) == \
         (512, 8, 2, 0.5, 2048)
-    assert dataclasses.asdict(config)['edges'] == 'grounded'
+    assert dataclasses.asdict(config)['edges'] == 'grounded' and config.visual_input == 'paper'
 
 
 def test_dense_word_attention_gives_the_message_passing_values(tiny_encoder, long_tweet, grounded):
