@@ -262,19 +262,31 @@ def test_save_load_round_trip(tiny_encoder, graphs, tmp_path):
     assert loaded.decode(batch) == model.decode(batch)
 
 
-def test_hvpnet_learning_rate_groups(tiny_encoder):
-    """lr_groups='hvpnet': only the emission layer and the CRF take head_lr (HVPNeT's 5e-2 group);
-    the visual modules join the encoder's rate. Every parameter sits in exactly one group."""
-    visual = {'csa', 'level_maps', 'object_map', 'prefix', 'text_mlp', 'image_mlp'}
-    for lr_groups, head_modules in (('encoder', {'emission', 'crf', *visual}),
-                                    ('hvpnet', {'emission', 'crf'})):
-        model = make(tiny_encoder, lr_groups=lr_groups)
-        module = {id(p): name.split('.')[0] for name, p in model.named_parameters()}
-        encoder, head = model.parameter_groups()
-        assert sorted(map(id, encoder + head)) == sorted(module)
-        assert {module[id(p)] for p in head} == head_modules
-        assert {module[id(p)] for p in encoder} == {'encoder'} | visual - head_modules
-    with pytest.raises(ValueError, match="lr_groups must be 'encoder' or 'hvpnet', got 'crf'"):
+@pytest.mark.parametrize('lr_groups, head_modules', [
+    ('encoder', {'emission', 'crf', 'csa', 'level_maps', 'object_map', 'prefix', 'text_mlp', 'image_mlp'}),
+    ('single', set()),               # the paper's one rate: nothing takes head_lr
+    ('hvpnet', {'emission', 'crf'}),  # HVPNeT's 5e-2 group; the visual modules join the encoder's rate
+])
+def test_learning_rate_groups(tiny_encoder, lr_groups, head_modules):
+    """Each lr_groups form hands every parameter to exactly one rate, the one its source gives it:
+    AdamW's groups (the trainer's) carry encoder_lr / head_lr on exactly those modules."""
+    from graphmner.train import TrainConfig, optimizer_groups
+
+    model = make(tiny_encoder, lr_groups=lr_groups)
+    module = {id(p): name.split('.')[0] for name, p in model.named_parameters()}
+    encoder, head = model.parameter_groups()
+    assert sorted(map(id, encoder + head)) == sorted(module)
+    assert {module[id(p)] for p in head} == head_modules
+    assert {module[id(p)] for p in encoder} == set(module.values()) - head_modules
+    rate = {}
+    for group in optimizer_groups(model, TrainConfig(encoder_lr=5e-5, head_lr=5e-2)):
+        rate.update({id(p): group['lr'] for p in group['params']})
+    assert {module[i] for i, lr in rate.items() if lr == 5e-2} == head_modules
+    assert len(rate) == len(module)
+
+
+def test_lr_groups_refuses_an_unknown_form():
+    with pytest.raises(ValueError, match="lr_groups must be one of 'encoder', 'single', 'hvpnet', got 'crf'"):
         GMFConfig(lr_groups='crf')
 
 
