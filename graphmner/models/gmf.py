@@ -33,16 +33,31 @@ Read top to bottom against the paper:
    tweets whose image is missing: those get exactly the prefix-free word states.
 5. Emissions ``w_MNER . h_i`` (Eq. 20) -> the shared CRF (Eqs. 17-21).
 6. Consistency matching, CM (Eqs. 14-16, in :meth:`GMF.auxiliary_losses`): the
-   text vector ``C_g = tanh(FC(c_0))`` is the encoder's pooler output from a
-   prefix-free pass over the tweets that have an image. The paper defines
-   ``C_g`` on BERT's encoding of the sentence (§3.3.1), before any visual clue;
-   taken from the guided pass it could satisfy the loss by copying the image
-   through the prefix instead of aligning two independent encodings. The pass
-   costs one more encoder forward / backward over those tweets, in training
-   only. The image vector is the standardised ``image`` node (the global pool
-   of the last stage, ``V_g``). Two MLPs map both to the encoder width; cosine
+   text vector ``C_g = tanh(FC(c_0))`` is the encoder's pooler output, from
+   one of two passes (``cm_text``):
+
+   - ``'prefix-free'`` (the default, with which the tables were measured): a
+     second encoder pass over the tweets that have an image, without the
+     visual prefix. The paper defines ``C_g`` on BERT's encoding of the
+     sentence (§3.3.1), before any visual clue; taken from the guided pass
+     the loss could be met by copying the image through the prefix instead of
+     aligning two independent encodings. It costs one more encoder forward /
+     backward over those tweets, in training only.
+   - ``'guided'``: the pooler of the tagging pass itself, the text read with
+     the visual prefix (Fig. 4 draws CM after the guided encoder; no second
+     pass). With ``vcg=False`` the tagging pass has no prefix, so ``'guided'``
+     is then the prefix-free vector of that same pass.
+
+   The image vector is the standardised ``image`` node (the global pool of
+   the last stage, ``V_g``). Two MLPs map both to the encoder width; cosine
    similarity / tau; ``L_CM = mean(lambda L(P->C) + (1 - lambda) L(C->P))``
-   with the graph's in-batch negatives. Tweets without an image take no part.
+   with in-batch negatives. Tweets without an image take no part. The batch
+   is the global one: under torchrun the ranks gather their text and image
+   vectors with gradients (:func:`~graphmner.nn.gather.gather_rows` over
+   :attr:`~MNERModel.batch_group`, as MAF's CA does), so every anchor has the
+   negatives of a 1-process run; the count ``cm_negatives`` (anchors x
+   negatives, summed per epoch over the ranks) shows it. CSA's batch norm
+   still normalises each rank's share on its own (no SyncBatchNorm).
 7. Objective (Eq. 22): ``(1 - alpha) L_CM + alpha L_ner`` (:meth:`loss_weights`).
    The paper calls alpha "a hyperparameter that needs to be fine-tuned" and
    gives no value. Ours, 0.5, was picked from 0.25 / 0.5 / 0.75 on the
@@ -100,6 +115,7 @@ from ..graph import schema
 from ..nn.aux_reader import AuxReader
 from ..nn.contrastive import symmetric_info_nce
 from ..nn.cross_scale_attention import CrossScaleAttention
+from ..nn.gather import gather_rows
 from ..nn.standardize import FeatureStandardizer
 from ..nn.visual_clue_prefix import VisualCluePrefix
 from .base import EncoderConfig, MNERModel, MNEROutput, shared_width
@@ -110,6 +126,8 @@ PYRAMID_LEVELS = 4
 
 #: Values of ``GMFConfig.lr_groups`` (module docstring, "Optimisation").
 LR_GROUPS = ('encoder', 'single', 'hvpnet')
+#: Values of ``GMFConfig.cm_text``: which encoder pass gives CM its text vector (module docstring, 6).
+CM_TEXT = ('prefix-free', 'guided')
 
 
 @dataclass
@@ -133,6 +151,9 @@ class GMFConfig(EncoderConfig):
     vcg: bool = True                      # visual clue guidance (False: "w/o VCG")
     csa: bool = True                      # cross-scale attention (False: "w/o CSA")
     cm: bool = True                       # consistency matching (False: "w/o CM")
+    # Which pass gives CM its text vector C_g: 'prefix-free' (a second pass without the prefix, the
+    # tables' form) or 'guided' (the tagging pass, text read with the visual prefix). Module docstring.
+    cm_text: str = 'prefix-free'
     # Who takes train.head_lr: 'encoder' (everything but the encoder, the trainer's split; the Twitter
     # tables' form), 'single' (nothing: the paper's one rate, train.encoder_lr for all) or 'hvpnet' (the
     # emission layer and the CRF only; CSA, maps, prefix and CM at train.encoder_lr). Module docstring.
@@ -165,6 +186,9 @@ class GMFConfig(EncoderConfig):
         if self.lr_groups not in LR_GROUPS:
             raise ValueError(f'GMFConfig.lr_groups must be one of {", ".join(map(repr, LR_GROUPS))}, '
                              f'got {self.lr_groups!r}')
+        if self.cm_text not in CM_TEXT:
+            raise ValueError(f'GMFConfig.cm_text must be one of {", ".join(map(repr, CM_TEXT))}, '
+                             f'got {self.cm_text!r}')
         if self.aux_sources and not self.vcg:
             raise ValueError(f'GMFConfig.aux_sources {list(self.aux_sources)} are read as prefix tokens, '
                              'which vcg=False turns off: set vcg=True or aux_sources=[]')
@@ -300,7 +324,17 @@ class GMF(MNERModel):
         self.check_words(batch, text.word_mask)
         emissions = self.emission(self.dropout(text.words))             # Eq. 20: [B, T, C]
         extras = {'prefix_mask': prefix_mask} if prefix_mask is not None else {}  # what explain reads
-        return MNEROutput(emissions, text.word_mask, extras)
+        counts = {}
+        if self.config.cm:
+            if self.config.cm_text == 'guided':
+                extras['text_vector'] = text.pooler_output              # C_g of the guided pass: [B, H]
+            # CM's (anchor, negative) pairs: this rank's image tweets against every other image tweet
+            # of the global batch, the batch auxiliary_losses gathers.
+            has_image = self.image_mask(batch)
+            group = self.batch_group if self.training else None
+            everyone = gather_rows([has_image], group).tensors[0]
+            counts['cm_negatives'] = int(has_image.sum()) * max(int(everyone.sum()) - 1, 0)
+        return MNEROutput(emissions, text.word_mask, extras, counts)
 
     # -- what it read ------------------------------------------------------------------
     @torch.no_grad()
@@ -353,19 +387,37 @@ class GMF(MNERModel):
 
     # -- consistency matching and the objective ----------------------------------------
     def auxiliary_losses(self, batch: Batch, output: MNEROutput) -> dict[str, Tensor]:
+        """``'cm'`` over the tweets with a usable image of the global batch:
+        under torchrun (:attr:`batch_group`, in training) every rank computes
+        it over all ranks' rows, as one process would."""
         if not self.config.cm:
             return {}
-        with_image = self.image_mask(batch).nonzero().view(-1)
-        if with_image.numel() < 2:  # no pair to contrast: skip the extra encoder pass
+        has_image = self.image_mask(batch)                              # [B]
+        group = self.batch_group if self.training else None
+        if group is None and int(has_image.sum()) < 2:  # no pair to contrast: skip the extra encoder pass
             return {'cm': output.emissions.new_zeros(())}
-        words = self.words_of(batch)
-        text = self.encoder([words[i] for i in with_image.tolist()])    # prefix-free pass
-        c = self.text_mlp(text.pooler_output)                           # C_n from C_g = tanh(FC(c_0))
-        image = batch[schema.IMAGE].x[with_image]
-        p = self.image_mlp(self.image_standardizer(image))              # P_n from P_g
+        if self.config.cm_text == 'guided':
+            pooled = output.extras['text_vector']                       # C_g, text read with the prefix
+        else:
+            pooled = self.prefix_free_text(batch, has_image)
+        c = self.text_mlp(pooled)                                       # C_n from C_g = tanh(FC(c_0))
+        p = self.image_mlp(self.image_standardizer(batch[schema.IMAGE].x))  # P_n from P_g
+        # Every rank's rows (the last one may hold fewer tweets, or none with an image).
+        has_image, c, p = gather_rows([has_image, c, p], group).tensors
         # Eqs. 14-16: lambda * L(P -> C) + (1 - lambda) * L(C -> P)
-        cm = symmetric_info_nce(p, c, self.config.temperature, weight=self.config.cm_lambda)
-        return {'cm': cm}
+        return {'cm': symmetric_info_nce(p, c, self.config.temperature, weight=self.config.cm_lambda,
+                                         mask=has_image)}
+
+    def prefix_free_text(self, batch: Batch, has_image: Tensor) -> Tensor:
+        """``C_g`` of the tweets with an image from an encoder pass without the
+        prefix, zero for the others (they take no part): ``[B, H]``."""
+        rows = has_image.nonzero().view(-1)
+        pooled = batch[schema.IMAGE].x.new_zeros(batch.num_graphs, self.encoder.hidden_size)
+        if rows.numel() == 0:  # none on this rank: nothing to encode, the gather still takes part
+            return pooled
+        words = self.words_of(batch)
+        text = self.encoder([words[i] for i in rows.tolist()]).pooler_output           # [N, H]
+        return pooled.index_copy(0, rows, text.to(pooled.dtype))
 
     def loss_weights(self) -> dict[str, float]:
         if not self.config.cm:

@@ -169,15 +169,28 @@ def test_feature_statistics_per_level_on_its_own_channels(tiny_encoder, graphs):
     torch.testing.assert_close(model.object_standardizer.mean, objects.mean(0))
 
 
-def test_consistency_matching_equals_a_loop(tiny_encoder, graphs):
-    """Eqs. 14-16 written out; the tweet without an image takes no part."""
-    model = fitted(tiny_encoder, graphs, temperature=0.3, cm_lambda=0.7)
+def text_vectors(model, batch, idx, cm_text):
+    """C_n of the tweets ``idx``, written out: the pooler of a pass without the prefix, or of the
+    tagging pass (words read with the visual prefix)."""
+    if cm_text == 'prefix-free':
+        return model.text_mlp(model.encoder([batch.words[i] for i in idx]).pooler_output)
+    layer_prefix, prefix_mask = model.visual_clues(batch)
+    text = model.encoder(batch.words, layer_prefix=layer_prefix, prefix_mask=prefix_mask)
+    return model.text_mlp(text.pooler_output[idx])
+
+
+@pytest.mark.parametrize('cm_text', ['prefix-free', 'guided'])
+def test_consistency_matching_equals_a_loop(tiny_encoder, graphs, cm_text):
+    """Eqs. 14-16 written out, C_g from the pass cm_text names; the tweet without an image takes
+    no part; each anchor has the other two image tweets as negatives."""
+    model = fitted(tiny_encoder, graphs, temperature=0.3, cm_lambda=0.7, cm_text=cm_text)
     batch = batch_for(model, graphs)
-    cm = model.auxiliary_losses(batch, model(batch))['cm']
+    out = model(batch)
+    cm = model.auxiliary_losses(batch, out)['cm']
+    assert out.counts['cm_negatives'] == 3 * 2
     idx = [0, 1, 3]
     with torch.no_grad():
-        text = model.encoder([batch.words[i] for i in idx])  # prefix-free
-        C = model.text_mlp(text.pooler_output)
+        C = text_vectors(model, batch, idx, cm_text)
         P = model.image_mlp(model.image_standardizer(batch[schema.IMAGE].x[idx]))
     cos = lambda a, b: float(a @ b / (a.norm() * b.norm()))
     tau, lam, N = 0.3, 0.7, len(idx)
@@ -189,6 +202,31 @@ def test_consistency_matching_equals_a_loop(tiny_encoder, graphs):
                            / sum(math.exp(cos(C[i], P[k]) / tau) for k in range(N)))  # Eq. 15
         total += lam * p_to_c + (1 - lam) * c_to_p
     assert float(cm.detach()) == pytest.approx(total / N, rel=1e-4)                             # Eq. 16
+
+
+def test_guided_text_vector_reads_the_prefix_in_the_tagging_pass(tiny_encoder, graphs):
+    """cm_text='guided' takes C_g from the one tagging pass (no second encoder pass) and so depends
+    on the image through the prefix; the prefix-free vector does not."""
+    guided = fitted(tiny_encoder, graphs, cm_text='guided')
+    free = fitted(tiny_encoder, graphs)
+    batch = batch_for(guided, graphs)
+    outputs = {name: model(batch) for name, model in (('guided', guided), ('free', free))}
+    calls = []
+    handles = [m.encoder.register_forward_hook(lambda *args: calls.append(1)) for m in (guided, free)]
+    losses = {name: float(model.auxiliary_losses(batch, outputs[name])['cm'].detach())
+              for name, model in (('guided', guided), ('free', free))}
+    for handle in handles:
+        handle.remove()
+    assert calls == [1]  # the prefix-free pass only
+    assert losses['guided'] != pytest.approx(losses['free'])
+    with torch.no_grad():
+        idx = [0, 1, 3]
+        torch.testing.assert_close(text_vectors(guided, batch, idx, 'guided'),
+                                   guided.text_mlp(outputs['guided'].extras['text_vector'][idx]))
+        assert not torch.allclose(text_vectors(free, batch, idx, 'guided'),
+                                  text_vectors(free, batch, idx, 'prefix-free'))
+    with pytest.raises(ValueError, match="cm_text must be one of 'prefix-free', 'guided', got 'text'"):
+        GMFConfig(cm_text='text')
 
 
 def test_cm_needs_two_images_and_skips_the_extra_pass(tiny_encoder, graphs):

@@ -344,3 +344,47 @@ def test_maf_swaps_and_contrasts_over_the_global_batch(dropout_free_encoder, tmp
             assert b[key] == pytest.approx(a[key], rel=1e-4), key
     assert max(float((one['weights'][k].float() - two['weights'][k].float()).abs().max())
                for k in one['weights']) < 1e-5
+
+
+def train_gmf(rank, world_size, init_file, encoder, out):
+    """GMF, 2 epochs over 12 demo tweets (9 with fake image features) in global batches of 8:
+    CM's InfoNCE takes its in-batch negatives from the whole step. CSA is off: its batch norm
+    normalises each rank's share on its own, which no gather changes. Rank 0 saves the history
+    and the final weights."""
+    import torch.distributed as dist
+    from conftest import fake_features
+
+    if world_size > 1:
+        dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size)
+    tweets = read_conll(demo_split_path('train'))[:12]
+    graphs = [build_graph(t, fake_features(0, 8, seed=i)) if i % 4 != 3
+              else build_graph(t, None, widths=VisualWidths.uniform(8)) for i, t in enumerate(tweets)]
+    torch.manual_seed(1)
+    model = models.build('gmf', encoder=encoder, visual_dim=8, reduction=2, csa=False, dropout=0.0)
+    graphs = [model.graph_transform()(g) for g in graphs]
+    config = TrainConfig(epochs=2, batch_size=8, encoder_lr=1e-3, head_lr=1e-3, warmup_ratio=0.0)
+    distributed = Distributed(rank, world_size, torch.device('cpu'))
+    history = Trainer(model, graphs, graphs[:2], config, f'{out}-run', distributed=distributed).fit()
+    if rank == 0:
+        torch.save({'history': history, 'weights': model.state_dict()}, out)
+    distributed.close()
+
+
+@pytest.mark.slow
+def test_gmf_contrasts_over_the_global_batch(dropout_free_encoder, tmp_path):
+    """CM's negatives are the global batch's: 2 processes count as many (anchor, negative) pairs
+    per epoch as 1 (a rank's own share would give fewer), with the same losses and the same step."""
+    import torch.multiprocessing as mp
+
+    train_gmf(0, 1, None, dropout_free_encoder, tmp_path / 'one.pt')
+    mp.spawn(train_gmf, args=(2, tmp_path / 'rendezvous', dropout_free_encoder, tmp_path / 'two.pt'),
+             nprocs=2)
+    one, two = (torch.load(tmp_path / f'{n}.pt', weights_only=False) for n in ('one', 'two'))
+    # Steps of 8 and 4 tweets, 6 and 3 with an image: 6 x 5 + 3 x 2 pairs an epoch.
+    assert [h['cm_negatives'] for h in one['history']] == [36, 36]
+    assert [h['cm_negatives'] for h in two['history']] == [h['cm_negatives'] for h in one['history']]
+    for a, b in zip(one['history'], two['history'], strict=True):
+        for key in ('loss', 'nll', 'cm'):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), key
+    assert max(float((one['weights'][k].float() - two['weights'][k].float()).abs().max())
+               for k in one['weights']) < 1e-5
