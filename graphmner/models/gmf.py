@@ -18,13 +18,48 @@ Read top to bottom against the paper:
    instead of 32 KB per tweet for 4 ResNet objects at ``g = 7``) and the
    object part of the prefix by ``g^2``; see the README for the measured cost.
    Object nodes may be absent (no detector): the prefix is then the image's.
-2. Cross-scale attention, CSA (Eqs. 1-4, :class:`CrossScaleAttention`) on each
-   level's ``g x g`` map. The paper applies it to the full-resolution stage
-   maps and pools afterwards; the graph caches pooled cells, so the order here
-   is pool (at graph building) -> CSA -> 1x1 convolution.
+2. Cross-scale attention, CSA (Eqs. 1-4, :class:`CrossScaleAttention`), where
+   ``pyramid`` says:
+
+   - ``'pooled'`` (the default, with which the tables were measured): on each
+     level's ``g x g`` map, pooled when the graph was built (``scale_grid`` 7
+     in the Twitter configs): pool -> CSA -> 1x1 convolution.
+   - ``'native'`` (the paper's order): on each stage's whole map at its own
+     resolution (56 / 28 / 14 / 7 cells a side for ResNet-50 at 224 px), then
+     Eq. 6's Pool to the last stage's grid, then the 1x1 convolution. The
+     graphs must be built with ``data.scale_grid=0``: the ``scale`` nodes then
+     hold every stage cell, packed without padding
+     (:func:`~graphmner.features.grid.pack_cells`; each level's standardiser
+     is fitted on every cell), and the prefix has the last stage's cells
+     (49). ``--set model.pyramid=native --set data.scale_grid=0``.
+
+   The stage maps are cached rather than computed in the training step:
+   computing them means the frozen backbone's forward per tweet in every step
+   (0.33 s a photo for ResNet-50 on this CPU, 2.6 s for a batch of 8 against
+   a 1.7 s step), caching costs disk and memory. Measured by
+   ``experiments/bench_gmf_pyramid.py`` on 6 scikit-image photos, a 2-core
+   CPU shared with two trainings (one thread; rough figures, the two orders
+   measured in alternating rounds, medians of 3), MiniLM encoder, batches of
+   8, no detector, pooled (``scale_grid`` 7) -> native:
+
+   ==================== ================ ================
+   per photo / step     ResNet-50 224 px descriptors 42-d
+   ==================== ================ ================
+   extraction, s/photo  0.33 -> 0.39     0.12 -> 0.12
+   cache entry (fp16)   0.99 -> 3.2 MB   29 -> 448 KB
+   scale nodes (fp32)   1.5 -> 5.7 MB    0.03 -> 0.67 MB
+   training step, s     1.68 -> 1.97     1.21 -> 1.43
+   of which visual, s   0.25 -> 0.75     0.03 -> 0.08
+   ==================== ================ ================
+
+   For Twitter-2015 + 2017 (about 12,000 photos) the ResNet cache grows from
+   about 12 to 38 GB, and Twitter-2015's 4,000 training graphs hold 23 GB of
+   scale nodes instead of 6: the default stays ``'pooled'`` until the
+   native order is measured against the tables (issue 25).
 3. Structured mapping (Eqs. 5-6): a 1x1 convolution per level to the encoder
-   width. Eq. 6's Pool (every level to the last stage's size) is the pooling of
-   every stage to the same ``g x g`` grid, done when the graph was built.
+   width. Eq. 6's Pool (every level to the last stage's size) is, with
+   ``'pooled'``, the pooling of every stage to the same ``g x g`` grid at graph
+   building; with ``'native'`` an adaptive average pool after CSA.
 4. Dynamic gate and visual clue guidance (Eqs. 7-13,
    :class:`VisualCluePrefix`): per encoder layer, a softmax gate over the
    levels mixes them; the mixed cells, then the object tokens, are projected
@@ -105,11 +140,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 from torch_geometric.utils import degree, to_dense_batch
 
 from ..data.labels import BIO_LABELS
+from ..features.grid import unpack_cells
 from ..features.types import VisualWidths
 from ..graph import schema
 from ..nn.aux_reader import AuxReader
@@ -126,6 +163,8 @@ PYRAMID_LEVELS = 4
 
 #: Values of ``GMFConfig.lr_groups`` (module docstring, "Optimisation").
 LR_GROUPS = ('encoder', 'single', 'hvpnet')
+#: Values of ``GMFConfig.pyramid``: where CSA runs (module docstring, 2).
+PYRAMIDS = ('pooled', 'native')
 #: Values of ``GMFConfig.cm_text``: which encoder pass gives CM its text vector (module docstring, 6).
 CM_TEXT = ('prefix-free', 'guided')
 
@@ -151,6 +190,10 @@ class GMFConfig(EncoderConfig):
     vcg: bool = True                      # visual clue guidance (False: "w/o VCG")
     csa: bool = True                      # cross-scale attention (False: "w/o CSA")
     cm: bool = True                       # consistency matching (False: "w/o CM")
+    # Where CSA runs: 'pooled' (on each level pooled to the data's scale_grid x scale_grid, the tables'
+    # form) or 'native' (the paper: on each stage at its own resolution, then pooled to the last stage's
+    # grid; needs graphs built with data.scale_grid=0). Module docstring, 2.
+    pyramid: str = 'pooled'
     # Which pass gives CM its text vector C_g: 'prefix-free' (a second pass without the prefix, the
     # tables' form) or 'guided' (the tagging pass, text read with the visual prefix). Module docstring.
     cm_text: str = 'prefix-free'
@@ -186,6 +229,9 @@ class GMFConfig(EncoderConfig):
         if self.lr_groups not in LR_GROUPS:
             raise ValueError(f'GMFConfig.lr_groups must be one of {", ".join(map(repr, LR_GROUPS))}, '
                              f'got {self.lr_groups!r}')
+        if self.pyramid not in PYRAMIDS:
+            raise ValueError(f'GMFConfig.pyramid must be one of {", ".join(map(repr, PYRAMIDS))}, '
+                             f'got {self.pyramid!r}')
         if self.cm_text not in CM_TEXT:
             raise ValueError(f'GMFConfig.cm_text must be one of {", ".join(map(repr, CM_TEXT))}, '
                              f'got {self.cm_text!r}')
@@ -233,8 +279,10 @@ class GMF(MNERModel):
         self.emission = nn.Linear(H, len(self.tags))    # w_MNER (Eq. 20)
         if c.vcg:
             # Raw features -> per-dimension z-scores with training-set statistics.
-            self.scale_standardizers = nn.ModuleList(FeatureStandardizer(dim, (schema.SCALE, ), level=i)
-                                                     for i, dim in enumerate(dims))
+            # Native stage maps pack several cells per scale node: each cell's channels count once.
+            self.scale_standardizers = nn.ModuleList(
+                FeatureStandardizer(dim, (schema.SCALE, ), level=i, packed=c.pyramid == 'native')
+                for i, dim in enumerate(dims))
             self.object_standardizer = FeatureStandardizer(c.visual_dim, (schema.OBJECT, ))
             self.csa = nn.ModuleList(CrossScaleAttention(dim, c.reduction, c.dilation)
                                      for dim in dims) if c.csa else None
@@ -250,34 +298,59 @@ class GMF(MNERModel):
 
     # -- visual input ------------------------------------------------------------------
     def pyramid(self, batch: Batch) -> tuple[Tensor, Tensor] | None:
-        """Each level's standardised ``g x g`` map, refined by CSA and mapped to
-        the encoder width: ``[N, D, S, H]`` for the N graphs that have scale
-        nodes, and their graph ids ``[N]``; :obj:`None` when no graph has any."""
+        """Each level's standardised map, refined by CSA and mapped to the
+        encoder width: ``[N, D, S, H]`` for the N graphs that have scale nodes,
+        and their graph ids ``[N]``; :obj:`None` when no graph has any.
+        ``pyramid='pooled'``: every level a ``g x g`` grid (``S = g^2``), CSA on
+        it; ``'native'``: every level at its own resolution, CSA on it, then
+        pooled to the last level's grid (Eq. 6; ``S = 49`` for ResNet at 224 px)."""
         if schema.SCALE not in batch.node_types or batch[schema.SCALE].num_nodes == 0:
             return None
         store = batch[schema.SCALE]
         x, level = store.x, store.level
-        counts = degree(store.batch, batch.num_graphs).long()
-        graphs = counts.nonzero().view(-1)
-        N, D, dims = graphs.numel(), len(self.config.level_dims), self.config.level_dims
-        cells = int(counts[graphs[0]]) // D
-        grid = round(cells ** 0.5)
-        if grid * grid * D != int(counts[graphs[0]]) or (counts[graphs] != cells * D).any():
-            raise ValueError(f'GMF expects {D} levels of g x g scale cells per image, got '
-                             f'{sorted(set(counts[graphs].tolist()))} scale nodes per graph')
+        graphs = degree(store.batch, batch.num_graphs).nonzero().view(-1)
+        N, native = graphs.numel(), self.config.pyramid == 'native'
+        maps = []
+        for i, dim in enumerate(self.config.level_dims):
+            here = level == i
+            per_graph = torch.bincount(store.batch[here], minlength=batch.num_graphs)[graphs]
+            if per_graph.numel() == 0 or (per_graph != per_graph[0]).any() or per_graph[0] == 0:
+                raise ValueError(f'GMF expects the same number of level-{i} scale nodes in every image, got '
+                                 f'{sorted(set(per_graph.tolist()))}')
+            rows = x[here].view(N, int(per_graph[0]), x.shape[1])       # [N, R_i, C]
+            if native:
+                try:
+                    f = unpack_cells(rows, dim)                           # F_i: [N, C_i, S_i, S_i]
+                except ValueError as error:
+                    raise ValueError(f"GMF pyramid='native' reads every stage at its own resolution (graphs "
+                                     f'built with data.scale_grid=0); level {i}: {error}') from None
+                f = self.scale_standardizers[i](f.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            else:
+                grid = round(rows.shape[1] ** 0.5)
+                if grid * grid != rows.shape[1]:
+                    raise ValueError(f'GMF expects {len(self.config.level_dims)} levels of g x g scale '
+                                     f'cells per image, got {rows.shape[1]} cells at level {i} (stages at '
+                                     f"their own resolution, data.scale_grid=0, need pyramid='native')")
+                f = self.scale_standardizers[i](rows[..., :dim])         # drops level i's zero padding
+                f = f.view(N, grid, grid, dim).permute(0, 3, 1, 2)        # F_i: [N, C_i, g, g]
+            maps.append(f)
+        sides = [f.shape[-1] for f in maps]
+        if native and any(a <= b for a, b in zip(sides, sides[1:])):
+            raise ValueError(f"GMF pyramid='native' reads every stage at its own resolution (graphs built "
+                             f'with data.scale_grid=0), got levels of {sides} cells a side')
+        if not native and len(set(sides)) > 1:
+            raise ValueError(f'GMF expects {len(sides)} levels of g x g scale cells per image, got levels of '
+                             f'{sides} cells a side (stages at their own resolution, data.scale_grid=0, need '
+                             f"pyramid='native')")
         levels = []
-        for i, dim in enumerate(dims):
-            rows = x[level == i, :dim]                       # drops level i's zero padding
-            if rows.shape[0] != N * cells:
-                raise ValueError(f'GMF expects {cells} scale cells of level {i} per image, got '
-                                 f'{rows.shape[0]} for {N} images')
-            f = self.scale_standardizers[i](rows)            # [N * S, C_i]
-            f = f.view(N, grid, grid, dim).permute(0, 3, 1, 2)  # F_i: [N, C_i, g, g]
+        for i, f in enumerate(maps):
             if self.csa is not None:
-                f = self.csa[i](f)                           # F_i' = F_i + F_i * M(F_i)   (Eqs. 1-4)
-            v = self.level_maps[i](f)                        # V_i = Conv1x1(F_i')         (Eqs. 5-6)
-            levels.append(v.flatten(2).transpose(1, 2))      # [N, S, H]
-        return torch.stack(levels, dim=1), graphs            # [N, D, S, H]
+                f = self.csa[i](f)                               # F_i' = F_i + F_i * M(F_i)   (Eqs. 1-4)
+            if native:
+                f = F.adaptive_avg_pool2d(f, sides[-1])          # Pool(F_i') to the last stage (Eq. 6)
+            v = self.level_maps[i](f)                            # V_i = Conv1x1(...)          (Eqs. 5-6)
+            levels.append(v.flatten(2).transpose(1, 2))          # [N, S, H]
+        return torch.stack(levels, dim=1), graphs                # [N, D, S, H]
 
     def visual_clues(self, batch: Batch) -> tuple[list[tuple[Tensor, Tensor]], Tensor] | None:
         """The layer prefixes (one (key, value) pair ``[B, P, H]`` per encoder
@@ -358,15 +431,17 @@ class GMF(MNERModel):
         record = record[-self.encoder.num_layers:]
         aux = node_sources(batch, schema.AUX) if self.aux_reader is not None else [[] for _ in words]
         A = max(map(len, aux), default=0)  # aux slots: the last A of the prefix (none without aux words)
-        S = max((sum(c.label.endswith('(L0)') for c in cells) for cells in scales), default=0) if gates else 0
+        # The prefix's cells lie on level 0's grid ('pooled': every level's) or, pooled to it, on the last
+        # level's ('native': the levels have their own resolutions).
+        grid_level = f'(L{len(self.config.level_dims) - 1})' if self.config.pyramid == 'native' else '(L0)'
+        S = max((sum(c.label.endswith(grid_level) for c in cells) for cells in scales), default=0) if gates else 0
         K = prefix_mask.shape[1] - S - A if prefix_mask is not None else 0
         evidence, with_pyramid = [], 0
         for b, tweet in enumerate(words):
             kept = prefix_mask[b].nonzero().view(-1).tolist() if prefix_mask is not None else []
             e = Evidence(self.name, list(tweet), reads_image=self.config.vcg, image_used=bool(kept))
-            # The prefix: S cells (their boxes those of level 0, the same grid at every level), then K
-            # object slots, then A aux slots.
-            cells = [c for c in scales[b] if c.label.endswith('(L0)')]
+            # The prefix: S cells (their boxes those of grid_level), then K object slots, then A aux slots.
+            cells = [c for c in scales[b] if c.label.endswith(grid_level)]
             slots = {i: Source('scale', f'cell {i}', c.box) for i, c in enumerate(cells)}
             slots.update({S + k: o for k, o in enumerate(objects[b])})
             slots.update({S + K + j: a for j, a in enumerate(aux[b])})

@@ -9,6 +9,7 @@ from conftest import batch_for, fake_features
 
 from graphmner import models
 from graphmner.data.conll import Tweet
+from graphmner.features.grid import pack_cells
 from graphmner.features.types import NodeFeatures, VisualWidths
 from graphmner.graph import schema
 from graphmner.graph.builder import build_graph
@@ -32,6 +33,25 @@ def pyramid_features(num_objects=2, seed=0, grid=GRID, dims=DIMS):
     features.nodes['scale'] = NodeFeatures(scales, {'level': torch.arange(len(dims)).repeat_interleave(S),
                                                     'box': torch.rand(len(dims) * S, 4, generator=g)})
     return features
+
+
+NATIVE_DIMS = [2, 4, 8, 8]  # level widths that pack into rows of DIM
+SIDES = [16, 8, 4, 2]       # each level's own resolution, halving as ResNet's stages do
+
+
+def native_features(num_objects=1, seed=0):
+    """Fake features with every level at its own resolution, packed as the backbones pack them
+    (scale_grid=0), and the maps themselves ``[1, C_l, S_l, S_l]``."""
+    g = torch.Generator().manual_seed(seed + 200)
+    maps = [torch.randn(1, c, side, side, generator=g) * (level + 1) + level
+            for level, (c, side) in enumerate(zip(NATIVE_DIMS, SIDES))]
+    packed = [pack_cells(m, DIM) for m in maps]
+    features = fake_features(num_objects, DIM, seed=seed)
+    features.nodes['scale'] = NodeFeatures(
+        torch.cat([rows[0] for rows, _ in packed]),
+        {'level': torch.cat([torch.full((rows.shape[1], ), level) for level, (rows, _) in enumerate(packed)]),
+         'box': torch.cat([boxes for _, boxes in packed])})
+    return features, maps
 
 
 def make(tiny_encoder, seed=0, **overrides):
@@ -153,6 +173,58 @@ def test_levels_become_row_major_grids_of_their_own_channels(tiny_encoder, graph
             for r in range(GRID):
                 for c in range(GRID):
                     torch.testing.assert_close(seen[i][n, :, r, c], cells[r * GRID + c])
+
+
+def test_native_pyramid_runs_csa_at_each_stage_resolution_then_pools(tiny_encoder, tweet, long_tweet):
+    """pyramid='native' (the paper's order, Eqs. 1-6): each level standardised over all its cells,
+    CSA on the whole stage map, then pooled to the last level's grid, then the 1x1 map; the pooled
+    order (CSA after pooling) gives other cells from the same maps."""
+    (f0, maps0), (f1, maps1) = native_features(1, seed=0), native_features(2, seed=1)
+    graphs = [build_graph(tweet, f0), build_graph(long_tweet, f1),
+              build_graph(Tweet('demo_3', ['Snow'], ['O']), None, widths=VisualWidths.uniform(DIM))]
+    model = make(tiny_encoder, pyramid='native', scale_dims=NATIVE_DIMS)
+    model.fit_feature_statistics(graphs)
+    levels, ids = model.pyramid(batch_for(model, graphs))
+    assert ids.tolist() == [0, 1] and levels.shape == (2, 4, SIDES[-1] ** 2, 32)
+    with torch.no_grad():
+        for i, c in enumerate(NATIVE_DIMS):
+            F_i = torch.cat([maps0[i], maps1[i]])                                     # [2, C_i, S_i, S_i]
+            cells = F_i.permute(0, 2, 3, 1).reshape(-1, c).double()
+            mean, std = cells.mean(0), cells.std(0, unbiased=False)
+            F_i = (F_i - mean.float()[:, None, None]) / std.float()[:, None, None]
+            want = model.level_maps[i](torch.nn.functional.adaptive_avg_pool2d(model.csa[i](F_i), SIDES[-1]))
+            torch.testing.assert_close(levels[:, i], want.flatten(2).transpose(1, 2), atol=1e-4, rtol=1e-4)
+            pooled_first = model.level_maps[i](model.csa[i](torch.nn.functional.adaptive_avg_pool2d(F_i,
+                                                                                                   SIDES[-1])))
+            if i < 3:  # the last level is already on the grid: both orders agree there
+                assert not torch.allclose(levels[:, i], pooled_first.flatten(2).transpose(1, 2), atol=1e-3)
+    # The prefix holds the last level's cells, then the objects: explain names them so.
+    evidence = model.explain(batch_for(model, graphs[:1]))[0]
+    labels = [s.label for s in evidence.attention[0].sources]
+    assert sum(label.endswith('(L3)') or label.startswith('cell') for label in labels) == SIDES[-1] ** 2
+
+
+def test_each_pyramid_order_refuses_the_other_layout(tiny_encoder, graphs, tweet):
+    native = make(tiny_encoder, pyramid='native')          # the 3 x 3 grids of DIMS, zero-padded
+    with pytest.raises(ValueError, match=r"pyramid='native' reads every stage at its own resolution \(graphs "
+                                         r'built with data.scale_grid=0\); level 1: 9 rows of 8 values are no '
+                                         r'square map of 4 channels'):
+        native(batch_for(native, graphs[:1]))
+    native = make(tiny_encoder, pyramid='native', scale_dims=None)  # every level as wide as x: 3 x 3 maps
+    with pytest.raises(ValueError, match=r"pyramid='native' .* got levels of \[3, 3, 3, 3\] cells a side"):
+        native(batch_for(native, graphs[:1]))
+    pooled = make(tiny_encoder, scale_dims=NATIVE_DIMS)    # 64 (8 x 8), 32, 16 and 4 packed nodes
+    with pytest.raises(ValueError, match=r"got 32 cells at level 1 .*data.scale_grid=0, need pyramid='native'"):
+        pooled(batch_for(pooled, [build_graph(tweet, native_features()[0])]))
+    pooled = make(tiny_encoder, scale_dims=None)            # 16 / 8 / 4 / 2 a side, one cell per node
+    squares = [build_graph(tweet, fake_features(0, DIM))]
+    squares[0]['scale'].x = torch.randn(16 ** 2 + 8 ** 2 + 4 ** 2 + 2 ** 2, DIM)
+    squares[0]['scale'].level = torch.arange(4).repeat_interleave(torch.tensor([256, 64, 16, 4]))
+    squares[0]['scale'].box = torch.rand(340, 4)
+    with pytest.raises(ValueError, match=r"got levels of \[16, 8, 4, 2\] cells a side .*need pyramid='native'"):
+        pooled(batch_for(pooled, squares))
+    with pytest.raises(ValueError, match="pyramid must be one of 'pooled', 'native', got 'full'"):
+        GMFConfig(pyramid='full')
 
 
 def test_feature_statistics_per_level_on_its_own_channels(tiny_encoder, graphs):
@@ -338,7 +410,7 @@ def test_config_and_data_errors(tiny_encoder, graphs, tweet):
         model(batch_for(model, graphs[:1]))
     model = make(tiny_encoder)
     uneven = build_graph(tweet, pyramid_features(0, grid=2))
-    with pytest.raises(ValueError, match=r'4 levels of g x g scale cells per image, got \[16, 36\]'):
+    with pytest.raises(ValueError, match=r'the same number of level-0 scale nodes in every image, got \[4, 9\]'):
         model(batch_for(model, [graphs[0], uneven]))
 
 
