@@ -31,7 +31,9 @@ Read top to bottom against the paper:
      hold every stage cell, packed without padding
      (:func:`~graphmner.features.grid.pack_cells`; each level's standardiser
      is fitted on every cell), and the prefix has the last stage's cells
-     (49). ``--set model.pyramid=native --set data.scale_grid=0``.
+     (49). ``--set model.pyramid=native --set data.scale_grid=0``; a run with
+     one but not the other is refused before any photo is read
+     (:meth:`GMFConfig.check_graph_options`).
 
    The stage maps are cached rather than computed in the training step:
    computing them means the frozen backbone's forward per tweet in every step
@@ -146,9 +148,10 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import degree, to_dense_batch
 
 from ..data.labels import BIO_LABELS
-from ..features.grid import unpack_cells
+from ..features.grid import NATIVE_GRID, unpack_cells
 from ..features.types import VisualWidths
 from ..graph import schema
+from ..graph.options import GraphOptions
 from ..nn.aux_reader import AuxReader
 from ..nn.contrastive import symmetric_info_nce
 from ..nn.cross_scale_attention import CrossScaleAttention
@@ -238,6 +241,14 @@ class GMFConfig(EncoderConfig):
         if self.aux_sources and not self.vcg:
             raise ValueError(f'GMFConfig.aux_sources {list(self.aux_sources)} are read as prefix tokens, '
                              'which vcg=False turns off: set vcg=True or aux_sources=[]')
+
+    def check_graph_options(self, options: GraphOptions) -> None:
+        native = options.scale_grid == NATIVE_GRID
+        if native != (self.pyramid == 'native'):
+            raise ValueError(f"model.pyramid={self.pyramid!r} reads " + (
+                'every stage at its own resolution, which needs data.scale_grid=0' if not native else
+                "pooled grids, but data.scale_grid=0 keeps every stage at its own resolution: set "
+                "model.pyramid=native or data.scale_grid to a grid size") + f' (got {options.scale_grid})')
 
     @property
     def level_dims(self) -> list[int]:
