@@ -41,6 +41,8 @@ from graphmner.cli import quiet_third_parties  # noqa: E402
 
 quiet_third_parties()  # before torch_geometric's import warns about torch.jit
 
+from torch_geometric.data import Batch  # noqa: E402
+
 from graphmner import models  # noqa: E402
 from graphmner.data import read_conll  # noqa: E402
 from graphmner.data.demo import demo_split_path  # noqa: E402
@@ -50,7 +52,6 @@ from graphmner.features.extract import FeatureExtractor  # noqa: E402
 from graphmner.features.vision import VisionConfig  # noqa: E402
 from graphmner.graph.builder import build_graph  # noqa: E402
 from graphmner.models.gmf import GMFConfig  # noqa: E402
-from torch_geometric.data import Batch  # noqa: E402
 
 PHOTOS = ('astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.jpg', 'motorcycle_left.png', 'camera.png')
 ORDERS = {'pooled': 7, 'native': 0}  # pyramid -> the scale_grid its graphs are built with
@@ -111,8 +112,8 @@ def main(argv=None) -> None:
         visions[order] = VisionConfig(arch=args.arch, weights=weights, scale_grid=grid, device=args.device)
         widths = vision_backend(visions[order]).widths
         config = GMFConfig(encoder=args.encoder, pyramid=order).fit_visual_widths(widths)
-        built[order] = models.build('gmf', **{k: getattr(config, k) for k in ('encoder', 'pyramid', 'visual_dim',
-                                                                             'scale_dims')}).to(args.device)
+        kept = ('encoder', 'pyramid', 'visual_dim', 'scale_dims')
+        built[order] = models.build('gmf', **{k: getattr(config, k) for k in kept}).to(args.device)
     timings = {order: {'extract': [], 'step': [], 'pyramid': []} for order in ORDERS}
     graphs = {}
     for _ in range(args.rounds):

@@ -43,7 +43,14 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
-from graphmner.features.grid import NATIVE_GRID, adaptive_edges, cells, even_edges, pack_cells, to_image_coords
+from graphmner.features.grid import (
+    NATIVE_GRID,
+    adaptive_edges,
+    cells,
+    even_edges,
+    pack_cells,
+    to_image_coords,
+)
 from graphmner.features.types import VISUAL_NODES, NodeFeatures, VisualWidths
 
 RESNETS: Final[tuple[str, ...]] = ('resnet50', 'resnet152')

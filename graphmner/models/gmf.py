@@ -445,7 +445,8 @@ class GMF(MNERModel):
         # The prefix's cells lie on level 0's grid ('pooled': every level's) or, pooled to it, on the last
         # level's ('native': the levels have their own resolutions).
         grid_level = f'(L{len(self.config.level_dims) - 1})' if self.config.pyramid == 'native' else '(L0)'
-        S = max((sum(c.label.endswith(grid_level) for c in cells) for cells in scales), default=0) if gates else 0
+        on_grid = [sum(c.label.endswith(grid_level) for c in cells) for cells in scales]
+        S = max(on_grid, default=0) if gates else 0
         K = prefix_mask.shape[1] - S - A if prefix_mask is not None else 0
         evidence, with_pyramid = [], 0
         for b, tweet in enumerate(words):

@@ -220,7 +220,8 @@ def test_native_stage_maps_pack_every_cell(small, photos):
     native.load_state_dict(small.state_dict())
     f = native.extract(photos[:1])[0]['scale']
     maps = small(small.preprocess(photos[:1])[0])                  # 16, 8, 4, 2 cells a side at 64 px
-    assert f['level'].bincount().tolist() == [16 * 16 * 256 // 2048, 8 * 8 * 512 // 2048, 4 * 4 * 1024 // 2048, 4]
+    per_row = [2048 // c for c in (256, 512, 1024, 2048)]         # cells packed in a row of 2048
+    assert f['level'].bincount().tolist() == [side * side // k for side, k in zip((16, 8, 4, 2), per_row)]
     for level, fmap in enumerate(maps):
         rows = f.x[f['level'] == level]
         torch.testing.assert_close(unpack_cells(rows[None], fmap.shape[1]), fmap)

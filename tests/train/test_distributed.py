@@ -436,8 +436,8 @@ def test_gmf_cm_with_a_rank_without_images(dropout_free_encoder, tmp_path, cm_te
     import torch.multiprocessing as mp
 
     gmf_cm_shares(0, 1, None, dropout_free_encoder, cm_text, tmp_path / 'one.pt')
-    mp.spawn(gmf_cm_shares, args=(2, tmp_path / 'rendezvous', dropout_free_encoder, cm_text, tmp_path / 'two.pt'),
-             nprocs=2)
+    mp.spawn(gmf_cm_shares, nprocs=2,
+             args=(2, tmp_path / 'rendezvous', dropout_free_encoder, cm_text, tmp_path / 'two.pt'))
     one, two = (torch.load(tmp_path / f'{n}.pt', weights_only=False) for n in ('one', 'two'))
     assert one['cm'] > 0 and two['cm'] == pytest.approx(one['cm'], rel=1e-5)
     assert one['negatives'] == two['negatives'] == 3 * 2
