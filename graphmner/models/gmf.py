@@ -81,9 +81,10 @@ Read top to bottom against the paper:
      aligning two independent encodings. It costs one more encoder forward /
      backward over those tweets, in training only.
    - ``'guided'``: the pooler of the tagging pass itself, the text read with
-     the visual prefix (Fig. 4 draws CM after the guided encoder; no second
-     pass). With ``vcg=False`` the tagging pass has no prefix, so ``'guided'``
-     is then the prefix-free vector of that same pass.
+     the visual prefix (the reading in which one BERT pass serves both CM and
+     the tagger; the paper's text does not say which; no second pass). With
+     ``vcg=False`` the tagging pass has no prefix, so ``'guided'`` is then the
+     prefix-free vector of that same pass.
 
    The image vector is the standardised ``image`` node (the global pool of
    the last stage, ``V_g``). Two MLPs map both to the encoder width; cosine
