@@ -32,7 +32,10 @@ side (7 x 7 = 49 at 224 px, ResNet's last-stage cells); the ``scale`` pyramid
 has ``levels`` levels, level ``l`` the photo resized to
 ``image_size / 2**l`` (finer to coarser texture, as ResNet's stages 1-4) and
 cut into ``scale_grid x scale_grid`` cells, every level the same width (no zero
-padding); the ``image`` node describes the whole photo as one window, and each
+padding), or with ``scale_grid=0`` into cells of 4 px at every level (56 / 28 /
+14 / 7 a side at 224 px: the resolution of ResNet's stages, for GMF's
+``pyramid='native'``), row-major as :func:`~graphmner.features.grid.pack_cells`
+lays out one-cell rows; the ``image`` node describes the whole photo as one window, and each
 object crop is resized to ``image_size`` and described the same way.
 
 These are not learned features: they separate photos by colour, edges and
@@ -50,7 +53,7 @@ from PIL import Image
 from skimage import color, feature
 from torch import Tensor
 
-from graphmner.features.grid import cells
+from graphmner.features.grid import NATIVE_GRID, cells
 from graphmner.features.types import NodeFeatures, VisualWidths
 
 #: Bumped whenever the descriptor's definition changes; part of the cache key.
@@ -72,7 +75,10 @@ class DescriptorConfig:
             ``region`` nodes are its ``image_size // 32`` per side cells.
             (default: :obj:`224`)
         scale_grid (int, optional): Each pyramid level is cut into
-            ``scale_grid x scale_grid`` cells. (default: :obj:`2`)
+            ``scale_grid x scale_grid`` cells; ``0``
+            (:data:`~graphmner.features.grid.NATIVE_GRID`): into cells of
+            ``MIN_SCALE_CELL`` px, every level at its own resolution.
+            (default: :obj:`2`)
         levels (int, optional): Pyramid levels; level ``l`` is the photo at
             ``image_size // 2**l`` pixels. (default: :obj:`4`)
         hue_bins (int, optional): Bins of the saturation-weighted hue
@@ -106,12 +112,12 @@ class DescriptorConfig:
         if self.levels < 1:
             raise ValueError(f"DescriptorConfig.levels must be at least 1 (got {self.levels})")
         coarsest = self.image_size >> (self.levels - 1)
-        if not 1 <= self.scale_grid <= coarsest // MIN_SCALE_CELL:
+        if not (self.scale_grid == NATIVE_GRID or 1 <= self.scale_grid <= coarsest // MIN_SCALE_CELL):
             raise ValueError(
                 f"DescriptorConfig.scale_grid must be between 1 and {coarsest // MIN_SCALE_CELL}, "
                 f"so that every cell of the coarsest level ({coarsest} px at image_size="
-                f"{self.image_size}, levels={self.levels}) is at least {MIN_SCALE_CELL} px "
-                f"(got {self.scale_grid})")
+                f"{self.image_size}, levels={self.levels}) is at least {MIN_SCALE_CELL} px, or "
+                f"{NATIVE_GRID} for cells of {MIN_SCALE_CELL} px at every level (got {self.scale_grid})")
         for name in ('hue_bins', 'saturation_bins', 'value_bins', 'orientations', 'lbp_points',
                      'lbp_radius'):
             if getattr(self, name) < 1:
@@ -122,6 +128,12 @@ class DescriptorConfig:
     def grid(self) -> int:
         """Region cells per side."""
         return self.image_size // REGION_CELL
+
+    def level_grid(self, level: int) -> int:
+        """Cells per side of pyramid level ``level``."""
+        if self.scale_grid == NATIVE_GRID:
+            return (self.image_size >> level) // MIN_SCALE_CELL
+        return self.scale_grid
 
     @property
     def width(self) -> int:
@@ -180,16 +192,16 @@ class DescriptorBackbone:
             ``region`` and ``scale`` nodes, float32.
         """
         cfg = self.config
-        grid, scale_grid = cfg.grid, cfg.scale_grid
+        grid, grids = cfg.grid, [cfg.level_grid(level) for level in range(cfg.levels)]
         region_boxes = cells(*(_partition_edges(cfg.image_size, grid), ) * 2)
-        scale_boxes = torch.cat([cells(*(_partition_edges(cfg.image_size >> level, scale_grid), ) * 2)
-                                 for level in range(cfg.levels)])
-        scale_levels = torch.arange(cfg.levels).repeat_interleave(scale_grid * scale_grid)
+        scale_boxes = torch.cat([cells(*(_partition_edges(cfg.image_size >> level, g), ) * 2)
+                                 for level, g in enumerate(grids)])
+        scale_levels = torch.arange(cfg.levels).repeat_interleave(torch.tensor(grids) ** 2)
         out = []
         for image in images:
             finest = self._maps(image, cfg.image_size)
-            scales = [finest.pool(scale_grid)]
-            scales += [self._maps(image, cfg.image_size >> level).pool(scale_grid)
+            scales = [finest.pool(grids[0])]
+            scales += [self._maps(image, cfg.image_size >> level).pool(grids[level])
                        for level in range(1, cfg.levels)]
             out.append({
                 'image': NodeFeatures(_tensor(finest.pool(1))),

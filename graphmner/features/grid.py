@@ -35,3 +35,39 @@ def to_image_coords(boxes: Tensor, window: Tensor) -> Tensor:
     scale = boxes.new_tensor([x1 - x0, y1 - y0, x1 - x0, y1 - y0])
     offset = boxes.new_tensor([x0, y0, x0, y0])
     return (boxes * scale + offset).clamp_(0.0, 1.0)
+
+
+#: ``scale_grid`` value for stage maps kept at their own resolution (no pooling):
+#: the ``scale`` nodes are then the packed cells of :func:`pack_cells`.
+NATIVE_GRID = 0
+
+
+def pack_cells(fmap: Tensor, width: int) -> tuple[Tensor, Tensor]:
+    """A stage's whole ``[B, C_l, H, W]`` map as rows of ``width`` values:
+    ``k = width / C_l`` consecutive cells of one map row per node (row-major,
+    channels last; ``k = 1`` when the stage is ``width`` wide), with the box of
+    their strip in crop coordinates. What the ``scale`` nodes hold at
+    ``scale_grid=0``; :func:`unpack_cells` inverts it.
+
+    Returns:
+        (Tensor, Tensor): rows ``[B, H * W / k, width]`` and boxes ``[H * W / k, 4]``.
+    """
+    B, C, H, W = fmap.shape
+    if width % C or W % (width // C):
+        raise ValueError(f'a {C}-channel map {H}x{W} does not pack into rows of {width}: the width must be '
+                         f'a multiple of the channels and the map width a multiple of their ratio')
+    k = width // C
+    rows = fmap.permute(0, 2, 3, 1).reshape(B, H * W // k, width)
+    strips = cells(even_edges(H), even_edges(W)).view(H * W // k, k, 4)
+    boxes = torch.cat([strips[:, 0, :2], strips[:, -1, 2:]], dim=1)
+    return rows, boxes
+
+
+def unpack_cells(rows: Tensor, channels: int) -> Tensor:
+    """The square maps ``[N, C_l, S, S]`` of :func:`pack_cells`'s rows
+    ``[N, R, width]`` of ``channels``-wide stages."""
+    N, R, width = rows.shape
+    side = round((R * width // channels) ** 0.5)
+    if side * side * channels != R * width:
+        raise ValueError(f'{R} rows of {width} values are no square map of {channels} channels')
+    return rows.reshape(N, side, side, channels).permute(0, 3, 1, 2)

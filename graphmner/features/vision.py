@@ -11,7 +11,12 @@ One forward pass over a batch of photos gives, per photo,
 * every cell of the last stage, 7x7 = 49 at 224 px (the ``region`` nodes),
 * each of the four stages (``layer1`` .. ``layer4``) average-pooled to a
   ``scale_grid x scale_grid`` grid and zero-padded to the last stage's width
-  (the ``scale`` nodes, as in HVPNeT/GMF's visual pyramid),
+  (the ``scale`` nodes, as in HVPNeT/GMF's visual pyramid); with
+  ``scale_grid=0`` each stage's whole map at its own resolution instead
+  (56 / 28 / 14 / 7 cells a side at 224 px), packed without padding into rows
+  of the last stage's width (:func:`~graphmner.features.grid.pack_cells`: a
+  row of stage ``l`` holds ``2048 / C_l`` adjacent cells), for GMF's
+  ``pyramid='native'``,
 
 each cell with its box in normalised xyxy coordinates of the ORIGINAL photo.
 Object crops go through the same network (:meth:`VisionBackbone.encode_crops`).
@@ -38,7 +43,14 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
-from graphmner.features.grid import adaptive_edges, cells, even_edges, to_image_coords
+from graphmner.features.grid import (
+    NATIVE_GRID,
+    adaptive_edges,
+    cells,
+    even_edges,
+    pack_cells,
+    to_image_coords,
+)
 from graphmner.features.types import VISUAL_NODES, NodeFeatures, VisualWidths
 
 RESNETS: Final[tuple[str, ...]] = ('resnet50', 'resnet152')
@@ -82,7 +94,10 @@ class VisionConfig:
             crop; :obj:`None` keeps the papers' 256/224 ratio.
             (default: :obj:`None`)
         scale_grid (int, optional): Each stage is pooled to
-            ``scale_grid x scale_grid`` cells. (default: :obj:`2`)
+            ``scale_grid x scale_grid`` cells; ``0``
+            (:data:`~graphmner.features.grid.NATIVE_GRID`): every stage at its
+            own resolution, packed (:func:`~graphmner.features.grid.pack_cells`).
+            (default: :obj:`2`)
         seed (int, optional): Seed of the random initialisation when
             ``weights`` is :obj:`None`, so random features are reproducible
             and cacheable. (default: :obj:`0`)
@@ -133,11 +148,11 @@ class ResNetBackend:
         if config.arch not in RESNETS:
             raise ValueError(f"ResNetBackend builds one of {RESNETS} (got arch={config.arch!r})")
         last_stage = -(-config.image_size // 32)
-        if not 1 <= config.scale_grid <= last_stage:
+        if not (config.scale_grid == NATIVE_GRID or 1 <= config.scale_grid <= last_stage):
             raise ValueError(
                 f"VisionConfig.scale_grid must be between 1 and {last_stage}, "
-                f"the last stage's size at image_size={config.image_size} "
-                f"(got {config.scale_grid})")
+                f"the last stage's size at image_size={config.image_size}, or {NATIVE_GRID} "
+                f"for every stage at its own resolution (got {config.scale_grid})")
         self.config = config
         self.name = config.arch
         self._network: VisionBackbone | None = None
@@ -312,13 +327,18 @@ class VisionBackbone(nn.Module):
         grid = self.config.scale_grid
         scales, scale_cells, levels = [], [], []
         for level, fmap in enumerate(maps):
-            pooled = F.adaptive_avg_pool2d(fmap, grid)      # [B, C_l, g, g]
-            pooled = pooled.flatten(2).transpose(1, 2)      # [B, g*g, C_l]
-            scales.append(F.pad(pooled, (0, channels - pooled.size(-1))))
-            scale_cells.append(
-                cells(adaptive_edges(fmap.size(2), grid),
-                      adaptive_edges(fmap.size(3), grid)))
-            levels.append(torch.full((grid * grid, ), level, dtype=torch.long))
+            if grid == NATIVE_GRID:
+                packed, boxes = pack_cells(fmap, channels)  # [B, R_l, C], [R_l, 4]
+                scales.append(packed)
+                scale_cells.append(boxes)
+            else:
+                pooled = F.adaptive_avg_pool2d(fmap, grid)  # [B, C_l, g, g]
+                pooled = pooled.flatten(2).transpose(1, 2)  # [B, g*g, C_l]
+                scales.append(F.pad(pooled, (0, channels - pooled.size(-1))))
+                scale_cells.append(
+                    cells(adaptive_edges(fmap.size(2), grid),
+                          adaptive_edges(fmap.size(3), grid)))
+            levels.append(torch.full((scales[-1].shape[1], ), level, dtype=torch.long))
         scales = torch.cat(scales, dim=1)                   # [B, S, C]
         scale_cells = torch.cat(scale_cells)                # [S, 4]
         levels = torch.cat(levels)

@@ -25,7 +25,8 @@ class GraphOptions:
     detector_conf: float = 0.25                 # minimum detection score
     cascades: tuple[str, ...] | None = None     # the cascade detector's cascades (None: its default set)
     hog_people: bool = False                    # the cascade detector also runs OpenCV's HOG people detector
-    scale_grid: int = 2                         # each pyramid level pooled to scale_grid x scale_grid cells
+    scale_grid: int = 2                         # each pyramid level pooled to scale_grid x scale_grid cells;
+    #                                             0: every level at its own resolution (GMF pyramid='native')
     spacy_model: str = 'en_core_web_sm'         # name or path, for UMGF's noun phrases
     aux_sources: tuple[str, ...] = ('caption', 'tag', 'ocr')  # order of aux words
     ocr: bool = False                           # read the photos' printed words (RapidOCR): 'ocr' aux words

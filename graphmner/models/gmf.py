@@ -18,13 +18,50 @@ Read top to bottom against the paper:
    instead of 32 KB per tweet for 4 ResNet objects at ``g = 7``) and the
    object part of the prefix by ``g^2``; see the README for the measured cost.
    Object nodes may be absent (no detector): the prefix is then the image's.
-2. Cross-scale attention, CSA (Eqs. 1-4, :class:`CrossScaleAttention`) on each
-   level's ``g x g`` map. The paper applies it to the full-resolution stage
-   maps and pools afterwards; the graph caches pooled cells, so the order here
-   is pool (at graph building) -> CSA -> 1x1 convolution.
+2. Cross-scale attention, CSA (Eqs. 1-4, :class:`CrossScaleAttention`), where
+   ``pyramid`` says:
+
+   - ``'pooled'`` (the default, with which the tables were measured): on each
+     level's ``g x g`` map, pooled when the graph was built (``scale_grid`` 7
+     in the Twitter configs): pool -> CSA -> 1x1 convolution.
+   - ``'native'`` (the paper's order): on each stage's whole map at its own
+     resolution (56 / 28 / 14 / 7 cells a side for ResNet-50 at 224 px), then
+     Eq. 6's Pool to the last stage's grid, then the 1x1 convolution. The
+     graphs must be built with ``data.scale_grid=0``: the ``scale`` nodes then
+     hold every stage cell, packed without padding
+     (:func:`~graphmner.features.grid.pack_cells`; each level's standardiser
+     is fitted on every cell), and the prefix has the last stage's cells
+     (49). ``--set model.pyramid=native --set data.scale_grid=0``; a run with
+     one but not the other is refused before any photo is read
+     (:meth:`GMFConfig.check_graph_options`).
+
+   The stage maps are cached rather than computed in the training step:
+   computing them means the frozen backbone's forward per tweet in every step
+   (0.33 s a photo for ResNet-50 on this CPU, 2.6 s for a batch of 8 against
+   a 1.7 s step), caching costs disk and memory. Measured by
+   ``experiments/bench_gmf_pyramid.py`` on 6 scikit-image photos, a 2-core
+   CPU shared with two trainings (one thread; rough figures, the two orders
+   measured in alternating rounds, medians of 3), MiniLM encoder, batches of
+   8, no detector, pooled (``scale_grid`` 7) -> native:
+
+   ==================== ================ ================
+   per photo / step     ResNet-50 224 px descriptors 42-d
+   ==================== ================ ================
+   extraction, s/photo  0.33 -> 0.39     0.12 -> 0.12
+   cache entry (fp16)   0.99 -> 3.2 MB   29 -> 448 KB
+   scale nodes (fp32)   1.5 -> 5.7 MB    0.03 -> 0.67 MB
+   training step, s     1.68 -> 1.97     1.21 -> 1.43
+   of which visual, s   0.25 -> 0.75     0.03 -> 0.08
+   ==================== ================ ================
+
+   For Twitter-2015 + 2017 (about 12,000 photos) the ResNet cache grows from
+   about 12 to 38 GB, and Twitter-2015's 4,000 training graphs hold 23 GB of
+   scale nodes instead of 6: the default stays ``'pooled'`` until the
+   native order is measured against the tables (issue 25).
 3. Structured mapping (Eqs. 5-6): a 1x1 convolution per level to the encoder
-   width. Eq. 6's Pool (every level to the last stage's size) is the pooling of
-   every stage to the same ``g x g`` grid, done when the graph was built.
+   width. Eq. 6's Pool (every level to the last stage's size) is, with
+   ``'pooled'``, the pooling of every stage to the same ``g x g`` grid at graph
+   building; with ``'native'`` an adaptive average pool after CSA.
 4. Dynamic gate and visual clue guidance (Eqs. 7-13,
    :class:`VisualCluePrefix`): per encoder layer, a softmax gate over the
    levels mixes them; the mixed cells, then the object tokens, are projected
@@ -33,16 +70,32 @@ Read top to bottom against the paper:
    tweets whose image is missing: those get exactly the prefix-free word states.
 5. Emissions ``w_MNER . h_i`` (Eq. 20) -> the shared CRF (Eqs. 17-21).
 6. Consistency matching, CM (Eqs. 14-16, in :meth:`GMF.auxiliary_losses`): the
-   text vector ``C_g = tanh(FC(c_0))`` is the encoder's pooler output from a
-   prefix-free pass over the tweets that have an image. The paper defines
-   ``C_g`` on BERT's encoding of the sentence (§3.3.1), before any visual clue;
-   taken from the guided pass it could satisfy the loss by copying the image
-   through the prefix instead of aligning two independent encodings. The pass
-   costs one more encoder forward / backward over those tweets, in training
-   only. The image vector is the standardised ``image`` node (the global pool
-   of the last stage, ``V_g``). Two MLPs map both to the encoder width; cosine
+   text vector ``C_g = tanh(FC(c_0))`` is the encoder's pooler output, from
+   one of two passes (``cm_text``):
+
+   - ``'prefix-free'`` (the default, with which the tables were measured): a
+     second encoder pass over the tweets that have an image, without the
+     visual prefix. The paper defines ``C_g`` on BERT's encoding of the
+     sentence (§3.3.1), before any visual clue; taken from the guided pass
+     the loss could be met by copying the image through the prefix instead of
+     aligning two independent encodings. It costs one more encoder forward /
+     backward over those tweets, in training only.
+   - ``'guided'``: the pooler of the tagging pass itself, the text read with
+     the visual prefix (the reading in which one BERT pass serves both CM and
+     the tagger; the paper's text does not say which; no second pass). With
+     ``vcg=False`` the tagging pass has no prefix, so ``'guided'`` is then the
+     prefix-free vector of that same pass.
+
+   The image vector is the standardised ``image`` node (the global pool of
+   the last stage, ``V_g``). Two MLPs map both to the encoder width; cosine
    similarity / tau; ``L_CM = mean(lambda L(P->C) + (1 - lambda) L(C->P))``
-   with the graph's in-batch negatives. Tweets without an image take no part.
+   with in-batch negatives. Tweets without an image take no part. The batch
+   is the global one: under torchrun the ranks gather their text and image
+   vectors with gradients (:func:`~graphmner.nn.gather.gather_rows` over
+   :attr:`~MNERModel.batch_group`, as MAF's CA does), so every anchor has the
+   negatives of a 1-process run; the count ``cm_negatives`` (anchors x
+   negatives, summed per epoch over the ranks) shows it. CSA's batch norm
+   still normalises each rank's share on its own (no SyncBatchNorm).
 7. Objective (Eq. 22): ``(1 - alpha) L_CM + alpha L_ner`` (:meth:`loss_weights`).
    The paper calls alpha "a hyperparameter that needs to be fine-tuned" and
    gives no value. Ours, 0.5, was picked from 0.25 / 0.5 / 0.75 on the
@@ -50,17 +103,25 @@ Read top to bottom against the paper:
    images on these machines, so no real dev set with images exists here (the
    sweep is in :class:`GMFConfig`); redo it where the photos are.
 
-Optimisation: the paper trains with one learning rate, 5e-5 (§4.2): ``--set
-train.head_lr=5e-5`` gives it to everything outside the encoder too. The
-Twitter configs keep ``head_lr`` 1e-3 (the bert-crf baseline's), with which the
-results tables were measured, until the paper's rate is measured against them
-(issue 25). HVPNeT's code
-splits the rates (its ``multiModal_before_train``): the encoder and its prefix
-modules at the run's rate (3e-5 in ``run_twitter17.sh``), the CRF and the
-emission layer at 5e-2; in the stored snapshot (13432e1) that last group is
-built but never handed to AdamW, so there the CRF and emissions do not train
-at all. The intended split is the variant ``lr_groups='hvpnet'``:
-``--set model.lr_groups=hvpnet --set train.encoder_lr=3e-5 --set train.head_lr=5e-2``.
+Optimisation (``lr_groups``, who takes which of the trainer's two rates):
+
+- ``'encoder'`` (the default, the trainer's split): the encoder at
+  ``train.encoder_lr``, everything else (CSA, 1x1 maps, prefix, CM's MLPs,
+  emissions, CRF) at ``train.head_lr``. The Twitter configs set 5e-5 / 1e-3:
+  1e-3 is the bert-crf baseline's head rate, in neither paper; the results
+  tables were measured with it, so it stays the default until the other two
+  forms are measured against them (issue 25).
+- ``'single'`` (the paper, §4.2: "the learning rate to 5e-5", one rate): every
+  parameter at ``train.encoder_lr`` (5e-5 in the Twitter configs);
+  ``train.head_lr`` is not read. ``--set model.lr_groups=single``.
+- ``'hvpnet'`` (HVPNeT's ``multiModal_before_train``, the closest public code):
+  the encoder and its prefix modules (here: CSA, maps, prefix, CM's MLPs) at
+  ``train.encoder_lr``, the CRF and the emission layer at ``train.head_lr``;
+  HVPNeT's rates are 3e-5 and 5e-2 (``run_twitter17.sh``): ``--set
+  model.lr_groups=hvpnet --set train.encoder_lr=3e-5 --set
+  train.head_lr=5e-2``. In the stored snapshot (13432e1) that last group is
+  built but never handed to AdamW, so there the CRF and emissions do not
+  train at all; this is the intended split.
 
 Ablations of the paper's Table 4: ``vcg=False`` (no prefix: the emissions are
 the text encoder's; CM still trains it), ``csa=False`` (levels go to the 1x1
@@ -82,16 +143,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 from torch_geometric.utils import degree, to_dense_batch
 
 from ..data.labels import BIO_LABELS
+from ..features.grid import NATIVE_GRID, unpack_cells
 from ..features.types import VisualWidths
 from ..graph import schema
+from ..graph.options import GraphOptions
 from ..nn.aux_reader import AuxReader
 from ..nn.contrastive import symmetric_info_nce
 from ..nn.cross_scale_attention import CrossScaleAttention
+from ..nn.gather import gather_rows
 from ..nn.standardize import FeatureStandardizer
 from ..nn.visual_clue_prefix import VisualCluePrefix
 from .base import EncoderConfig, MNERModel, MNEROutput, shared_width
@@ -99,6 +164,13 @@ from .evidence import Attention, Evidence, Source, encoder_rows, node_sources
 
 #: Backbone stages 1-4, the pyramid levels of the ``scale`` nodes.
 PYRAMID_LEVELS = 4
+
+#: Values of ``GMFConfig.lr_groups`` (module docstring, "Optimisation").
+LR_GROUPS = ('encoder', 'single', 'hvpnet')
+#: Values of ``GMFConfig.pyramid``: where CSA runs (module docstring, 2).
+PYRAMIDS = ('pooled', 'native')
+#: Values of ``GMFConfig.cm_text``: which encoder pass gives CM its text vector (module docstring, 6).
+CM_TEXT = ('prefix-free', 'guided')
 
 
 @dataclass
@@ -122,8 +194,16 @@ class GMFConfig(EncoderConfig):
     vcg: bool = True                      # visual clue guidance (False: "w/o VCG")
     csa: bool = True                      # cross-scale attention (False: "w/o CSA")
     cm: bool = True                       # consistency matching (False: "w/o CM")
-    # Who takes train.head_lr: 'encoder' (everything but the encoder, the trainer's split) or
-    # 'hvpnet' (the emission layer and the CRF only; CSA, maps, prefix and CM at train.encoder_lr).
+    # Where CSA runs: 'pooled' (on each level pooled to the data's scale_grid x scale_grid, the tables'
+    # form) or 'native' (the paper: on each stage at its own resolution, then pooled to the last stage's
+    # grid; needs graphs built with data.scale_grid=0). Module docstring, 2.
+    pyramid: str = 'pooled'
+    # Which pass gives CM its text vector C_g: 'prefix-free' (a second pass without the prefix, the
+    # tables' form) or 'guided' (the tagging pass, text read with the visual prefix). Module docstring.
+    cm_text: str = 'prefix-free'
+    # Who takes train.head_lr: 'encoder' (everything but the encoder, the trainer's split; the Twitter
+    # tables' form), 'single' (nothing: the paper's one rate, train.encoder_lr for all) or 'hvpnet' (the
+    # emission layer and the CRF only; CSA, maps, prefix and CM at train.encoder_lr). Module docstring.
     lr_groups: str = 'encoder'
     # Image-text words ('caption', 'ocr', 'tag') read as prefix tokens after the cells and objects;
     # the paper reads none (graphmner's extension, issue 28): [] keeps the paper's model.
@@ -150,11 +230,26 @@ class GMFConfig(EncoderConfig):
             raise ValueError(f'GMFConfig.cm_lambda must be in [0, 1], got {self.cm_lambda}')
         if self.temperature <= 0:
             raise ValueError(f'GMFConfig.temperature must be positive, got {self.temperature}')
-        if self.lr_groups not in ('encoder', 'hvpnet'):
-            raise ValueError(f"GMFConfig.lr_groups must be 'encoder' or 'hvpnet', got {self.lr_groups!r}")
+        if self.lr_groups not in LR_GROUPS:
+            raise ValueError(f'GMFConfig.lr_groups must be one of {", ".join(map(repr, LR_GROUPS))}, '
+                             f'got {self.lr_groups!r}')
+        if self.pyramid not in PYRAMIDS:
+            raise ValueError(f'GMFConfig.pyramid must be one of {", ".join(map(repr, PYRAMIDS))}, '
+                             f'got {self.pyramid!r}')
+        if self.cm_text not in CM_TEXT:
+            raise ValueError(f'GMFConfig.cm_text must be one of {", ".join(map(repr, CM_TEXT))}, '
+                             f'got {self.cm_text!r}')
         if self.aux_sources and not self.vcg:
             raise ValueError(f'GMFConfig.aux_sources {list(self.aux_sources)} are read as prefix tokens, '
                              'which vcg=False turns off: set vcg=True or aux_sources=[]')
+
+    def check_graph_options(self, options: GraphOptions) -> None:
+        native = options.scale_grid == NATIVE_GRID
+        if native != (self.pyramid == 'native'):
+            raise ValueError(f"model.pyramid={self.pyramid!r} reads " + (
+                'every stage at its own resolution, which needs data.scale_grid=0' if not native else
+                "pooled grids, but data.scale_grid=0 keeps every stage at its own resolution: set "
+                "model.pyramid=native or data.scale_grid to a grid size") + f' (got {options.scale_grid})')
 
     @property
     def level_dims(self) -> list[int]:
@@ -196,8 +291,10 @@ class GMF(MNERModel):
         self.emission = nn.Linear(H, len(self.tags))    # w_MNER (Eq. 20)
         if c.vcg:
             # Raw features -> per-dimension z-scores with training-set statistics.
-            self.scale_standardizers = nn.ModuleList(FeatureStandardizer(dim, (schema.SCALE, ), level=i)
-                                                     for i, dim in enumerate(dims))
+            # Native stage maps pack several cells per scale node: each cell's channels count once.
+            self.scale_standardizers = nn.ModuleList(
+                FeatureStandardizer(dim, (schema.SCALE, ), level=i, packed=c.pyramid == 'native')
+                for i, dim in enumerate(dims))
             self.object_standardizer = FeatureStandardizer(c.visual_dim, (schema.OBJECT, ))
             self.csa = nn.ModuleList(CrossScaleAttention(dim, c.reduction, c.dilation)
                                      for dim in dims) if c.csa else None
@@ -213,34 +310,59 @@ class GMF(MNERModel):
 
     # -- visual input ------------------------------------------------------------------
     def pyramid(self, batch: Batch) -> tuple[Tensor, Tensor] | None:
-        """Each level's standardised ``g x g`` map, refined by CSA and mapped to
-        the encoder width: ``[N, D, S, H]`` for the N graphs that have scale
-        nodes, and their graph ids ``[N]``; :obj:`None` when no graph has any."""
+        """Each level's standardised map, refined by CSA and mapped to the
+        encoder width: ``[N, D, S, H]`` for the N graphs that have scale nodes,
+        and their graph ids ``[N]``; :obj:`None` when no graph has any.
+        ``pyramid='pooled'``: every level a ``g x g`` grid (``S = g^2``), CSA on
+        it; ``'native'``: every level at its own resolution, CSA on it, then
+        pooled to the last level's grid (Eq. 6; ``S = 49`` for ResNet at 224 px)."""
         if schema.SCALE not in batch.node_types or batch[schema.SCALE].num_nodes == 0:
             return None
         store = batch[schema.SCALE]
         x, level = store.x, store.level
-        counts = degree(store.batch, batch.num_graphs).long()
-        graphs = counts.nonzero().view(-1)
-        N, D, dims = graphs.numel(), len(self.config.level_dims), self.config.level_dims
-        cells = int(counts[graphs[0]]) // D
-        grid = round(cells ** 0.5)
-        if grid * grid * D != int(counts[graphs[0]]) or (counts[graphs] != cells * D).any():
-            raise ValueError(f'GMF expects {D} levels of g x g scale cells per image, got '
-                             f'{sorted(set(counts[graphs].tolist()))} scale nodes per graph')
+        graphs = degree(store.batch, batch.num_graphs).nonzero().view(-1)
+        N, native = graphs.numel(), self.config.pyramid == 'native'
+        maps = []
+        for i, dim in enumerate(self.config.level_dims):
+            here = level == i
+            per_graph = torch.bincount(store.batch[here], minlength=batch.num_graphs)[graphs]
+            if per_graph.numel() == 0 or (per_graph != per_graph[0]).any() or per_graph[0] == 0:
+                raise ValueError(f'GMF expects the same number of level-{i} scale nodes in every image, got '
+                                 f'{sorted(set(per_graph.tolist()))}')
+            rows = x[here].view(N, int(per_graph[0]), x.shape[1])       # [N, R_i, C]
+            if native:
+                try:
+                    f = unpack_cells(rows, dim)                           # F_i: [N, C_i, S_i, S_i]
+                except ValueError as error:
+                    raise ValueError(f"GMF pyramid='native' reads every stage at its own resolution (graphs "
+                                     f'built with data.scale_grid=0); level {i}: {error}') from None
+                f = self.scale_standardizers[i](f.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            else:
+                grid = round(rows.shape[1] ** 0.5)
+                if grid * grid != rows.shape[1]:
+                    raise ValueError(f'GMF expects {len(self.config.level_dims)} levels of g x g scale '
+                                     f'cells per image, got {rows.shape[1]} cells at level {i} (stages at '
+                                     f"their own resolution, data.scale_grid=0, need pyramid='native')")
+                f = self.scale_standardizers[i](rows[..., :dim])         # drops level i's zero padding
+                f = f.view(N, grid, grid, dim).permute(0, 3, 1, 2)        # F_i: [N, C_i, g, g]
+            maps.append(f)
+        sides = [f.shape[-1] for f in maps]
+        if native and any(a <= b for a, b in zip(sides, sides[1:])):
+            raise ValueError(f"GMF pyramid='native' reads every stage at its own resolution (graphs built "
+                             f'with data.scale_grid=0), got levels of {sides} cells a side')
+        if not native and len(set(sides)) > 1:
+            raise ValueError(f'GMF expects {len(sides)} levels of g x g scale cells per image, got levels of '
+                             f'{sides} cells a side (stages at their own resolution, data.scale_grid=0, need '
+                             f"pyramid='native')")
         levels = []
-        for i, dim in enumerate(dims):
-            rows = x[level == i, :dim]                       # drops level i's zero padding
-            if rows.shape[0] != N * cells:
-                raise ValueError(f'GMF expects {cells} scale cells of level {i} per image, got '
-                                 f'{rows.shape[0]} for {N} images')
-            f = self.scale_standardizers[i](rows)            # [N * S, C_i]
-            f = f.view(N, grid, grid, dim).permute(0, 3, 1, 2)  # F_i: [N, C_i, g, g]
+        for i, f in enumerate(maps):
             if self.csa is not None:
-                f = self.csa[i](f)                           # F_i' = F_i + F_i * M(F_i)   (Eqs. 1-4)
-            v = self.level_maps[i](f)                        # V_i = Conv1x1(F_i')         (Eqs. 5-6)
-            levels.append(v.flatten(2).transpose(1, 2))      # [N, S, H]
-        return torch.stack(levels, dim=1), graphs            # [N, D, S, H]
+                f = self.csa[i](f)                               # F_i' = F_i + F_i * M(F_i)   (Eqs. 1-4)
+            if native:
+                f = F.adaptive_avg_pool2d(f, sides[-1])          # Pool(F_i') to the last stage (Eq. 6)
+            v = self.level_maps[i](f)                            # V_i = Conv1x1(...)          (Eqs. 5-6)
+            levels.append(v.flatten(2).transpose(1, 2))          # [N, S, H]
+        return torch.stack(levels, dim=1), graphs                # [N, D, S, H]
 
     def visual_clues(self, batch: Batch) -> tuple[list[tuple[Tensor, Tensor]], Tensor] | None:
         """The layer prefixes (one (key, value) pair ``[B, P, H]`` per encoder
@@ -287,7 +409,17 @@ class GMF(MNERModel):
         self.check_words(batch, text.word_mask)
         emissions = self.emission(self.dropout(text.words))             # Eq. 20: [B, T, C]
         extras = {'prefix_mask': prefix_mask} if prefix_mask is not None else {}  # what explain reads
-        return MNEROutput(emissions, text.word_mask, extras)
+        counts = {}
+        if self.config.cm:
+            if self.config.cm_text == 'guided':
+                extras['text_vector'] = text.pooler_output              # C_g of the guided pass: [B, H]
+            # CM's (anchor, negative) pairs: this rank's image tweets against every other image tweet
+            # of the global batch, the batch auxiliary_losses gathers.
+            has_image = self.image_mask(batch)
+            group = self.batch_group if self.training else None
+            everyone = gather_rows([has_image], group).tensors[0]
+            counts['cm_negatives'] = int(has_image.sum()) * max(int(everyone.sum()) - 1, 0)
+        return MNEROutput(emissions, text.word_mask, extras, counts)
 
     # -- what it read ------------------------------------------------------------------
     @torch.no_grad()
@@ -311,15 +443,18 @@ class GMF(MNERModel):
         record = record[-self.encoder.num_layers:]
         aux = node_sources(batch, schema.AUX) if self.aux_reader is not None else [[] for _ in words]
         A = max(map(len, aux), default=0)  # aux slots: the last A of the prefix (none without aux words)
-        S = max((sum(c.label.endswith('(L0)') for c in cells) for cells in scales), default=0) if gates else 0
+        # The prefix's cells lie on level 0's grid ('pooled': every level's) or, pooled to it, on the last
+        # level's ('native': the levels have their own resolutions).
+        grid_level = f'(L{len(self.config.level_dims) - 1})' if self.config.pyramid == 'native' else '(L0)'
+        on_grid = [sum(c.label.endswith(grid_level) for c in cells) for cells in scales]
+        S = max(on_grid, default=0) if gates else 0
         K = prefix_mask.shape[1] - S - A if prefix_mask is not None else 0
         evidence, with_pyramid = [], 0
         for b, tweet in enumerate(words):
             kept = prefix_mask[b].nonzero().view(-1).tolist() if prefix_mask is not None else []
             e = Evidence(self.name, list(tweet), reads_image=self.config.vcg, image_used=bool(kept))
-            # The prefix: S cells (their boxes those of level 0, the same grid at every level), then K
-            # object slots, then A aux slots.
-            cells = [c for c in scales[b] if c.label.endswith('(L0)')]
+            # The prefix: S cells (their boxes those of grid_level), then K object slots, then A aux slots.
+            cells = [c for c in scales[b] if c.label.endswith(grid_level)]
             slots = {i: Source('scale', f'cell {i}', c.box) for i, c in enumerate(cells)}
             slots.update({S + k: o for k, o in enumerate(objects[b])})
             slots.update({S + K + j: a for j, a in enumerate(aux[b])})
@@ -340,19 +475,37 @@ class GMF(MNERModel):
 
     # -- consistency matching and the objective ----------------------------------------
     def auxiliary_losses(self, batch: Batch, output: MNEROutput) -> dict[str, Tensor]:
+        """``'cm'`` over the tweets with a usable image of the global batch:
+        under torchrun (:attr:`batch_group`, in training) every rank computes
+        it over all ranks' rows, as one process would."""
         if not self.config.cm:
             return {}
-        with_image = self.image_mask(batch).nonzero().view(-1)
-        if with_image.numel() < 2:  # no pair to contrast: skip the extra encoder pass
+        has_image = self.image_mask(batch)                              # [B]
+        group = self.batch_group if self.training else None
+        if group is None and int(has_image.sum()) < 2:  # no pair to contrast: skip the extra encoder pass
             return {'cm': output.emissions.new_zeros(())}
-        words = self.words_of(batch)
-        text = self.encoder([words[i] for i in with_image.tolist()])    # prefix-free pass
-        c = self.text_mlp(text.pooler_output)                           # C_n from C_g = tanh(FC(c_0))
-        image = batch[schema.IMAGE].x[with_image]
-        p = self.image_mlp(self.image_standardizer(image))              # P_n from P_g
+        if self.config.cm_text == 'guided':
+            pooled = output.extras['text_vector']                       # C_g, text read with the prefix
+        else:
+            pooled = self.prefix_free_text(batch, has_image)
+        c = self.text_mlp(pooled)                                       # C_n from C_g = tanh(FC(c_0))
+        p = self.image_mlp(self.image_standardizer(batch[schema.IMAGE].x))  # P_n from P_g
+        # Every rank's rows (the last one may hold fewer tweets, or none with an image).
+        has_image, c, p = gather_rows([has_image, c, p], group).tensors
         # Eqs. 14-16: lambda * L(P -> C) + (1 - lambda) * L(C -> P)
-        cm = symmetric_info_nce(p, c, self.config.temperature, weight=self.config.cm_lambda)
-        return {'cm': cm}
+        return {'cm': symmetric_info_nce(p, c, self.config.temperature, weight=self.config.cm_lambda,
+                                         mask=has_image)}
+
+    def prefix_free_text(self, batch: Batch, has_image: Tensor) -> Tensor:
+        """``C_g`` of the tweets with an image from an encoder pass without the
+        prefix, zero for the others (they take no part): ``[B, H]``."""
+        rows = has_image.nonzero().view(-1)
+        pooled = batch[schema.IMAGE].x.new_zeros(batch.num_graphs, self.encoder.hidden_size)
+        if rows.numel() == 0:  # none on this rank: nothing to encode, the gather still takes part
+            return pooled
+        words = self.words_of(batch)
+        text = self.encoder([words[i] for i in rows.tolist()]).pooler_output           # [N, H]
+        return pooled.index_copy(0, rows, text.to(pooled.dtype))
 
     def loss_weights(self) -> dict[str, float]:
         if not self.config.cm:
@@ -360,10 +513,14 @@ class GMF(MNERModel):
         return {'nll': self.config.alpha, 'cm': 1.0 - self.config.alpha}  # Eq. 22
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """(train.encoder_lr, train.head_lr) parameters; with ``lr_groups='hvpnet'``
-        only the emission layer and the CRF take the head rate."""
+        """(train.encoder_lr, train.head_lr) parameters, by ``lr_groups``:
+        ``'encoder'`` the trainer's split, ``'single'`` every parameter at the
+        encoder's rate, ``'hvpnet'`` only the emission layer and the CRF at the
+        head's."""
         if self.config.lr_groups == 'encoder':
             return super().parameter_groups()
+        if self.config.lr_groups == 'single':
+            return list(self.parameters()), []
         head = [*self.emission.parameters(), *self.crf.parameters()]
         ids = {id(p) for p in head}
         return [p for p in self.parameters() if id(p) not in ids], head

@@ -38,6 +38,10 @@ class FeatureStandardizer(nn.Module):
             (``scale.level``), each cut to its first ``channels`` columns (a
             level narrower than ``x``, which is zero-padded to the widest).
             (default: :obj:`None`: every row)
+        packed (bool, optional): with ``level``, each row packs several cells
+            of ``channels`` values (a stage map at its own resolution,
+            :func:`~graphmner.features.grid.pack_cells`): fit on every cell,
+            not on the first ``channels`` columns. (default: :obj:`False`)
 
     Shapes:
         - **input:** :math:`(*, C)`
@@ -45,7 +49,7 @@ class FeatureStandardizer(nn.Module):
     """
 
     def __init__(self, channels: int, node_types: tuple[str, ...], eps: float = 1e-5,
-                 level: int | None = None):
+                 level: int | None = None, packed: bool = False):
         super().__init__()
         if channels <= 0:
             raise ValueError(f"'channels' must be positive, got {channels}")
@@ -55,6 +59,7 @@ class FeatureStandardizer(nn.Module):
         self.node_types = tuple(node_types)
         self.eps = eps
         self.level = level
+        self.packed = packed
         self.register_buffer('mean', torch.zeros(channels))
         self.register_buffer('std', torch.ones(channels))
         self.register_buffer('fitted', torch.tensor(False))
@@ -97,7 +102,8 @@ class FeatureStandardizer(nn.Module):
         :attr:`level` set) that :meth:`fit` reads: ``[N, channels]``."""
         if self.level is None:
             return store.x
-        return store.x[store.level == self.level, :self.channels]
+        rows = store.x[store.level == self.level]
+        return rows.reshape(-1, self.channels) if self.packed else rows[:, :self.channels]
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.channels:

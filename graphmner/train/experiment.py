@@ -150,6 +150,10 @@ class RunSpec:
                 raise ExperimentError(f"RunSpec.{name} of '{self.model}' must be a {expected.__name__}, "
                                       f'got {type(value).__name__}')
         try:
+            self.model_config.check_graph_options(self.data)
+        except ValueError as error:
+            raise ExperimentError(str(error)) from None
+        try:
             per_rank_batch(self.train.batch_size, int(os.environ.get('WORLD_SIZE', '1')))  # set by torchrun
         except ValueError as error:
             raise ExperimentError(str(error)) from None

@@ -231,3 +231,19 @@ def test_features_are_bit_identical_to_the_flat_layouts():
               f['scale']['box'], crop):
         digest.update(t.contiguous().numpy().tobytes())
     assert digest.hexdigest() == 'a769eae995ccc7207b496196b73b1c2ed26a01935c4be9bf5153edf3b5507247'
+
+
+def test_native_levels_are_four_pixel_cells(photos):
+    """scale_grid=0: level l is cut into cells of 4 px of its own resolution (56 / 28 / 14 / 7 a side at
+    224 px, ResNet's stages), one cell per node: level 3 is the 7 x 7 grid of scale_grid=7's level 3,
+    and level 0 averages to the 7 x 7 grid's colour means."""
+    photo = photos['coffee']
+    native = DescriptorBackbone(DescriptorConfig(scale_grid=0)).extract([photo])[0]['scale']
+    seven = DescriptorBackbone(DescriptorConfig(scale_grid=7)).extract([photo])[0]['scale']
+    assert native['level'].bincount().tolist() == [56 ** 2, 28 ** 2, 14 ** 2, 7 ** 2]
+    torch.testing.assert_close(native.x[native['level'] == 3], seven.x[seven['level'] == 3])
+    torch.testing.assert_close(native['box'][native['level'] == 3], seven['box'][seven['level'] == 3])
+    fine = native.x[native['level'] == 0].view(7, 8, 7, 8, -1)[..., LAB_MEAN]   # 8 x 8 cells per 7 x 7 cell
+    torch.testing.assert_close(fine.mean(dim=(1, 3)).reshape(49, 3), seven.x[seven['level'] == 0, LAB_MEAN],
+                               atol=1e-5, rtol=1e-5)
+    assert native['box'][1].tolist() == pytest.approx([4 / 224, 0, 8 / 224, 4 / 224])

@@ -207,3 +207,32 @@ def test_widths_are_known_before_loading_and_match_the_network(backbone):
         assert resnet.describe() == f'{arch} (imagenet)'
     assert backbone.stage_widths == STAGE_WIDTHS['resnet50']
     assert vision_backend(VisionConfig(weights=None)).describe() == 'resnet50 (RANDOM weights)'
+
+
+def test_native_stage_maps_pack_every_cell(small, photos):
+    """scale_grid=0: each stage's whole map, channels last, packed into rows of 2048 (a row of stage l
+    holds 2048 / C_l adjacent cells of one map row, no padding); the rows unpack to the very maps the
+    network computes, and a row's box is its strip of cells."""
+    from graphmner.features.grid import pack_cells, unpack_cells
+
+    with pytest.warns(UserWarning, match='RANDOM'):
+        native = VisionBackbone(VisionConfig(weights=None, image_size=64, scale_grid=0))
+    native.load_state_dict(small.state_dict())
+    f = native.extract(photos[:1])[0]['scale']
+    maps = small(small.preprocess(photos[:1])[0])                  # 16, 8, 4, 2 cells a side at 64 px
+    per_row = [2048 // c for c in (256, 512, 1024, 2048)]         # cells packed in a row of 2048
+    assert f['level'].bincount().tolist() == [side * side // k for side, k in zip((16, 8, 4, 2), per_row)]
+    for level, fmap in enumerate(maps):
+        rows = f.x[f['level'] == level]
+        torch.testing.assert_close(unpack_cells(rows[None], fmap.shape[1]), fmap)
+        cell = fmap[0, :, 0, 2048 // fmap.shape[1] - 1]            # the last cell of the first row
+        torch.testing.assert_close(rows[0, -fmap.shape[1]:], cell)
+    # Level 0 at 64 px: 16 x 16 cells, 8 per row: the first row of nodes is the top-left half-row strip
+    # of the crop window, the second the top-right one.
+    x0, y0, x1, y1 = small.preprocess(photos[:1])[1][0].tolist()
+    width, height = x1 - x0, y1 - y0
+    strips = f['box'][f['level'] == 0]
+    torch.testing.assert_close(strips[0], torch.tensor([x0, y0, x0 + width / 2, y0 + height / 16]))
+    torch.testing.assert_close(strips[1], torch.tensor([x0 + width / 2, y0, x1, y0 + height / 16]))
+    with pytest.raises(ValueError, match='does not pack into rows of 2048'):
+        pack_cells(torch.zeros(1, 512, 3, 3), 2048)

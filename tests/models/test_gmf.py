@@ -9,6 +9,7 @@ from conftest import batch_for, fake_features
 
 from graphmner import models
 from graphmner.data.conll import Tweet
+from graphmner.features.grid import pack_cells
 from graphmner.features.types import NodeFeatures, VisualWidths
 from graphmner.graph import schema
 from graphmner.graph.builder import build_graph
@@ -32,6 +33,25 @@ def pyramid_features(num_objects=2, seed=0, grid=GRID, dims=DIMS):
     features.nodes['scale'] = NodeFeatures(scales, {'level': torch.arange(len(dims)).repeat_interleave(S),
                                                     'box': torch.rand(len(dims) * S, 4, generator=g)})
     return features
+
+
+NATIVE_DIMS = [2, 4, 8, 8]  # level widths that pack into rows of DIM
+SIDES = [16, 8, 4, 2]       # each level's own resolution, halving as ResNet's stages do
+
+
+def native_features(num_objects=1, seed=0):
+    """Fake features with every level at its own resolution, packed as the backbones pack them
+    (scale_grid=0), and the maps themselves ``[1, C_l, S_l, S_l]``."""
+    g = torch.Generator().manual_seed(seed + 200)
+    maps = [torch.randn(1, c, side, side, generator=g) * (level + 1) + level
+            for level, (c, side) in enumerate(zip(NATIVE_DIMS, SIDES))]
+    packed = [pack_cells(m, DIM) for m in maps]
+    features = fake_features(num_objects, DIM, seed=seed)
+    features.nodes['scale'] = NodeFeatures(
+        torch.cat([rows[0] for rows, _ in packed]),
+        {'level': torch.cat([torch.full((rows.shape[1], ), level) for level, (rows, _) in enumerate(packed)]),
+         'box': torch.cat([boxes for _, boxes in packed])})
+    return features, maps
 
 
 def make(tiny_encoder, seed=0, **overrides):
@@ -155,6 +175,58 @@ def test_levels_become_row_major_grids_of_their_own_channels(tiny_encoder, graph
                     torch.testing.assert_close(seen[i][n, :, r, c], cells[r * GRID + c])
 
 
+def test_native_pyramid_runs_csa_at_each_stage_resolution_then_pools(tiny_encoder, tweet, long_tweet):
+    """pyramid='native' (the paper's order, Eqs. 1-6): each level standardised over all its cells,
+    CSA on the whole stage map, then pooled to the last level's grid, then the 1x1 map; the pooled
+    order (CSA after pooling) gives other cells from the same maps."""
+    (f0, maps0), (f1, maps1) = native_features(1, seed=0), native_features(2, seed=1)
+    graphs = [build_graph(tweet, f0), build_graph(long_tweet, f1),
+              build_graph(Tweet('demo_3', ['Snow'], ['O']), None, widths=VisualWidths.uniform(DIM))]
+    model = make(tiny_encoder, pyramid='native', scale_dims=NATIVE_DIMS)
+    model.fit_feature_statistics(graphs)
+    levels, ids = model.pyramid(batch_for(model, graphs))
+    assert ids.tolist() == [0, 1] and levels.shape == (2, 4, SIDES[-1] ** 2, 32)
+    with torch.no_grad():
+        for i, c in enumerate(NATIVE_DIMS):
+            F_i = torch.cat([maps0[i], maps1[i]])                                     # [2, C_i, S_i, S_i]
+            cells = F_i.permute(0, 2, 3, 1).reshape(-1, c).double()
+            mean, std = cells.mean(0), cells.std(0, unbiased=False)
+            F_i = (F_i - mean.float()[:, None, None]) / std.float()[:, None, None]
+            want = model.level_maps[i](torch.nn.functional.adaptive_avg_pool2d(model.csa[i](F_i), SIDES[-1]))
+            torch.testing.assert_close(levels[:, i], want.flatten(2).transpose(1, 2), atol=1e-4, rtol=1e-4)
+            pooled_first = model.level_maps[i](model.csa[i](torch.nn.functional.adaptive_avg_pool2d(F_i,
+                                                                                                   SIDES[-1])))
+            if i < 3:  # the last level is already on the grid: both orders agree there
+                assert not torch.allclose(levels[:, i], pooled_first.flatten(2).transpose(1, 2), atol=1e-3)
+    # The prefix holds the last level's cells, then the objects: explain names them so.
+    evidence = model.explain(batch_for(model, graphs[:1]))[0]
+    labels = [s.label for s in evidence.attention[0].sources]
+    assert sum(label.endswith('(L3)') or label.startswith('cell') for label in labels) == SIDES[-1] ** 2
+
+
+def test_each_pyramid_order_refuses_the_other_layout(tiny_encoder, graphs, tweet):
+    native = make(tiny_encoder, pyramid='native')          # the 3 x 3 grids of DIMS, zero-padded
+    with pytest.raises(ValueError, match=r"pyramid='native' reads every stage at its own resolution "
+                                         r'\(graphs built with data.scale_grid=0\); level 1: 9 rows of 8 '
+                                         r'values are no square map of 4 channels'):
+        native(batch_for(native, graphs[:1]))
+    native = make(tiny_encoder, pyramid='native', scale_dims=None)  # every level as wide as x: 3 x 3 maps
+    with pytest.raises(ValueError, match=r"pyramid='native' .* got levels of \[3, 3, 3, 3\] cells a side"):
+        native(batch_for(native, graphs[:1]))
+    pooled = make(tiny_encoder, scale_dims=NATIVE_DIMS)    # 64 (8 x 8), 32, 16 and 4 packed nodes
+    with pytest.raises(ValueError, match=r"got 32 cells at level 1 .*scale_grid=0, need pyramid='native'"):
+        pooled(batch_for(pooled, [build_graph(tweet, native_features()[0])]))
+    pooled = make(tiny_encoder, scale_dims=None)            # 16 / 8 / 4 / 2 a side, one cell per node
+    squares = [build_graph(tweet, fake_features(0, DIM))]
+    squares[0]['scale'].x = torch.randn(16 ** 2 + 8 ** 2 + 4 ** 2 + 2 ** 2, DIM)
+    squares[0]['scale'].level = torch.arange(4).repeat_interleave(torch.tensor([256, 64, 16, 4]))
+    squares[0]['scale'].box = torch.rand(340, 4)
+    with pytest.raises(ValueError, match=r"levels of \[16, 8, 4, 2\] cells a side .*need pyramid='native'"):
+        pooled(batch_for(pooled, squares))
+    with pytest.raises(ValueError, match="pyramid must be one of 'pooled', 'native', got 'full'"):
+        GMFConfig(pyramid='full')
+
+
 def test_feature_statistics_per_level_on_its_own_channels(tiny_encoder, graphs):
     model = fitted(tiny_encoder, graphs)
     with_image = [graphs[0], graphs[1], graphs[3]]
@@ -169,15 +241,28 @@ def test_feature_statistics_per_level_on_its_own_channels(tiny_encoder, graphs):
     torch.testing.assert_close(model.object_standardizer.mean, objects.mean(0))
 
 
-def test_consistency_matching_equals_a_loop(tiny_encoder, graphs):
-    """Eqs. 14-16 written out; the tweet without an image takes no part."""
-    model = fitted(tiny_encoder, graphs, temperature=0.3, cm_lambda=0.7)
+def text_vectors(model, batch, idx, cm_text):
+    """C_n of the tweets ``idx``, written out: the pooler of a pass without the prefix, or of the
+    tagging pass (words read with the visual prefix)."""
+    if cm_text == 'prefix-free':
+        return model.text_mlp(model.encoder([batch.words[i] for i in idx]).pooler_output)
+    layer_prefix, prefix_mask = model.visual_clues(batch)
+    text = model.encoder(batch.words, layer_prefix=layer_prefix, prefix_mask=prefix_mask)
+    return model.text_mlp(text.pooler_output[idx])
+
+
+@pytest.mark.parametrize('cm_text', ['prefix-free', 'guided'])
+def test_consistency_matching_equals_a_loop(tiny_encoder, graphs, cm_text):
+    """Eqs. 14-16 written out, C_g from the pass cm_text names; the tweet without an image takes
+    no part; each anchor has the other two image tweets as negatives."""
+    model = fitted(tiny_encoder, graphs, temperature=0.3, cm_lambda=0.7, cm_text=cm_text)
     batch = batch_for(model, graphs)
-    cm = model.auxiliary_losses(batch, model(batch))['cm']
+    out = model(batch)
+    cm = model.auxiliary_losses(batch, out)['cm']
+    assert out.counts['cm_negatives'] == 3 * 2
     idx = [0, 1, 3]
     with torch.no_grad():
-        text = model.encoder([batch.words[i] for i in idx])  # prefix-free
-        C = model.text_mlp(text.pooler_output)
+        C = text_vectors(model, batch, idx, cm_text)
         P = model.image_mlp(model.image_standardizer(batch[schema.IMAGE].x[idx]))
     cos = lambda a, b: float(a @ b / (a.norm() * b.norm()))
     tau, lam, N = 0.3, 0.7, len(idx)
@@ -189,6 +274,31 @@ def test_consistency_matching_equals_a_loop(tiny_encoder, graphs):
                            / sum(math.exp(cos(C[i], P[k]) / tau) for k in range(N)))  # Eq. 15
         total += lam * p_to_c + (1 - lam) * c_to_p
     assert float(cm.detach()) == pytest.approx(total / N, rel=1e-4)                             # Eq. 16
+
+
+def test_guided_text_vector_reads_the_prefix_in_the_tagging_pass(tiny_encoder, graphs):
+    """cm_text='guided' takes C_g from the one tagging pass (no second encoder pass) and so depends
+    on the image through the prefix; the prefix-free vector does not."""
+    guided = fitted(tiny_encoder, graphs, cm_text='guided')
+    free = fitted(tiny_encoder, graphs)
+    batch = batch_for(guided, graphs)
+    outputs = {name: model(batch) for name, model in (('guided', guided), ('free', free))}
+    calls = []
+    handles = [m.encoder.register_forward_hook(lambda *args: calls.append(1)) for m in (guided, free)]
+    losses = {name: float(model.auxiliary_losses(batch, outputs[name])['cm'].detach())
+              for name, model in (('guided', guided), ('free', free))}
+    for handle in handles:
+        handle.remove()
+    assert calls == [1]  # the prefix-free pass only
+    assert losses['guided'] != pytest.approx(losses['free'])
+    with torch.no_grad():
+        idx = [0, 1, 3]
+        torch.testing.assert_close(text_vectors(guided, batch, idx, 'guided'),
+                                   guided.text_mlp(outputs['guided'].extras['text_vector'][idx]))
+        assert not torch.allclose(text_vectors(free, batch, idx, 'guided'),
+                                  text_vectors(free, batch, idx, 'prefix-free'))
+    with pytest.raises(ValueError, match="cm_text must be one of 'prefix-free', 'guided', got 'text'"):
+        GMFConfig(cm_text='text')
 
 
 def test_cm_needs_two_images_and_skips_the_extra_pass(tiny_encoder, graphs):
@@ -262,19 +372,31 @@ def test_save_load_round_trip(tiny_encoder, graphs, tmp_path):
     assert loaded.decode(batch) == model.decode(batch)
 
 
-def test_hvpnet_learning_rate_groups(tiny_encoder):
-    """lr_groups='hvpnet': only the emission layer and the CRF take head_lr (HVPNeT's 5e-2 group);
-    the visual modules join the encoder's rate. Every parameter sits in exactly one group."""
-    visual = {'csa', 'level_maps', 'object_map', 'prefix', 'text_mlp', 'image_mlp'}
-    for lr_groups, head_modules in (('encoder', {'emission', 'crf', *visual}),
-                                    ('hvpnet', {'emission', 'crf'})):
-        model = make(tiny_encoder, lr_groups=lr_groups)
-        module = {id(p): name.split('.')[0] for name, p in model.named_parameters()}
-        encoder, head = model.parameter_groups()
-        assert sorted(map(id, encoder + head)) == sorted(module)
-        assert {module[id(p)] for p in head} == head_modules
-        assert {module[id(p)] for p in encoder} == {'encoder'} | visual - head_modules
-    with pytest.raises(ValueError, match="lr_groups must be 'encoder' or 'hvpnet', got 'crf'"):
+@pytest.mark.parametrize('lr_groups, head_modules', [
+    ('encoder', {'emission', 'crf', 'csa', 'level_maps', 'object_map', 'prefix', 'text_mlp', 'image_mlp'}),
+    ('single', set()),               # the paper's one rate: nothing takes head_lr
+    ('hvpnet', {'emission', 'crf'}),  # HVPNeT's 5e-2 group; the visual modules join the encoder's rate
+])
+def test_learning_rate_groups(tiny_encoder, lr_groups, head_modules):
+    """Each lr_groups form hands every parameter to exactly one rate, the one its source gives it:
+    AdamW's groups (the trainer's) carry encoder_lr / head_lr on exactly those modules."""
+    from graphmner.train import TrainConfig, optimizer_groups
+
+    model = make(tiny_encoder, lr_groups=lr_groups)
+    module = {id(p): name.split('.')[0] for name, p in model.named_parameters()}
+    encoder, head = model.parameter_groups()
+    assert sorted(map(id, encoder + head)) == sorted(module)
+    assert {module[id(p)] for p in head} == head_modules
+    assert {module[id(p)] for p in encoder} == set(module.values()) - head_modules
+    rate = {}
+    for group in optimizer_groups(model, TrainConfig(encoder_lr=5e-5, head_lr=5e-2)):
+        rate.update({id(p): group['lr'] for p in group['params']})
+    assert {module[i] for i, lr in rate.items() if lr == 5e-2} == head_modules
+    assert len(rate) == len(module)
+
+
+def test_lr_groups_refuses_an_unknown_form():
+    with pytest.raises(ValueError, match="lr_groups must be one of 'encoder', 'single', 'hvpnet', got 'crf'"):
         GMFConfig(lr_groups='crf')
 
 
@@ -288,7 +410,8 @@ def test_config_and_data_errors(tiny_encoder, graphs, tweet):
         model(batch_for(model, graphs[:1]))
     model = make(tiny_encoder)
     uneven = build_graph(tweet, pyramid_features(0, grid=2))
-    with pytest.raises(ValueError, match=r'4 levels of g x g scale cells per image, got \[16, 36\]'):
+    with pytest.raises(ValueError, match=r'the same number of level-0 scale nodes in every image, '
+                                         r'got \[4, 9\]'):
         model(batch_for(model, [graphs[0], uneven]))
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import ROOT
 from test_run_recovery import finish, kill_when_paused, launch
+from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
@@ -344,3 +345,102 @@ def test_maf_swaps_and_contrasts_over_the_global_batch(dropout_free_encoder, tmp
             assert b[key] == pytest.approx(a[key], rel=1e-4), key
     assert max(float((one['weights'][k].float() - two['weights'][k].float()).abs().max())
                for k in one['weights']) < 1e-5
+
+
+def train_gmf(rank, world_size, init_file, encoder, out):
+    """GMF, 2 epochs over 12 demo tweets (9 with fake image features) in global batches of 8:
+    CM's InfoNCE takes its in-batch negatives from the whole step. CSA is off: its batch norm
+    normalises each rank's share on its own, which no gather changes. Rank 0 saves the history
+    and the final weights."""
+    import torch.distributed as dist
+    from conftest import fake_features
+
+    if world_size > 1:
+        dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size)
+    tweets = read_conll(demo_split_path('train'))[:12]
+    graphs = [build_graph(t, fake_features(0, 8, seed=i)) if i % 4 != 3
+              else build_graph(t, None, widths=VisualWidths.uniform(8)) for i, t in enumerate(tweets)]
+    torch.manual_seed(1)
+    model = models.build('gmf', encoder=encoder, visual_dim=8, reduction=2, csa=False, dropout=0.0)
+    graphs = [model.graph_transform()(g) for g in graphs]
+    config = TrainConfig(epochs=2, batch_size=8, encoder_lr=1e-3, head_lr=1e-3, warmup_ratio=0.0)
+    distributed = Distributed(rank, world_size, torch.device('cpu'))
+    history = Trainer(model, graphs, graphs[:2], config, f'{out}-run', distributed=distributed).fit()
+    if rank == 0:
+        torch.save({'history': history, 'weights': model.state_dict()}, out)
+    distributed.close()
+
+
+@pytest.mark.slow
+def test_gmf_contrasts_over_the_global_batch(dropout_free_encoder, tmp_path):
+    """CM's negatives are the global batch's: 2 processes count as many (anchor, negative) pairs
+    per epoch as 1 (a rank's own share would give fewer), with the same losses and the same step."""
+    import torch.multiprocessing as mp
+
+    train_gmf(0, 1, None, dropout_free_encoder, tmp_path / 'one.pt')
+    mp.spawn(train_gmf, args=(2, tmp_path / 'rendezvous', dropout_free_encoder, tmp_path / 'two.pt'),
+             nprocs=2)
+    one, two = (torch.load(tmp_path / f'{n}.pt', weights_only=False) for n in ('one', 'two'))
+    # Steps of 8 and 4 tweets, 6 and 3 with an image: 6 x 5 + 3 x 2 pairs an epoch.
+    assert [h['cm_negatives'] for h in one['history']] == [36, 36]
+    assert [h['cm_negatives'] for h in two['history']] == [h['cm_negatives'] for h in one['history']]
+    for a, b in zip(one['history'], two['history'], strict=True):
+        for key in ('loss', 'nll', 'cm'):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), key
+    assert max(float((one['weights'][k].float() - two['weights'][k].float()).abs().max())
+               for k in one['weights']) < 1e-5
+
+
+def gmf_cm_shares(rank, world_size, init_file, encoder, cm_text, out):
+    """GMF's CM loss and its step on 5 tweets: in 1 process, or as 2 ranks of which the second holds
+    only the 2 tweets without an image (its text pass has nothing to encode, yet it must take part in
+    the gather). Each rank's gradient is weighed by its share and averaged, as the trainer and DDP
+    do; rank 0 saves the loss, the count and the averaged gradients."""
+    import torch.distributed as dist
+    from conftest import fake_features
+
+    if world_size > 1:
+        dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size)
+    tweets = read_conll(demo_split_path('train'))[:5]
+    graphs = [build_graph(t, fake_features(0, 8, seed=i)) for i, t in enumerate(tweets[:3])]
+    graphs += [build_graph(t, None, widths=VisualWidths.uniform(8)) for t in tweets[3:]]
+    torch.manual_seed(1)
+    model = models.build('gmf', encoder=encoder, visual_dim=8, reduction=2, csa=False, dropout=0.0,
+                         cm_text=cm_text)
+    model.fit_feature_statistics(graphs)
+    graphs = [model.graph_transform()(g) for g in graphs]
+    mine = graphs if world_size == 1 else (graphs[:3], graphs[3:])[rank]
+    model.train()
+    model.batch_group = dist.group.WORLD if world_size > 1 else None
+    batch = Batch.from_data_list(mine)
+    output = model(batch)
+    cm = model.auxiliary_losses(batch, output)['cm']
+    (cm * world_size * len(mine) / len(graphs)).backward()
+    grads = {n: (p.grad if p.grad is not None else torch.zeros_like(p)) / world_size
+             for n, p in model.named_parameters()}
+    if world_size > 1:
+        for g in grads.values():
+            dist.all_reduce(g)
+    negatives = torch.tensor(output.counts['cm_negatives'])
+    if world_size > 1:
+        dist.all_reduce(negatives)
+    if rank == 0:
+        torch.save({'cm': float(cm.detach()), 'negatives': int(negatives), 'grads': grads}, out)
+    if world_size > 1:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('cm_text', ['prefix-free', 'guided'])
+def test_gmf_cm_with_a_rank_without_images(dropout_free_encoder, tmp_path, cm_text):
+    import torch.multiprocessing as mp
+
+    gmf_cm_shares(0, 1, None, dropout_free_encoder, cm_text, tmp_path / 'one.pt')
+    mp.spawn(gmf_cm_shares, nprocs=2,
+             args=(2, tmp_path / 'rendezvous', dropout_free_encoder, cm_text, tmp_path / 'two.pt'))
+    one, two = (torch.load(tmp_path / f'{n}.pt', weights_only=False) for n in ('one', 'two'))
+    assert one['cm'] > 0 and two['cm'] == pytest.approx(one['cm'], rel=1e-5)
+    assert one['negatives'] == two['negatives'] == 3 * 2
+    assert any(g.abs().sum() > 0 for n, g in one['grads'].items() if n.startswith('encoder'))
+    for name, grad in one['grads'].items():
+        torch.testing.assert_close(two['grads'][name], grad, atol=1e-6, rtol=1e-4, msg=name)

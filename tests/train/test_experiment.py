@@ -134,3 +134,17 @@ def test_batch_size_that_the_processes_cannot_share_is_refused(tiny_encoder, mon
     spec = load_spec('bert-crf', values={'model': {'encoder': tiny_encoder}, 'train': {'batch_size': 3}})
     with pytest.raises(ExperimentError, match='must divide by the 2 processes'):
         spec.validate()
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (['model.pyramid=native'], r"model.pyramid='native' reads every stage at its own resolution, which needs "
+                               r'data.scale_grid=0 \(got 7\)'),
+    (['data.scale_grid=0'], r"model.pyramid='pooled' reads pooled grids, but data.scale_grid=0 keeps every "
+                            r'stage at its own resolution: set model.pyramid=native'),
+])
+def test_gmf_pyramid_order_and_scale_grid_must_agree(overrides, message):
+    """GMF's pyramid='native' reads the stage maps scale_grid=0 caches, and only those: a mismatch is one
+    line before any photo is read; the agreeing pair validates."""
+    with pytest.raises(ExperimentError, match=message):
+        load_spec('gmf', overrides=overrides).validate()
+    load_spec('gmf', overrides=['model.pyramid=native', 'data.scale_grid=0']).check_configs()
