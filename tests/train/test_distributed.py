@@ -304,10 +304,17 @@ def test_two_process_run_killed_and_resumed_finishes(runs, dropout_free_encoder,
     assert drop_timing(got['history']) == drop_timing(want['history'])
 
 
-def train_maf(rank, world_size, init_file, encoder, out):
-    """MAF, 2 epochs over 12 demo tweets (9 with fake image features) in global batches of 8,
-    2k = 4: a whole step holds about 6 image tweets and swaps 4, a rank's share of 4 tweets
-    could never swap. Rank 0 saves the history and the final weights."""
+#: The two methods whose losses take in-batch negatives, as train_on_demo builds them. MAF: 2k = 4, so
+#: a whole step holds about 6 image tweets and swaps 4, where a rank's share of 4 tweets could never
+#: swap. GMF: CSA off, since its batch norm normalises each rank's share on its own, which no gather
+#: changes.
+CONTRASTING = {'maf': {'negatives': 4, 'dropout': 0.0, 'attention_dropout': 0.0},
+               'gmf': {'reduction': 2, 'csa': False, 'dropout': 0.0}}
+
+
+def train_on_demo(rank, world_size, init_file, encoder, name, out):
+    """``name`` (a key of :data:`CONTRASTING`), 2 epochs over 12 demo tweets (9 with fake image
+    features) in global batches of 8. Rank 0 saves the history and the final weights."""
     import torch.distributed as dist
     from conftest import fake_features
 
@@ -317,8 +324,7 @@ def train_maf(rank, world_size, init_file, encoder, out):
     graphs = [build_graph(t, fake_features(0, 8, seed=i)) if i % 4 != 3
               else build_graph(t, None, widths=VisualWidths.uniform(8)) for i, t in enumerate(tweets)]
     torch.manual_seed(1)
-    model = models.build('maf', encoder=encoder, visual_dim=8, negatives=4, dropout=0.0,
-                         attention_dropout=0.0)
+    model = models.build(name, encoder=encoder, visual_dim=8, **CONTRASTING[name])
     graphs = [model.graph_transform()(g) for g in graphs]
     config = TrainConfig(epochs=2, batch_size=8, encoder_lr=1e-3, head_lr=1e-3, warmup_ratio=0.0)
     distributed = Distributed(rank, world_size, torch.device('cpu'))
@@ -328,16 +334,20 @@ def train_maf(rank, world_size, init_file, encoder, out):
     distributed.close()
 
 
+def one_and_two_processes(name, encoder, tmp_path):
+    """The histories and final weights of :func:`train_on_demo` in 1 process and in 2."""
+    import torch.multiprocessing as mp
+
+    train_on_demo(0, 1, None, encoder, name, tmp_path / 'one.pt')
+    mp.spawn(train_on_demo, args=(2, tmp_path / 'rendezvous', encoder, name, tmp_path / 'two.pt'), nprocs=2)
+    return tuple(torch.load(tmp_path / f'{n}.pt', weights_only=False) for n in ('one', 'two'))
+
+
 @pytest.mark.slow
 def test_maf_swaps_and_contrasts_over_the_global_batch(dropout_free_encoder, tmp_path):
     """The CM negatives and the CA InfoNCE's in-batch negatives are the global batch's: 2
     processes swap as many tweets per epoch as 1, with the same losses and the same step."""
-    import torch.multiprocessing as mp
-
-    train_maf(0, 1, None, dropout_free_encoder, tmp_path / 'one.pt')
-    mp.spawn(train_maf, args=(2, tmp_path / 'rendezvous', dropout_free_encoder, tmp_path / 'two.pt'),
-             nprocs=2)
-    one, two = (torch.load(tmp_path / f'{n}.pt', weights_only=False) for n in ('one', 'two'))
+    one, two = one_and_two_processes('maf', dropout_free_encoder, tmp_path)
     assert [h['negatives'] for h in two['history']] == [h['negatives'] for h in one['history']]
     assert all(h['negatives'] == 4 for h in one['history'])  # the 8-tweet step swaps 2k, the 4-tweet one none
     for a, b in zip(one['history'], two['history'], strict=True):
@@ -347,40 +357,11 @@ def test_maf_swaps_and_contrasts_over_the_global_batch(dropout_free_encoder, tmp
                for k in one['weights']) < 1e-5
 
 
-def train_gmf(rank, world_size, init_file, encoder, out):
-    """GMF, 2 epochs over 12 demo tweets (9 with fake image features) in global batches of 8:
-    CM's InfoNCE takes its in-batch negatives from the whole step. CSA is off: its batch norm
-    normalises each rank's share on its own, which no gather changes. Rank 0 saves the history
-    and the final weights."""
-    import torch.distributed as dist
-    from conftest import fake_features
-
-    if world_size > 1:
-        dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size)
-    tweets = read_conll(demo_split_path('train'))[:12]
-    graphs = [build_graph(t, fake_features(0, 8, seed=i)) if i % 4 != 3
-              else build_graph(t, None, widths=VisualWidths.uniform(8)) for i, t in enumerate(tweets)]
-    torch.manual_seed(1)
-    model = models.build('gmf', encoder=encoder, visual_dim=8, reduction=2, csa=False, dropout=0.0)
-    graphs = [model.graph_transform()(g) for g in graphs]
-    config = TrainConfig(epochs=2, batch_size=8, encoder_lr=1e-3, head_lr=1e-3, warmup_ratio=0.0)
-    distributed = Distributed(rank, world_size, torch.device('cpu'))
-    history = Trainer(model, graphs, graphs[:2], config, f'{out}-run', distributed=distributed).fit()
-    if rank == 0:
-        torch.save({'history': history, 'weights': model.state_dict()}, out)
-    distributed.close()
-
-
 @pytest.mark.slow
 def test_gmf_contrasts_over_the_global_batch(dropout_free_encoder, tmp_path):
     """CM's negatives are the global batch's: 2 processes count as many (anchor, negative) pairs
     per epoch as 1 (a rank's own share would give fewer), with the same losses and the same step."""
-    import torch.multiprocessing as mp
-
-    train_gmf(0, 1, None, dropout_free_encoder, tmp_path / 'one.pt')
-    mp.spawn(train_gmf, args=(2, tmp_path / 'rendezvous', dropout_free_encoder, tmp_path / 'two.pt'),
-             nprocs=2)
-    one, two = (torch.load(tmp_path / f'{n}.pt', weights_only=False) for n in ('one', 'two'))
+    one, two = one_and_two_processes('gmf', dropout_free_encoder, tmp_path)
     # Steps of 8 and 4 tweets, 6 and 3 with an image: 6 x 5 + 3 x 2 pairs an epoch.
     assert [h['cm_negatives'] for h in one['history']] == [36, 36]
     assert [h['cm_negatives'] for h in two['history']] == [h['cm_negatives'] for h in one['history']]
