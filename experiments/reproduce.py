@@ -298,11 +298,11 @@ def significance(runs: list[Run], args: argparse.Namespace, kept: set[tuple[str,
     baseline = {(r.dataset, r.seed): r for r in counted if r.method == BASELINE}
     tests: dict[tuple[str, str], list[dict[str, Any]]] = {}
     gold_of: dict[str, list[list[str]]] = {}
+    baseline_labels = {key: predictions(r, args) for key, r in baseline.items()}  # read once, not per method
     for run in counted:
-        reference = baseline.get((run.dataset, run.seed))
-        if run.method == BASELINE or reference is None:
+        if run.method == BASELINE or (run.dataset, run.seed) not in baseline:
             continue
-        pred, pred_reference = predictions(run, args), predictions(reference, args)
+        pred, pred_reference = predictions(run, args), baseline_labels[(run.dataset, run.seed)]
         if pred is None or pred_reference is None:
             continue
         if run.dataset not in gold_of:
