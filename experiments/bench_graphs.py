@@ -67,7 +67,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from graphmner.cli import fail, quiet_third_parties  # noqa: E402
+from graphmner.cli import Parser, fail, quiet_third_parties  # noqa: E402
 
 quiet_third_parties()  # before torch_geometric's import warns about torch.jit
 
@@ -297,7 +297,8 @@ def bench_backends(args, paths: list[Path]) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog='bench_graphs.py', description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--corpus', type=Path, help="the benchmark corpus's folder (experiments/bench_corpus.py "
                                                '--out DIR); default: the demo')
     p.add_argument('--tweets', type=int, default=64, help='corpus tweets of the graph-building timing')
@@ -313,10 +314,10 @@ def main() -> None:
     args.threads = torch.get_num_threads()
     for flag in ('tweets', 'graphs', 'images', 'repeat'):
         if getattr(args, flag) < 1:
-            fail('bench_graphs.py', f'--{flag} must be at least 1, got {getattr(args, flag)}')
+            fail(p.prog, f'--{flag} must be at least 1, got {getattr(args, flag)}')
     if args.corpus is not None and not (args.corpus / 'corpus.json').is_file():
-        fail('bench_graphs.py', f"--corpus: '{args.corpus}' holds no benchmark corpus (no corpus.json); "
-                                f'write one with: python experiments/bench_corpus.py --out {args.corpus}')
+        fail(p.prog, f"--corpus: '{args.corpus}' holds no benchmark corpus (no corpus.json); "
+                     f'write one with: python experiments/bench_corpus.py --out {args.corpus}')
 
     print('Random vision and detector weights unless given: timings only, the features mean nothing.\n')
     # Announced once above; each backend would warn again as it loads.
