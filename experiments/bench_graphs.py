@@ -139,8 +139,14 @@ def bare_resnet(images: list[Image.Image], backbone: VisionBackbone) -> None:
 
 def bare_yolo(images: list[Image.Image], detector: ObjectDetector) -> list:
     cfg = detector.config
-    return detector.model.predict(images, device=cfg.device, conf=cfg.conf, iou=cfg.iou,
-                                  imgsz=cfg.imgsz, max_det=cfg.top_k, verbose=False)
+    threads = torch.get_num_threads()
+    try:
+        return detector.model.predict(images, device=cfg.device, conf=cfg.conf, iou=cfg.iou,
+                                      imgsz=cfg.imgsz, max_det=cfg.top_k, verbose=False)
+    finally:
+        # ultralytics sets torch's thread count to cpu_count - 1, which ObjectDetector.detect undoes:
+        # undone here too, so that every later contender runs on the threads the run started with.
+        torch.set_num_threads(threads)
 
 
 def bare_passes(paths: list[Path], backbone: VisionBackbone, detector: ObjectDetector) -> None:
