@@ -41,12 +41,17 @@ def trainer_round(name: str, encoder: str, graphs, config: TrainConfig) -> float
     torch.manual_seed(config.seed)
     fields = {f.name for f in dataclasses.fields(models.model_class(name).config_class)}
     visual = {'visual_dim': visual_width(graphs)} if 'visual_dim' in fields and visual_width(graphs) else {}
-    model = models.build(name, encoder=encoder, **visual)
+    return train_one_epoch(models.build(name, encoder=encoder, **visual), graphs, config).tweets_per_second
+
+
+def train_one_epoch(model: models.MNERModel, graphs, config: TrainConfig) -> Trainer:
+    """``model`` trained by graphmner's :class:`Trainer` for one epoch over ``graphs`` (its graph
+    transform applied to copies), in a throwaway run folder."""
     transform = model.graph_transform()
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(model, [transform(g.clone()) for g in graphs], [], config, run_dir)
         trainer.train_epoch(0)
-    return trainer.tweets_per_second
+    return trainer
 
 
 def bare_round(encoder: str, graphs, config: TrainConfig, fused: bool) -> float:
