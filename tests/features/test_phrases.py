@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import SHARED
@@ -136,3 +139,10 @@ def test_tweet_tokens_stay_aligned(extractor):
     heads = {tweets[0][p.root] for p in out[0]}
     assert 'Pope' in heads
     assert any(tweets[3][p.root] == 'cat' for p in out[3])
+
+
+def test_pipeline_loaded_once_per_process(extractor):
+    # A warm graph build loads the pipeline for every chunk of tweets: the second load is the first's.
+    relative = Path(os.path.relpath(SPACY_MODEL))
+    assert PhraseExtractor(relative).nlp is extractor.nlp
+    assert load_spacy(str(SPACY_MODEL)) is extractor.nlp
