@@ -21,8 +21,8 @@ backward, tensor hooks split :data:`HEADS_BACKWARD` from
 :data:`ENCODER_BACKWARD`: the gradient reaching an output of the encoder starts
 the encoder's backward, the gradient reaching an output of any other module
 (GMF's visual prefix, read inside the encoder, included) goes back to the heads.
-Without a clock nothing is installed: the trainer and the tagger run as they
-are.
+:func:`profiling` runs a clock with those hooks, or, without a clock, installs
+nothing: the trainer and the tagger run as they are.
 """
 from __future__ import annotations
 
@@ -53,6 +53,12 @@ CRF_NLL = 'crf nll'
 AUXILIARY_LOSSES = 'auxiliary losses'
 VITERBI = 'viterbi'
 MARGINALS = 'marginals'
+#: Stages of :meth:`graphmner.predict.Tagger.predict` (besides the model's).
+BUILD_GRAPHS = 'build graphs'       # tokens, features from the cache, the graph
+BATCHING = 'batching'               # the model's graph transform, Batch.from_data_list, to the device
+DECODING = 'decoding'               # MNERModel.decode outside the forward, Viterbi and marginals
+EXPLAIN = 'explain'
+RESULTS = 'results'                 # the Prediction objects
 #: The stages of the text encoder (what a bare encoder loop also pays).
 ENCODER_STAGES = (TOKENIZE, ENCODER_FORWARD, ENCODER_BACKWARD)
 
@@ -200,13 +206,25 @@ def tensors_in(value: Any) -> Iterator[Tensor]:
 
 
 @contextmanager
+def profiling(model: MNERModel, clock: StageClock | None) -> Iterator[StageClock | NullClock]:
+    """``clock`` running with :func:`watch_model`'s hooks on ``model`` inside the block (it yields the
+    clock whose stages the caller opens); :data:`NULL_CLOCK` and no hook when ``clock`` is None."""
+    if clock is None:
+        yield NULL_CLOCK
+        return
+    with clock.running(), watch_model(model, clock):
+        yield clock
+
+
+@contextmanager
 def watch_model(model: MNERModel, clock: StageClock) -> Iterator[None]:
     """Opens the model's stages on ``clock`` inside the block (see the module);
     every hook and wrapper is removed on exit, whatever happens inside.
 
     Args:
         model (MNERModel): any model; its top-level children but the encoder
-            and the CRF are its fusion layers, each a stage of its own.
+            and the CRF are its fusion layers, each a stage of its own (the
+            members of a ``ModuleList`` or ``ModuleDict`` charged to it).
         clock (StageClock): charged with the stages.
     """
     backward = (HEADS_BACKWARD, ENCODER_BACKWARD)
@@ -249,8 +267,13 @@ def watch_model(model: MNERModel, clock: StageClock) -> Iterator[None]:
         watch_module(model, forward_stage(f'{model.name} (own code)'), HEADS_BACKWARD)
         watch_module(model.encoder, ENCODER_FORWARD, ENCODER_BACKWARD)
         for name, child in model.named_children():
-            if child is not model.encoder and child is not model.crf:
-                watch_module(child, forward_stage(name), HEADS_BACKWARD)
+            if child is model.encoder or child is model.crf:
+                continue
+            # A container is never called: its members are, each charged to the container's stage.
+            members = child.values() if isinstance(child, nn.ModuleDict) else \
+                child if isinstance(child, nn.ModuleList) else [child]
+            for member in members:
+                watch_module(member, forward_stage(name), HEADS_BACKWARD)
         wrap(model.encoder, 'tokenize', TOKENIZE)
         wrap(model.crf, 'nll', CRF_NLL)
         wrap(model.crf, 'decode', VITERBI)

@@ -45,12 +45,11 @@ from .profile import (
     COLLATE,
     HEADS_BACKWARD,
     LOSS,
-    NULL_CLOCK,
     OPTIMIZER,
     TO_DEVICE,
     NullClock,
     StageClock,
-    watch_model,
+    profiling,
 )
 
 log = logging.getLogger('graphmner.train')
@@ -335,10 +334,8 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        if self.profile is None:
-            return self._train_epoch(epoch, NULL_CLOCK)
-        with self.profile.running(), watch_model(self.model, self.profile):
-            return self._train_epoch(epoch, self.profile)
+        with profiling(self.model, self.profile) as clock:
+            return self._train_epoch(epoch, clock)
 
     def _train_epoch(self, epoch: int, clock: StageClock | NullClock) -> dict[str, float]:
         self.model.train()
