@@ -178,6 +178,6 @@ def test_a_profiled_predict_names_its_stages_and_leaves_no_hook(trained, graph_c
                                                'umgf (own code)')}
     assert {BUILD_GRAPHS, BATCHING, DECODING, TOKENIZE, ENCODER_FORWARD, VITERBI, MARGINALS, RESULTS,
             OTHER} | layers <= set(clock.seconds)
-    assert clock.total == pytest.approx(seconds, rel=0.05)
+    assert clock.total <= seconds and seconds - (clock.total - clock.seconds[OTHER]) < 0.1 * seconds
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in tagger.model.modules())
     assert 'decode' not in vars(tagger.model.crf) and 'tokenize' not in vars(tagger.model.encoder)

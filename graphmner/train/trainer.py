@@ -334,14 +334,16 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        with profiling(self.model, self.profile) as clock:
-            return self._train_epoch(epoch, clock)
+        start = time.perf_counter()
+        with profiling(self.model, self.profile) as clock:  # its stages lie within the measured time
+            losses = self._train_epoch(epoch, clock)
+        self.train_seconds += time.perf_counter() - start
+        return losses
 
     def _train_epoch(self, epoch: int, clock: StageClock | NullClock) -> dict[str, float]:
         self.model.train()
         totals: dict[str, float] = {}
         steps = tweets = 0
-        start = time.perf_counter()
         loader = self.train_loader(epoch)
         global_sizes = loader.batch_sampler.global_sizes
         bar = tqdm(loader, total=self.steps_per_epoch, leave=False,
@@ -377,7 +379,6 @@ class Trainer:
             bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}")
         # Every rank's loss parts and counts, for a log of the whole global batch.
         ranks = self.dist.gather((totals, tweets))
-        self.train_seconds += time.perf_counter() - start
         self.tweets_seen += sum(count for _, count in ranks)
         merged: dict[str, float] = {}
         for rank_totals, _ in ranks:

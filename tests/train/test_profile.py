@@ -45,6 +45,14 @@ def hooks_of(model) -> list[int]:
     return counts + replaced
 
 
+def assert_stages_cover(clock, measured):
+    """The named stages add up to the measured time but for a small remainder, 'other' and
+    the hooks' installation (the clock runs inside the measured time)."""
+    named = clock.total - clock.seconds[OTHER]
+    assert clock.total <= measured
+    assert measured - named < 0.1 * measured
+
+
 def profiled_epoch(model, graphs, tmp_path):
     clock = StageClock()
     trainer = Trainer(model, [model.graph_transform()(g) for g in graphs], [], CONFIG, tmp_path,
@@ -61,9 +69,7 @@ def test_bert_crf_names_every_stage_and_they_add_up_to_the_epoch(tiny_encoder, t
     children = {forward_stage(name) for name in ('dropout', 'emission', 'bert-crf (own code)')}
     assert set(clock.seconds) == STEP_STAGES | children | {OTHER}
     assert all(seconds > 0 for name, seconds in clock.seconds.items() if name != AUXILIARY_LOSSES)
-    # The stages cover the epoch's measured time, but for a small remainder outside any stage.
-    assert clock.total == pytest.approx(trainer.train_seconds, rel=0.02)
-    assert clock.seconds[OTHER] < 0.1 * clock.total
+    assert_stages_cover(clock, trainer.train_seconds)
     assert hooks_of(model) == before  # every hook handle removed, every wrapped method restored
 
 
@@ -77,7 +83,7 @@ def test_maf_names_its_own_layers_and_auxiliary_losses(tiny_encoder, tweets, tmp
                                                'text_head', 'image_head', 'aux_reader', 'maf (own code)')}
     assert STEP_STAGES | layers <= set(clock.seconds)
     assert clock.seconds[AUXILIARY_LOSSES] > 0
-    assert clock.total == pytest.approx(trainer.train_seconds, rel=0.02)
+    assert_stages_cover(clock, trainer.train_seconds)
     assert hooks_of(model) == before
 
 
