@@ -181,7 +181,7 @@ def with_images(args) -> None:
             tagger.predict(words, images=images)
             tagger.profile = None
             print(f'\n{name}: stages of Tagger.predict (mean of {batches} batches)')
-            print(clock.table(batches))
+            print(clock.table(batches, unit='batch'))
             stage, seconds = clock.largest(besides=(*ENCODER_STAGES, OTHER))
             print(f'largest stage besides the encoder: {stage} ({seconds / batches:.4f} s/batch, '
                   f'{seconds / clock.total:.1%} of the call)')

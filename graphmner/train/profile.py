@@ -157,12 +157,13 @@ class StageClock:
             self._charge()
             self._stack[-1] = name
 
-    def table(self, steps: int, title: str = 'stage') -> str:
-        """Seconds per step and share of the total of each stage, largest first, then the total."""
+    def table(self, steps: int, unit: str = 'step') -> str:
+        """Seconds per ``unit`` (the total over ``steps`` of them) and share of the total of each
+        stage, largest first, then the total."""
         steps = max(steps, 1)
         total = self.total or 1.0
-        width = max([len(title), len('total'), *map(len, self.seconds)])
-        lines = [f'{title:<{width}}  {"s/step":>9}  {"share":>6}']
+        width = max([len('stage'), len('total'), *map(len, self.seconds)])
+        lines = [f'{"stage":<{width}}  {"s/" + unit:>9}  {"share":>6}']
         for name, seconds in sorted(self.seconds.items(), key=lambda item: -item[1]):
             lines.append(f'{name:<{width}}  {seconds / steps:9.4f}  {seconds / total:6.1%}')
         lines.append(f'{"total":<{width}}  {self.total / steps:9.4f}  {1:6.1%}')
