@@ -85,7 +85,8 @@ class StageClock:
         self.synchronize = synchronize and torch.cuda.is_available()
         self.seconds: dict[str, float] = {}
         self._stack: list[str] = []
-        self._inclusive = 0  # open stages that charge nested ones to themselves
+        # Open stages from the outermost inclusive one in (0: no inclusive stage is open).
+        self._inclusive = 0
         self._since: float | None = None  # None: not running
 
     @property
@@ -101,13 +102,14 @@ class StageClock:
 
     def _charge(self) -> None:
         """Charges the time since the last change to the stage charged until now."""
+        if self._since is None:
+            return
         if self.synchronize:
             torch.cuda.synchronize()
         now = time.perf_counter()
-        if self._since is not None:
-            key = self.current
-            self.seconds[key] = self.seconds.get(key, 0.0) + now - self._since
-            self._since = now
+        key = self.current
+        self.seconds[key] = self.seconds.get(key, 0.0) + now - self._since
+        self._since = now
 
     @contextmanager
     def running(self) -> Iterator[StageClock]:
