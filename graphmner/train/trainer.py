@@ -362,8 +362,9 @@ class Trainer:
             # DDP averages the ranks' gradients; weighing each rank's batch-mean loss by its share
             # of the step's global batch makes that the gradient of the global batch's mean.
             share = self.dist.world_size * batch.num_graphs / global_sizes[steps]
-            with clock.stage(HEADS_BACKWARD):  # the encoder's part is split off by watch_model's hooks
+            with clock.stage(OPTIMIZER):
                 self.optimizer.zero_grad(set_to_none=True)
+            with clock.stage(HEADS_BACKWARD):  # the encoder's part is split off by watch_model's hooks
                 self.scaler.scale(loss * share).backward()
             with clock.stage(OPTIMIZER):
                 if self.config.max_grad_norm > 0:
