@@ -18,6 +18,7 @@ papers use), objects, and caption, tag and OCR aux words.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import sys
@@ -30,17 +31,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from experiments.printed_text import PLACES, print_lines  # noqa: E402
-from graphmner.cli import quiet_third_parties  # noqa: E402
+from graphmner.cli import fail, quiet_third_parties  # noqa: E402
 
 quiet_third_parties()  # before torch_geometric's import warns about torch.jit
 
 from tqdm.auto import tqdm  # noqa: E402
 
+from graphmner import models  # noqa: E402
 from graphmner.data import read_conll, split_path  # noqa: E402
 from graphmner.data.demo import DEMO_OPTIONS, demo_image_root  # noqa: E402
 from graphmner.data.images import load_image  # noqa: E402
 from graphmner.data.paths import image_path  # noqa: E402
-from graphmner.graph import GraphBuilder, GraphOptions  # noqa: E402
+from graphmner.graph import GraphBuilder, GraphOptions, backend_widths  # noqa: E402
+from graphmner.models.base import MNERModel  # noqa: E402
+from graphmner.train.settings import SECTIONS, apply_overrides  # noqa: E402
 
 #: The photos a corpus image is cut from (all bundled with scikit-image).
 FACE_PHOTOS = ('astronaut', 'camera')
@@ -114,6 +118,30 @@ def corpus_builder(out: str | Path, dataset: str = 'twitter2017', split: str = '
                            captions=default_captions(dataset, data_root),
                            feature_cache=Path(cache_dir or Path(out) / 'cache'), progress=progress)
     return read_conll(split_path(dataset, split, data_root)), builder
+
+
+def written_corpus(folder: str | Path, command: str) -> dict[str, str]:
+    """The dataset and split of the corpus in ``folder`` (its stamp), for :func:`corpus_graphs` to
+    read it as written; a folder without one is a user mistake (one line, exit 2): a benchmark never
+    writes the 3,373 photos behind a user's back."""
+    stamp = Path(folder) / 'corpus.json'
+    if not stamp.is_file():
+        fail(command, f"'{folder}' holds no benchmark corpus (no corpus.json); write it with: "
+                      f'python experiments/bench_corpus.py --out {folder}')
+    written = json.loads(stamp.read_text())
+    return {'dataset': written['dataset'], 'split': written['split']}
+
+
+def corpus_model(name: str, encoder: str) -> MNERModel:
+    """Model ``name`` reading every visual node of the corpus's graphs: every aux source
+    (:data:`ALL_EVIDENCE`) where it reads any, the visual widths of :data:`BENCH_OPTIONS`' backend."""
+    config_class = models.model_class(name).config_class
+    settings: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    if 'aux_sources' in {f.name for f in dataclasses.fields(config_class)}:
+        apply_overrides(settings, [ALL_EVIDENCE], {'model': config_class})
+    widths = backend_widths(GraphOptions(**BENCH_OPTIONS))
+    config = config_class(encoder=encoder, **settings['model']).fit_visual_widths(widths)
+    return models.build(name, **dataclasses.asdict(config))
 
 
 def corpus_graphs(out: str | Path, tweets: int, **kwargs: Any) -> list:

@@ -1,6 +1,7 @@
 """Prediction throughput of ``Tagger.predict`` against a bare encoder forward, side by side.
 
     python experiments/bench_predict.py --data-root ../shared/data --encoder ../shared/models/all-MiniLM-L6-v2
+    python experiments/bench_predict.py --images /tmp/bench-corpus ...   # the visual methods, photos in
 
 1,000 Twitter-2017 tweets (the test split, then the dev split), given as words
 (the text path; the model reads no image, so no feature is computed). The
@@ -20,11 +21,23 @@ graph options: scikit-image's samples, the cascade detector), tagged with and
 without evidence by bert-crf and by ``--explain-model``, both built untrained
 (the weights do not change the speed). The features are extracted once before
 the timed rounds, so both sides build the same graphs from the cache.
+
+With ``--images CORPUS`` (a folder ``experiments/bench_corpus.py --out`` wrote)
+the tweets are the corpus's first ``--tweets``, each given with its photo, and
+each visual method (``--model``, default umgf maf gmf ita, built untrained to
+read every visual node: ``bench_corpus.ALL_EVIDENCE``) tags them against the
+bare encoder forward on the same words. Graphs are built from the corpus's
+feature cache, warmed by one untimed pass, so the rounds time graph building
+from cached features, not extraction. After the rounds one more call of each
+method runs with the stage profile (:mod:`graphmner.train.profile`): graph
+building, batching, the forward by module, decoding, Viterbi, marginals,
+results, in seconds per batch and share of the call.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import statistics
 import sys
 import tempfile
@@ -36,7 +49,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from graphmner.cli import quiet_third_parties  # noqa: E402
+from graphmner.cli import Parser, quiet_third_parties  # noqa: E402
 
 quiet_third_parties()  # before torch_geometric's import warns about torch.jit
 
@@ -46,6 +59,10 @@ from graphmner.data.demo import DEMO_OPTIONS, demo_image_root, demo_split_path  
 from graphmner.graph import GraphOptions  # noqa: E402
 from graphmner.graph.builder import backend_widths  # noqa: E402
 from graphmner.graph.data_config import DataConfig  # noqa: E402
+from graphmner.train.profile import ENCODER_STAGES, OTHER, StageClock  # noqa: E402
+
+#: The methods that read the image, timed by ``--images`` unless ``--model`` names others.
+VISUAL_METHODS = ('umgf', 'maf', 'gmf', 'ita')
 
 
 def bare_round(encoder, words: list[list[str]], batch_size: int) -> float:
@@ -108,11 +125,80 @@ def explain_cost(names: list[str], encoder: str, batch_size: int, rounds: int) -
             print(f"ratio explain=True / plain ({name}): {median['explain=True'] / median['plain']:.2f}x")
 
 
+def corpus_tagger(name: str, encoder: str, corpus: str, dataset: str, data_root: str, cache: Path,
+                  batch_size: int) -> Tagger:
+    """An untrained ``name`` reading every visual node, whose graphs are built as the corpus's: its
+    graph options, the real photos' captions, the features from the corpus's cache."""
+    from experiments.bench_corpus import BENCH_OPTIONS, corpus_model, default_captions
+
+    torch.manual_seed(1)
+    model = corpus_model(name, encoder)
+    model.data_config = DataConfig(options=GraphOptions(**BENCH_OPTIONS),
+                                   captions=str(default_captions(dataset, data_root)))
+    # The tagger reads features from <cache_dir>/features: there, the corpus's own cache.
+    if not (cache / 'features').exists():
+        (cache / 'features').symlink_to(Path(corpus).resolve() / 'cache')
+    return Tagger(model, cache_dir=cache, batch_size=batch_size)
+
+
+def with_images(args) -> None:
+    """Each visual method tagging corpus tweets with their photos against the bare encoder forward,
+    then each method's stage profile of prediction."""
+    from experiments.bench_corpus import corpus_builder, written_corpus
+
+    methods = args.model or list(VISUAL_METHODS)
+    written = written_corpus(args.images, 'bench_predict.py')
+    tweets, _ = corpus_builder(args.images, data_root=args.data_root, progress=False, **written)
+    tweets = tweets[:args.tweets]
+    words = [t.words for t in tweets]
+    images = [Path(args.images) / 'images' / f'{t.image_id}.jpg' for t in tweets]
+    with tempfile.TemporaryDirectory() as cache:
+        taggers = {name: corpus_tagger(name, args.encoder, args.images, written['dataset'], args.data_root,
+                                       Path(cache), args.batch_size) for name in methods}
+        for tagger in taggers.values():
+            predictions = tagger.predict(words, images=images)  # the cache warm for every tweet, untimed
+            assert all(p.image_used for p in predictions), 'a corpus photo was not read'
+        encoder = next(iter(taggers.values())).model.encoder
+        rates: dict[str, list[float]] = {'bare encoder forward': [],
+                                         **{f'Tagger.predict {name}': [] for name in methods}}
+        for r in range(args.rounds):
+            rates['bare encoder forward'].append(bare_round(encoder, words, args.batch_size))
+            for name, tagger in taggers.items():
+                rates[f'Tagger.predict {name}'].append(explain_round(tagger, words, images, False))
+            for name, values in rates.items():
+                print(f'round {r + 1}  {name:<22} {values[-1]:8.1f} tweets/s', flush=True)
+        median = {name: statistics.median(values) for name, values in rates.items()}
+        print(f'\n{len(words)} corpus tweets with their photos x {args.rounds} rounds, '
+              f'batch {args.batch_size}, {torch.get_num_threads()} threads')
+        for name, value in median.items():
+            print(f'{name:<24} {value:8.1f} tweets/s (median)')
+        for name in methods:
+            print(f"ratio Tagger.predict {name} / bare encoder forward: "
+                  f"{median[f'Tagger.predict {name}'] / median['bare encoder forward']:.2f}x")
+        batches = math.ceil(len(words) / args.batch_size)
+        for name, tagger in taggers.items():
+            tagger.profile = clock = StageClock()
+            tagger.predict(words, images=images)
+            tagger.profile = None
+            print(f'\n{name}: stages of Tagger.predict (mean of {batches} batches)')
+            print(clock.table(batches, unit='batch'))
+            stage, seconds = clock.largest(besides=(*ENCODER_STAGES, OTHER))
+            print(f'largest stage besides the encoder: {stage} ({seconds / batches:.4f} s/batch, '
+                  f'{seconds / clock.total:.1%} of the call)')
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--images', metavar='CORPUS',
+                   help="the benchmark corpus's folder (experiments/bench_corpus.py --out): its tweets "
+                        'tagged with their photos by each visual method')
+    p.add_argument('--model', nargs='+', choices=VISUAL_METHODS,
+                   help=f"with --images: the methods timed (default: {' '.join(VISUAL_METHODS)})")
     p.add_argument('--data-root', default=str(ROOT.parent / 'shared' / 'data'))
     p.add_argument('--encoder', default=str(ROOT.parent / 'shared' / 'models' / 'all-MiniLM-L6-v2'))
-    p.add_argument('--tweets', type=int, default=1000)
+    p.add_argument('--tweets', type=int, default=1000,
+                   help='tweets tagged (with --images: photos not in the cache yet are extracted first, '
+                        'about 1 s each on one thread)')
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--long-words', type=int, default=3000, help='words of the one long text (0: skip)')
@@ -121,6 +207,9 @@ def main() -> None:
     p.add_argument('--explain-rounds', type=int, default=5,
                    help='rounds of the explain=True timing (0: skip)')
     args = p.parse_args()
+    if args.images:
+        with_images(args)
+        return
 
     tweets = [t for split in ('test', 'dev')
               for t in read_conll(split_path('twitter2017', split, args.data_root))]

@@ -2,6 +2,7 @@
 
     python experiments/bench_train.py --data-root ../shared/data --encoder ../shared/models/all-MiniLM-L6-v2
     python experiments/bench_train.py --model umgf ...   # also UMGF against bert-crf
+    python experiments/bench_train.py --images /tmp/bench-corpus ...   # the visual methods, image in
 
 The bare loop is what a person would write by hand: the same encoder
 (``AutoModel``), the same batches in the same order, already tokenised outside
@@ -11,15 +12,29 @@ uses (the stricter floor, which the ratio is taken against). The trainer runs
 the full bert-crf (CRF NLL, collation of graph batches, tokenisation,
 scheduler, clipping). Rounds alternate between the contenders so
 that machine load drifts hit both alike; the ratio is tweets/s over tweets/s.
+
+With ``--images CORPUS`` (a folder ``experiments/bench_corpus.py --out`` wrote)
+the tweets are the corpus's, each with its photo, and every visual node is in
+their graphs (regions, pyramid, objects, caption / tag / OCR aux words; the
+features extracted once into the corpus's cache, before any round). Each visual
+method (``--model``, default umgf maf gmf ita) is built to read all of them
+(``bench_corpus.ALL_EVIDENCE``, the backend's visual widths) and runs against
+bert-crf's trainer on the same tweets and the bare loop with fused AdamW; the
+ratios are method / bert-crf and bert-crf / bare loop. After the timed rounds
+one more epoch of each trainer runs with the stage profile
+(:mod:`graphmner.train.profile`), printed as seconds per step and share of
+the step, with the largest stage besides the encoder's own named.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,29 +42,42 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from graphmner.cli import quiet_third_parties  # noqa: E402
+from graphmner.cli import Parser, fail, quiet_third_parties  # noqa: E402
 
 quiet_third_parties()  # before torch_geometric's import warns about torch.jit
 
 from graphmner import models  # noqa: E402
 from graphmner.graph import load_dataset, visual_width  # noqa: E402
+from graphmner.models.base import MNERModel  # noqa: E402
 from graphmner.train import TrainConfig, Trainer  # noqa: E402
+from graphmner.train.profile import ENCODER_STAGES, OTHER, StageClock  # noqa: E402
 from graphmner.train.trainer import shuffled_loader  # noqa: E402
 
+#: The methods that read the image, timed by ``--images`` unless ``--model`` names others.
+VISUAL_METHODS = ('umgf', 'maf', 'gmf', 'ita')
 
-def trainer_round(name: str, encoder: str, graphs, config: TrainConfig) -> float:
-    torch.manual_seed(config.seed)
+
+def text_model(name: str, encoder: str, graphs) -> MNERModel:
+    """``name`` as the text-only rounds build it (``visual_dim`` of the graphs' image nodes, if any)."""
     fields = {f.name for f in dataclasses.fields(models.model_class(name).config_class)}
     visual = {'visual_dim': visual_width(graphs)} if 'visual_dim' in fields and visual_width(graphs) else {}
-    return train_one_epoch(models.build(name, encoder=encoder, **visual), graphs, config).tweets_per_second
+    return models.build(name, encoder=encoder, **visual)
 
 
-def train_one_epoch(model: models.MNERModel, graphs, config: TrainConfig) -> Trainer:
+def trainer_round(build: Callable[[], MNERModel], graphs, config: TrainConfig,
+                  profile: StageClock | None = None) -> float:
+    """Tweets/s of one epoch of the trainer on the model ``build`` makes (``profile``: its stages)."""
+    torch.manual_seed(config.seed)
+    return train_one_epoch(build(), graphs, config, profile).tweets_per_second
+
+
+def train_one_epoch(model: MNERModel, graphs, config: TrainConfig, profile: StageClock | None = None
+                    ) -> Trainer:
     """``model`` trained by graphmner's :class:`Trainer` for one epoch over ``graphs`` (its graph
     transform applied to copies), in a throwaway run folder."""
     transform = model.graph_transform()
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(model, [transform(g.clone()) for g in graphs], [], config, run_dir)
+        trainer = Trainer(model, [transform(g.clone()) for g in graphs], [], config, run_dir, profile=profile)
         trainer.train_epoch(0)
     return trainer
 
@@ -80,42 +108,108 @@ def bare_round(encoder: str, graphs, config: TrainConfig, fused: bool) -> float:
     return seen / (time.perf_counter() - start)
 
 
+def timed_rounds(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """Median tweets/s of each contender over ``rounds`` rounds, the contenders alternating in each."""
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    for r in range(rounds):
+        for name, run in contenders.items():
+            rates[name].append(run())
+            print(f'round {r + 1}  {name:<18} {rates[name][-1]:7.2f} tweets/s', flush=True)
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def print_medians(median: dict[str, float], tweets: int, args) -> None:
+    print(f'\n{tweets} tweets x {args.rounds} rounds, batch {args.batch_size}, '
+          f'{torch.get_num_threads()} threads')
+    for name, value in median.items():
+        print(f'{name:<20} {value:7.2f} tweets/s (median)')
+
+
+def text_only(args) -> None:
+    """The trainer's bert-crf (and ``--model``) against both bare loops, on Twitter without photos."""
+    graphs = list(load_dataset(args.dataset, 'train', data_root=args.data_root))
+    graphs = graphs[:args.batches * args.batch_size]
+    config = TrainConfig(epochs=1, batch_size=args.batch_size, seed=1)
+    others = [name for name in args.model or () if name != 'bert-crf']
+    contenders = {'bare loop': lambda: bare_round(args.encoder, graphs, config, fused=False),
+                  'bare loop, fused': lambda: bare_round(args.encoder, graphs, config, fused=True)}
+    for name in ('bert-crf', *others):
+        contenders[f'trainer {name}'] = (lambda name=name: trainer_round(
+            lambda: text_model(name, args.encoder, graphs), graphs, config))
+    median = timed_rounds(contenders, args.rounds)
+    print_medians(median, len(graphs), args)
+    print(f"ratio trainer bert-crf / bare loop with fused AdamW: "
+          f"{median['trainer bert-crf'] / median['bare loop, fused']:.2f}x")
+    print(f"ratio trainer bert-crf / bare loop with default AdamW: "
+          f"{median['trainer bert-crf'] / median['bare loop']:.2f}x")
+    for name in others:
+        print(f"ratio trainer {name} / trainer bert-crf: "
+              f"{median[f'trainer {name}'] / median['trainer bert-crf']:.2f}x")
+
+
+def print_profile(name: str, clock: StageClock, steps: int) -> None:
+    """``name``'s stage table, and its largest stage besides the encoder's own."""
+    print(f'\n{name}: stages of a training step (mean of {steps} steps)')
+    print(clock.table(steps))
+    stage, seconds = clock.largest(besides=(*ENCODER_STAGES, OTHER))
+    print(f'largest stage besides the encoder: {stage} ({seconds / steps:.4f} s/step, '
+          f'{seconds / clock.total:.1%} of the step)')
+
+
+def with_images(args) -> None:
+    """Each visual method with every visual node in, against bert-crf and the bare loop on the same
+    corpus tweets; then each trainer's stage profile."""
+    from experiments.bench_corpus import corpus_graphs, corpus_model, written_corpus
+
+    methods = args.model or list(VISUAL_METHODS)
+    text_methods = [name for name in methods if name not in VISUAL_METHODS]
+    if text_methods:
+        fail('bench_train.py', f"--images times the methods that read the image "
+                               f"({' '.join(VISUAL_METHODS)}); {', '.join(text_methods)} reads none "
+                               "(bert-crf is always the reference)")
+    written = written_corpus(args.images, 'bench_train.py')
+    graphs = corpus_graphs(args.images, args.batches * args.batch_size, data_root=args.data_root,
+                           progress=False, **written)
+    config = TrainConfig(epochs=1, batch_size=args.batch_size, seed=1)
+    builds = {name: (lambda name=name: corpus_model(name, args.encoder)) for name in methods}
+    builds = {'bert-crf': lambda: models.build('bert-crf', encoder=args.encoder), **builds}
+    contenders = {'bare loop, fused': lambda: bare_round(args.encoder, graphs, config, fused=True)}
+    for name, build in builds.items():
+        contenders[f'trainer {name}'] = lambda build=build: trainer_round(build, graphs, config)
+    median = timed_rounds(contenders, args.rounds)
+    print_medians(median, len(graphs), args)
+    print(f'every tweet with its photo (corpus {args.images}): {len(graphs)} graphs')
+    print(f"ratio trainer bert-crf / bare loop with fused AdamW: "
+          f"{median['trainer bert-crf'] / median['bare loop, fused']:.2f}x")
+    for name in methods:
+        print(f"ratio trainer {name} / trainer bert-crf: "
+              f"{median[f'trainer {name}'] / median['trainer bert-crf']:.2f}x")
+    steps = math.ceil(len(graphs) / args.batch_size)
+    for name, build in builds.items():
+        clock = StageClock()
+        trainer_round(build, graphs, config, profile=clock)
+        print_profile(name, clock, steps)
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--model', default='bert-crf', choices=models.available())
-    p.add_argument('--dataset', default='twitter2017')
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--model', nargs='+', choices=models.available(),
+                   help='methods timed against bert-crf (default: none; with --images: '
+                        f"{' '.join(VISUAL_METHODS)})")
+    p.add_argument('--images', metavar='CORPUS',
+                   help="the benchmark corpus's folder (experiments/bench_corpus.py --out): every tweet "
+                        'with its photo, every visual node in')
+    p.add_argument('--dataset', default='twitter2017', help='the text-only rounds\' tweets')
     p.add_argument('--data-root', default=str(ROOT.parent / 'shared' / 'data'))
     p.add_argument('--encoder', default=str(ROOT.parent / 'shared' / 'models' / 'all-MiniLM-L6-v2'))
     p.add_argument('--batches', type=int, default=20, help='batches per round')
     p.add_argument('--batch-size', type=int, default=16)
     p.add_argument('--rounds', type=int, default=3)
     args = p.parse_args()
-
-    graphs = list(load_dataset(args.dataset, 'train', data_root=args.data_root))
-    graphs = graphs[:args.batches * args.batch_size]
-    config = TrainConfig(epochs=1, batch_size=args.batch_size, seed=1)
-    contenders = {'bare loop': lambda: bare_round(args.encoder, graphs, config, fused=False),
-                  'bare loop, fused': lambda: bare_round(args.encoder, graphs, config, fused=True),
-                  'trainer bert-crf': lambda: trainer_round('bert-crf', args.encoder, graphs, config)}
-    if args.model != 'bert-crf':
-        contenders[f'trainer {args.model}'] = lambda: trainer_round(args.model, args.encoder, graphs, config)
-    rates: dict[str, list[float]] = {name: [] for name in contenders}
-    for r in range(args.rounds):
-        for name, run in contenders.items():
-            rates[name].append(run())
-            print(f'round {r + 1}  {name:<18} {rates[name][-1]:7.2f} tweets/s', flush=True)
-    median = {name: statistics.median(values) for name, values in rates.items()}
-    print(f'\n{len(graphs)} tweets x {args.rounds} rounds, batch {args.batch_size}, '
-          f'{torch.get_num_threads()} threads')
-    for name, value in median.items():
-        print(f'{name:<20} {value:7.2f} tweets/s (median)')
-    print(f"ratio trainer bert-crf / bare loop with fused AdamW: "
-          f"{median['trainer bert-crf'] / median['bare loop, fused']:.2f}x")
-    print(f"ratio trainer bert-crf / bare loop with default AdamW: "
-          f"{median['trainer bert-crf'] / median['bare loop']:.2f}x")
-    if args.model != 'bert-crf':
-        print(f"ratio trainer {args.model} / trainer bert-crf: "
-              f"{median[f'trainer {args.model}'] / median['trainer bert-crf']:.2f}x")
+    if args.images:
+        with_images(args)
+    else:
+        text_only(args)
 
 
 if __name__ == '__main__':

@@ -42,6 +42,16 @@ from .metrics import get_spans
 from .models import MNERModel, load, load_pretrained, save_pretrained
 from .models.evidence import Evidence
 from .render import RenderedHTML, render
+from .train.profile import (
+    BATCHING,
+    BUILD_GRAPHS,
+    DECODING,
+    EXPLAIN,
+    NULL_CLOCK,
+    RESULTS,
+    StageClock,
+    profiling,
+)
 
 
 class PredictionError(ValueError):
@@ -105,11 +115,16 @@ class Tagger:
         batch_size (int, optional): tweets per forward pass. (default: :obj:`32`)
         captions (path, optional): a caption file (``<image_id>.jpg :<caption>``)
             for ITA's caption words; default: the one it was trained with.
+        profile (StageClock, optional): charged with the wall-clock time of
+            every :meth:`predict` call, stage by stage (graph building,
+            batching, the model's forward by module, Viterbi decoding, CRF
+            marginals, results: :mod:`graphmner.train.profile`); its hooks are
+            on the model during the call only. (default: no profile, no hook)
     """
 
     def __init__(self, model: MNERModel, *, cache_dir: str | os.PathLike | None = None,
                  device: str | torch.device = 'cpu', batch_size: int = 32,
-                 captions: str | os.PathLike | None = None):
+                 captions: str | os.PathLike | None = None, profile: StageClock | None = None):
         if batch_size < 1:
             raise ValueError(f"'batch_size' must be positive, got {batch_size}")
         self.model = model.to(device).eval()
@@ -132,6 +147,7 @@ class Tagger:
         self.transform = model.graph_transform()
         #: The checkpoint or model folder the tagger was loaded from (None: built from a model).
         self.source: Path | None = None
+        self.profile = profile
 
     @classmethod
     def load(cls, path: str | os.PathLike, **kwargs: Any) -> Tagger:
@@ -196,10 +212,13 @@ class Tagger:
     def tag_graphs(self, graphs: Sequence[HeteroData]) -> list[tuple[list[str], list[float]]]:
         """BIO labels and the marginal of each decoded tag, per graph."""
         out = []
+        clock = self.profile or NULL_CLOCK
         for start in range(0, len(graphs), self.batch_size):
-            batch = Batch.from_data_list([self.transform(g.clone())
-                                          for g in graphs[start:start + self.batch_size]]).to(self.device)
-            labels, marginals = self.model.decode(batch, marginals=True)
+            with clock.stage(BATCHING):
+                batch = Batch.from_data_list([self.transform(g.clone())
+                                              for g in graphs[start:start + self.batch_size]]).to(self.device)
+            with clock.stage(DECODING):
+                labels, marginals = self.model.decode(batch, marginals=True)
             out.extend(zip(labels, marginals))
         return out
 
@@ -268,13 +287,20 @@ class Tagger:
         words = [tokenize_tweet(t, self.tokenizer_style) if isinstance(t, str) else list(t) for t in tweets]
         predictions = []
         chunk = self.batch_size * 8  # graphs are built in chunks: memory stays flat on long files
-        with tqdm(total=len(words), unit='tweet', desc='tagging', disable=not progress) as bar:
+        with tqdm(total=len(words), unit='tweet', desc='tagging', disable=not progress) as bar, \
+                profiling(self.model, self.profile) as clock:
             for start in range(0, len(words), chunk):
                 part = images[start:start + chunk]
-                graphs = self.graphs(words[start:start + chunk], part)
-                evidence = self.explain_graphs(graphs) if explain else [None] * len(graphs)
-                for g, img, (labels, probs), e in zip(graphs, part, self.tag_graphs(graphs), evidence):
-                    predictions.append(self._prediction(g, img, labels, probs, e))
+                with clock.stage(BUILD_GRAPHS):
+                    graphs = self.graphs(words[start:start + chunk], part)
+                evidence = [None] * len(graphs)
+                if explain:  # the explain forward charged to itself, apart from the tagging one
+                    with clock.stage(EXPLAIN, inclusive=True):
+                        evidence = self.explain_graphs(graphs)
+                tagged = self.tag_graphs(graphs)
+                with clock.stage(RESULTS):
+                    for g, img, (labels, probs), e in zip(graphs, part, tagged, evidence):
+                        predictions.append(self._prediction(g, img, labels, probs, e))
                 bar.update(len(graphs))
         return predictions
 

@@ -1,6 +1,7 @@
 """Tagger: new tweets tagged with a trained model, as `decode` tags the same graphs."""
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -143,3 +144,40 @@ def test_argument_errors(tagger):
     with pytest.raises(PredictionError, match='no words'):
         tagger.predict('   ')
     assert torch.is_grad_enabled()
+
+
+def test_a_profiled_predict_names_its_stages_and_leaves_no_hook(trained, graph_cache):
+    """The demo tweets with their photos (features from the warm cache): every stage of prediction is
+    named, the stages add up to the call's time, and no hook stays on the model."""
+    from graphmner.train.profile import (
+        BATCHING,
+        BUILD_GRAPHS,
+        DECODING,
+        ENCODER_FORWARD,
+        MARGINALS,
+        OTHER,
+        RESULTS,
+        TOKENIZE,
+        VITERBI,
+        StageClock,
+        forward_stage,
+    )
+
+    clock = StageClock()
+    tagger = Tagger.load(trained, cache_dir=graph_cache, profile=clock)
+    graphs = list(load_dataset('demo', 'test', cache_dir=graph_cache))
+    root = demo_image_root()
+    images = [next(root.glob(f'{g.image_id}.*')) for g in graphs]
+    tagger.predict([list(g.words) for g in graphs], images=images)  # the cache is warm from here on
+    clock.seconds.clear()
+    start = time.perf_counter()
+    predictions = tagger.predict([list(g.words) for g in graphs], images=images)
+    seconds = time.perf_counter() - start
+    assert all(p.image_used for p in predictions)
+    layers = {forward_stage(name) for name in ('layers', 'visual_mlp', 'text_proj', 'emission',
+                                               'umgf (own code)')}
+    assert {BUILD_GRAPHS, BATCHING, DECODING, TOKENIZE, ENCODER_FORWARD, VITERBI, MARGINALS, RESULTS,
+            OTHER} | layers <= set(clock.seconds)
+    assert clock.total <= seconds and seconds - (clock.total - clock.seconds[OTHER]) < 0.1 * seconds
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in tagger.model.modules())
+    assert 'decode' not in vars(tagger.model.crf) and 'tokenize' not in vars(tagger.model.encoder)

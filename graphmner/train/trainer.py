@@ -41,6 +41,16 @@ from ..io import (
 )
 from ..models.base import MNERModel
 from .distributed import Distributed, GlobalBatchSampler, per_rank_batch
+from .profile import (
+    COLLATE,
+    HEADS_BACKWARD,
+    LOSS,
+    OPTIMIZER,
+    TO_DEVICE,
+    NullClock,
+    StageClock,
+    profiling,
+)
 
 log = logging.getLogger('graphmner.train')
 
@@ -176,11 +186,17 @@ class Trainer:
             ``torchrun`` run (its device replaces ``device``): the model is
             wrapped in DDP, ``config.batch_size`` is the global batch, and rank
             0 alone evaluates and writes ``run_dir``. (default: one process)
+        profile (StageClock, optional): charged with the wall-clock time of
+            every training epoch, stage by stage (collation, tokenisation,
+            encoder and fusion layers forward and backward, CRF, auxiliary
+            losses, optimizer: :mod:`graphmner.train.profile`); its hooks are
+            on the model during :meth:`train_epoch` only. (default: no profile,
+            no hook)
     """
 
     def __init__(self, model: MNERModel, train: Sequence[HeteroData], dev: Sequence[HeteroData],
                  config: TrainConfig, run_dir: str | Path, device: str | torch.device = 'cpu',
-                 distributed: Distributed | None = None):
+                 distributed: Distributed | None = None, profile: StageClock | None = None):
         if len(train) == 0:
             raise ValueError('The training split is empty')
         self.dist = distributed or Distributed(device=torch.device(device))
@@ -217,6 +233,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.tweets_seen = 0
         self.kept_epoch = 0  # the epoch last.pt holds (the one an interrupt keeps)
+        self.profile = profile
 
     # -- data -------------------------------------------------------------------------
     def train_loader(self, epoch: int) -> DataLoader:
@@ -317,30 +334,45 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
+        start = time.perf_counter()
+        with profiling(self.model, self.profile) as clock:  # its stages lie within the measured time
+            losses = self._train_epoch(epoch, clock)
+        self.train_seconds += time.perf_counter() - start
+        return losses
+
+    def _train_epoch(self, epoch: int, clock: StageClock | NullClock) -> dict[str, float]:
         self.model.train()
         totals: dict[str, float] = {}
         steps = tweets = 0
-        start = time.perf_counter()
         loader = self.train_loader(epoch)
         global_sizes = loader.batch_sampler.global_sizes
         bar = tqdm(loader, total=self.steps_per_epoch, leave=False,
                    desc=f'epoch {epoch + 1}/{self.config.epochs}', unit='batch',
                    disable=None if self.dist.is_main else True)  # no bar off a terminal (CI, log files)
-        for batch in bar:
-            batch = batch.to(self.device)
-            with self.autocast():
+        batches = iter(bar)
+        while True:
+            with clock.stage(COLLATE):
+                batch = next(batches, None)
+            if batch is None:
+                break
+            with clock.stage(TO_DEVICE):
+                batch = batch.to(self.device)
+            with self.autocast(), clock.stage(LOSS):
                 loss, parts = self.model.loss(batch) if self.ddp is None else self.ddp(batch)
             # DDP averages the ranks' gradients; weighing each rank's batch-mean loss by its share
             # of the step's global batch makes that the gradient of the global batch's mean.
             share = self.dist.world_size * batch.num_graphs / global_sizes[steps]
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss * share).backward()
-            if self.config.max_grad_norm > 0:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
+            with clock.stage(OPTIMIZER):
+                self.optimizer.zero_grad(set_to_none=True)
+            with clock.stage(HEADS_BACKWARD):  # the encoder's part is split off by watch_model's hooks
+                self.scaler.scale(loss * share).backward()
+            with clock.stage(OPTIMIZER):
+                if self.config.max_grad_norm > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
             tweets += batch.num_graphs
             steps += 1
             for key, value in parts.items():
@@ -348,7 +380,6 @@ class Trainer:
             bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}")
         # Every rank's loss parts and counts, for a log of the whole global batch.
         ranks = self.dist.gather((totals, tweets))
-        self.train_seconds += time.perf_counter() - start
         self.tweets_seen += sum(count for _, count in ranks)
         merged: dict[str, float] = {}
         for rank_totals, _ in ranks:

@@ -188,6 +188,9 @@ def test_missing_extractor_files_are_one_line_before_the_run(argv, message, tmp_
     (['-m', 'graphmner', 'train', '--model', 'bert-crf', '--encoder', '/missing/folder'],
      'graphmner train: error: '),
     (['-m', 'graphmner', 'predict', 'none.pt', '--text', 'hi'], 'graphmner predict: error: '),
+    (['experiments/bench_train.py', '--images', 'EMPTY'], 'bench_train.py: error: '),
+    (['experiments/bench_train.py', '--images', 'EMPTY', '--model', 'bert-crf'], 'bench_train.py: error: '),
+    (['experiments/bench_predict.py', '--images', 'EMPTY'], 'bench_predict.py: error: '),
 ])
 def test_a_mistake_is_the_only_line_a_real_process_prints(argv, message, tmp_path):
     """In a fresh process, where torch_geometric's import warnings would come first."""
