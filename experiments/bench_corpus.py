@@ -132,12 +132,13 @@ def written_corpus(folder: str | Path, command: str) -> dict[str, str]:
     return {'dataset': written['dataset'], 'split': written['split']}
 
 
-def corpus_model(name: str, encoder: str) -> MNERModel:
-    """Model ``name`` reading every visual node of the corpus's graphs: every aux source
-    (:data:`ALL_EVIDENCE`) where it reads any, the visual widths of :data:`BENCH_OPTIONS`' backend."""
+def corpus_model(name: str, encoder: str, evidence: bool = False) -> MNERModel:
+    """Model ``name`` as its paper has it (the package defaults, ITA reading its caption), fitted to the
+    visual widths of :data:`BENCH_OPTIONS`' backend; with ``evidence`` it also reads every aux source
+    (:data:`ALL_EVIDENCE`) where it can read any."""
     config_class = models.model_class(name).config_class
     settings: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
-    if 'aux_sources' in {f.name for f in dataclasses.fields(config_class)}:
+    if evidence and 'aux_sources' in {f.name for f in dataclasses.fields(config_class)}:
         apply_overrides(settings, [ALL_EVIDENCE], {'model': config_class})
     widths = backend_widths(GraphOptions(**BENCH_OPTIONS))
     config = config_class(encoder=encoder, **settings['model']).fit_visual_widths(widths)

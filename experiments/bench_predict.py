@@ -24,9 +24,10 @@ the timed rounds, so both sides build the same graphs from the cache.
 
 With ``--images CORPUS`` (a folder ``experiments/bench_corpus.py --out`` wrote)
 the tweets are the corpus's first ``--tweets``, each given with its photo, and
-each visual method (``--model``, default umgf maf gmf ita, built untrained to
-read every visual node: ``bench_corpus.ALL_EVIDENCE``) tags them against the
-bare encoder forward on the same words. Graphs are built from the corpus's
+each visual method (``--model``, default umgf maf gmf ita, built untrained as
+its paper has it; with ``--evidence`` UMGF, MAF and GMF also as ``NAME+aux``,
+reading every aux source) tags them against the bare encoder forward on the
+same words. Graphs are built from the corpus's
 feature cache, warmed by one untimed pass, so the rounds time graph building
 from cached features, not extraction. After the rounds one more call of each
 method runs with the stage profile (:mod:`graphmner.train.profile`): graph
@@ -126,13 +127,14 @@ def explain_cost(names: list[str], encoder: str, batch_size: int, rounds: int) -
 
 
 def corpus_tagger(name: str, encoder: str, corpus: str, dataset: str, data_root: str, cache: Path,
-                  batch_size: int) -> Tagger:
-    """An untrained ``name`` reading every visual node, whose graphs are built as the corpus's: its
-    graph options, the real photos' captions, the features from the corpus's cache."""
+                  batch_size: int, evidence: bool = False) -> Tagger:
+    """An untrained ``name`` as its paper has it (with ``evidence``: reading every aux source too),
+    whose graphs are built as the corpus's: its graph options, the real photos' captions, the
+    features from the corpus's cache."""
     from experiments.bench_corpus import BENCH_OPTIONS, corpus_model, default_captions
 
     torch.manual_seed(1)
-    model = corpus_model(name, encoder)
+    model = corpus_model(name, encoder, evidence)
     model.data_config = DataConfig(options=GraphOptions(**BENCH_OPTIONS),
                                    captions=str(default_captions(dataset, data_root)))
     # The tagger reads features from <cache_dir>/features: there, the corpus's own cache.
@@ -153,14 +155,18 @@ def with_images(args) -> None:
     words = [t.words for t in tweets]
     images = [Path(args.images) / 'images' / f'{t.image_id}.jpg' for t in tweets]
     with tempfile.TemporaryDirectory() as cache:
-        taggers = {name: corpus_tagger(name, args.encoder, args.images, written['dataset'], args.data_root,
-                                       Path(cache), args.batch_size) for name in methods}
+        variants = [(name, False) for name in methods]
+        if args.evidence:  # ITA's paper model reads its aux words already
+            variants += [(name, True) for name in methods if name != 'ita']
+        taggers = {name + ('+aux' if evidence else ''): corpus_tagger(
+            name, args.encoder, args.images, written['dataset'], args.data_root, Path(cache),
+            args.batch_size, evidence) for name, evidence in variants}
         for tagger in taggers.values():
             predictions = tagger.predict(words, images=images)  # the cache warm for every tweet, untimed
             assert all(p.image_used for p in predictions), 'a corpus photo was not read'
         encoder = next(iter(taggers.values())).model.encoder
         rates: dict[str, list[float]] = {'bare encoder forward': [],
-                                         **{f'Tagger.predict {name}': [] for name in methods}}
+                                         **{f'Tagger.predict {name}': [] for name in taggers}}
         for r in range(args.rounds):
             rates['bare encoder forward'].append(bare_round(encoder, words, args.batch_size))
             for name, tagger in taggers.items():
@@ -172,7 +178,7 @@ def with_images(args) -> None:
               f'batch {args.batch_size}, {torch.get_num_threads()} threads')
         for name, value in median.items():
             print(f'{name:<24} {value:8.1f} tweets/s (median)')
-        for name in methods:
+        for name in taggers:
             print(f"ratio Tagger.predict {name} / bare encoder forward: "
                   f"{median[f'Tagger.predict {name}'] / median['bare encoder forward']:.2f}x")
         batches = math.ceil(len(words) / args.batch_size)
@@ -194,6 +200,9 @@ def main() -> None:
                         'tagged with their photos by each visual method')
     p.add_argument('--model', nargs='+', choices=VISUAL_METHODS,
                    help=f"with --images: the methods timed (default: {' '.join(VISUAL_METHODS)})")
+    p.add_argument('--evidence', action='store_true',
+                   help='with --images: also time UMGF, MAF and GMF reading every aux source '
+                        '(caption, tag and OCR words: NAME+aux rows)')
     p.add_argument('--data-root', default=str(ROOT.parent / 'shared' / 'data'))
     p.add_argument('--encoder', default=str(ROOT.parent / 'shared' / 'models' / 'all-MiniLM-L6-v2'))
     p.add_argument('--tweets', type=int, default=1000,
