@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.typing import Adj
 from torch_geometric.utils import add_self_loops as add_loops
-from torch_geometric.utils import remove_self_loops, softmax, to_dense_adj, to_dense_batch
+from torch_geometric.utils import remove_self_loops, softmax
 
 from .templates import drop_generated_sources
 
@@ -58,7 +58,9 @@ class GraphMultiHeadAttention(MessagePassing):
     Shapes:
         - **input:** node states :math:`(|\mathcal{V}|, d)` or a bipartite pair
           :math:`((|\mathcal{V}_s|, d), (|\mathcal{V}_t|, d))`, edge indices
-          :math:`(2, |\mathcal{E}|)` (row 0 = source, row 1 = target)
+          :math:`(2, |\mathcal{E}|)` (row 0 = source, row 1 = target), optionally
+          ``batch`` :math:`(|\mathcal{V}|,)` or, bipartite,
+          :math:`((|\mathcal{V}_s|,), (|\mathcal{V}_t|,))` (the dense path)
         - **output:** :math:`(|\mathcal{V}_t|, d)`, and with
           ``return_attention_weights=True`` also ``(edge_index, alpha)`` with
           alpha :math:`(|\mathcal{E}|, H)` (self-loops included where added)
@@ -94,15 +96,19 @@ class GraphMultiHeadAttention(MessagePassing):
                 nn.init.xavier_uniform_(lin.weight)
                 nn.init.zeros_(lin.bias)
 
-    def forward(self, x: Tensor | tuple[Tensor, Tensor], edge_index: Adj, batch: Tensor | None = None,
+    def forward(self, x: Tensor | tuple[Tensor, Tensor], edge_index: Adj,
+                batch: Tensor | tuple[Tensor, Tensor] | None = None,
                 return_attention_weights: bool = False
                 ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
-        """With ``batch`` (each node's graph id, nodes grouped by graph as in a PyG
-        :class:`Batch`; homogeneous relations only), the same attention is
-        computed densely per graph, masked to the given edges: equal values, far
-        less memory traffic when the relation is dense within each graph
-        (UMGF's ``intra`` edges), but :meth:`propagate` is not called, so
-        explainer hooks see nothing. A bipartite input never gets self-loops."""
+        """With ``batch`` (each node's graph id; for a bipartite input one vector
+        per side, ``(batch_src, batch_dst)``), the same attention is computed
+        densely per graph, masked to the given edges, which must stay within a
+        graph: equal values (a target without incoming edges gets ``lin_out``'s
+        bias, as over the edges), far less memory traffic when the relation is
+        dense within each graph (UMGF's ``intra`` edges, MAF's word <- region
+        edges); but :meth:`propagate` is not called, so explainer hooks see
+        nothing (:attr:`_alpha` is kept all the same). The nodes need not be
+        grouped by graph. A bipartite input never gets self-loops."""
         bipartite = not isinstance(x, Tensor)
         x_src, x_dst = x if bipartite else (x, x)
         for name, t in (('source', x_src), ('target', x_dst)):
@@ -116,10 +122,14 @@ class GraphMultiHeadAttention(MessagePassing):
             edge_index, _ = remove_self_loops(edge_index)
             edge_index, _ = add_loops(edge_index, num_nodes=N_dst)
         if batch is not None:
-            if bipartite:
-                raise ValueError("'batch' (the dense path) is for homogeneous relations; "
-                                 'a bipartite input runs over its edges')
-            out = self._dense(x_dst, edge_index, batch)
+            if bipartite == isinstance(batch, Tensor):
+                raise ValueError("'batch' must be (batch_src, batch_dst) for a bipartite input and one "
+                                 'vector for a homogeneous one')
+            batch_src, batch_dst = batch if bipartite else (batch, batch)
+            if batch_src.shape != (N_src, ) or batch_dst.shape != (N_dst, ):
+                raise ValueError(f"'batch' must give one graph id per node ({N_src} sources, {N_dst} "
+                                 f'targets), got {tuple(batch_src.shape)} and {tuple(batch_dst.shape)}')
+            out = self._dense(x_src, x_dst, edge_index, batch_src, batch_dst)
         else:
             src, dst = edge_index
             q = self.lin_query(x_dst).view(N_dst, H, D)
@@ -135,26 +145,37 @@ class GraphMultiHeadAttention(MessagePassing):
             return out, (self._edge_index, self._alpha)
         return out
 
-    def _dense(self, x: Tensor, edge_index: Tensor, batch: Tensor) -> Tensor:
+    def _dense(self, x_src: Tensor, x_dst: Tensor, edge_index: Tensor, batch_src: Tensor,
+               batch_dst: Tensor) -> Tensor:
         H, D = self.heads, self.channels // self.heads
-        x_dense, real = to_dense_batch(x, batch)                        # [B, T, d], [B, T]
-        B, T = real.shape
-        # allowed[b, i, j]: node i (query, edge target) may read node j (edge source).
-        allowed = to_dense_adj(edge_index, batch, max_num_nodes=T).transpose(1, 2) > 0
-        allowed |= ~real.unsqueeze(-1)  # padding rows read anything (and are dropped): no NaN
-        heads = lambda t: t.view(B, T, H, D).transpose(1, 2)            # [B, H, T, D]
-        q, k = heads(self.lin_query(x_dense)), heads(self.lin_key(x_dense))
-        v = heads(self.lin_value(x_dense) if self.project_value else x_dense)
-        score = q @ k.transpose(-1, -2) / math.sqrt(D)                  # [B, H, T, T]
-        alpha = score.masked_fill(~allowed.unsqueeze(1), float('-inf')).softmax(-1)
-        # Per-edge weights for inspection, in the sparse path's edge order (self-loops added).
-        ptr = torch.cat([batch.new_zeros(1), real.sum(1).cumsum(0)])
         src, dst = edge_index
-        graph = batch[dst]
-        self._alpha = alpha.detach()[graph, :, dst - ptr[graph], src - ptr[graph]]  # [E, H]
+        graph = batch_dst[dst]
+        if bool((batch_src[src] != graph).any()):
+            raise ValueError("'batch': an edge joins two graphs; the dense path reads each graph's own edges")
+        B = int(torch.cat([batch_src, batch_dst]).max()) + 1 if len(batch_src) + len(batch_dst) else 0
+        slot_src, S = _slots(batch_src, B)
+        slot_dst, T = (slot_src, S) if batch_dst is batch_src else _slots(batch_dst, B)
+
+        def heads(t: Tensor, batch: Tensor, slot: Tensor, size: int) -> Tensor:  # [N, d] -> [B, H, size, D]
+            return t.new_zeros(B, size, H, D).index_put((batch, slot), t.view(-1, H, D)).transpose(1, 2)
+
+        q = heads(self.lin_query(x_dst), batch_dst, slot_dst, T)
+        k = heads(self.lin_key(x_src), batch_src, slot_src, S)
+        v = heads(self.lin_value(x_src) if self.project_value else x_src, batch_src, slot_src, S)
+        # allowed[b, i, j]: target i of graph b may read its source j (an edge j -> i).
+        allowed = torch.zeros(B, T, S, dtype=torch.bool, device=x_dst.device)
+        allowed[graph, slot_dst[dst], slot_src[src]] = True
+        # Targets without incoming edges (padding too) read nothing: weights 0, as over the edges
+        # (unmasked before the softmax only so that it gives no NaN).
+        empty = ~allowed.any(-1, keepdim=True).unsqueeze(1)              # [B, 1, T, 1]
+        score = q @ k.transpose(-1, -2) / math.sqrt(D)                  # [B, H, T, S]
+        alpha = score.masked_fill(~(allowed.unsqueeze(1) | empty), float('-inf')).softmax(-1)
+        alpha = alpha.masked_fill(empty, 0.0)
+        # Per-edge weights for inspection, in the sparse path's edge order (self-loops added).
+        self._alpha = alpha.detach()[graph, :, slot_dst[dst], slot_src[src]]  # [E, H]
         self._edge_index = edge_index
         alpha = F.dropout(alpha, p=self.dropout, training=self.training)
-        out = (alpha @ v).transpose(1, 2).reshape(B, T, H * D)[real]   # [N, d]
+        out = (alpha @ v).transpose(1, 2).reshape(B, T, H * D)[batch_dst, slot_dst]  # [N_dst, d]
         return self.lin_out(out) if self.project_value else out
 
     def message(self, v_j: Tensor, alpha: Tensor) -> Tensor:
@@ -163,3 +184,14 @@ class GraphMultiHeadAttention(MessagePassing):
     def __repr__(self) -> str:
         return (f'{type(self).__name__}({self.channels}, heads={self.heads}, '
                 f'project_value={self.project_value})')
+
+
+def _slots(batch: Tensor, num_graphs: int) -> tuple[Tensor, int]:
+    """Each node's position among its graph's nodes (in node order, whatever
+    order the graphs come in), and the largest graph's node count."""
+    counts = torch.bincount(batch, minlength=num_graphs)
+    order = batch.argsort(stable=True)
+    first = counts.cumsum(0) - counts                                   # each graph's first slot
+    slot = torch.empty_like(batch)
+    slot[order] = torch.arange(len(batch), device=batch.device) - first[batch[order]]
+    return slot, int(counts.max()) if len(counts) else 0

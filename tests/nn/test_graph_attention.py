@@ -92,5 +92,69 @@ def test_bipartite_input_errors():
     words, regions = torch.randn(2, 8), torch.randn(3, 8)
     with pytest.raises(ValueError, match=r'source states of shape \[N, 8\], got \(3, 4\)'):
         layer((torch.randn(3, 4), words), complete_bipartite(3, 2))
-    with pytest.raises(ValueError, match="'batch' .* homogeneous"):
+    with pytest.raises(ValueError, match=r"'batch' must be \(batch_src, batch_dst\) for a bipartite"):
         layer((regions, words), complete_bipartite(3, 2), batch=torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r'one graph id per node \(3 sources, 2 targets\), got \(2,\)'):
+        layer((regions, words), complete_bipartite(3, 2), batch=(torch.zeros(2, dtype=torch.long), ) * 2)
+    with pytest.raises(ValueError, match='an edge joins two graphs'):
+        layer((regions, words), complete_bipartite(3, 2),
+              batch=(torch.tensor([0, 0, 1]), torch.tensor([0, 0])))
+
+
+def random_bipartite(seed):
+    """Five graphs: partial random edges, a graph without sources, one without
+    targets, one without nodes; the sources are two node types concatenated
+    (as MAF's regions and aux words), so they are not grouped by graph, and
+    some targets of the first graph get no edge."""
+    generator = torch.Generator().manual_seed(seed)
+    sources_a, sources_b, targets = [4, 0, 3, 0, 6], [2, 0, 0, 0, 1], [5, 3, 0, 0, 4]
+    batch_a, batch_b, batch_dst = (torch.repeat_interleave(torch.arange(5), torch.tensor(n))
+                                   for n in (sources_a, sources_b, targets))
+    batch_src = torch.cat([batch_a, batch_b])
+    pairs = (batch_src[:, None] == batch_dst[None, :]).nonzero().t()        # every in-graph pair
+    keep = torch.rand(pairs.shape[1], generator=generator) < 0.6
+    keep &= pairs[1] >= 2  # targets 0 and 1 (graph 0) get no edge
+    edge_index = pairs[:, keep][:, torch.randperm(int(keep.sum()), generator=generator)]
+    x_src = torch.randn(len(batch_src), 8, generator=generator, requires_grad=True)
+    x_dst = torch.randn(len(batch_dst), 8, generator=generator, requires_grad=True)
+    return x_src, x_dst, edge_index, (batch_src, batch_dst)
+
+
+@pytest.mark.parametrize('project_value', [True, False])
+@pytest.mark.parametrize('seed', [0, 1])
+def test_dense_bipartite_attention_equals_the_sparse_message_passing(project_value, seed):
+    torch.manual_seed(seed)
+    layer = GraphMultiHeadAttention(8, heads=2, dropout=0.5, project_value=project_value).eval()
+    x_src, x_dst, edge_index, batch = random_bipartite(seed)
+    runs = []
+    for dense in (None, batch):
+        layer.zero_grad()
+        out, (edges, alpha) = layer((x_src, x_dst), edge_index, batch=dense, return_attention_weights=True)
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(),
+                                    [x_src, x_dst, *layer.parameters()])
+        runs.append((out, edges, alpha, grads))
+    (sparse, sparse_edges, sparse_alpha, sparse_grads), (dense, dense_edges, dense_alpha, dense_grads) = runs
+    torch.testing.assert_close(dense, sparse)
+    assert torch.equal(dense_edges, sparse_edges) and torch.equal(dense_edges, edge_index)
+    torch.testing.assert_close(dense_alpha, sparse_alpha)
+    for dense_grad, sparse_grad in zip(dense_grads, sparse_grads):
+        torch.testing.assert_close(dense_grad, sparse_grad)
+    # Targets without incoming edges: nothing read, lin_out's bias (zeros without it).
+    silent = torch.ones(len(x_dst), dtype=torch.bool)
+    silent[edge_index[1]] = False
+    assert silent[:2].all() and silent.sum() < len(x_dst)
+    nothing = layer.lin_out.bias if project_value else torch.zeros(8)
+    torch.testing.assert_close(dense[silent], nothing.expand(int(silent.sum()), 8))
+    assert dense[~silent].sub(nothing).abs().sum(-1).gt(0).all()
+
+
+def test_dense_bipartite_attention_without_any_edge_or_node():
+    layer = GraphMultiHeadAttention(8, heads=2).eval()
+    none = torch.zeros(0, dtype=torch.long)
+    out = layer((torch.zeros(0, 8), torch.randn(3, 8)), torch.zeros(2, 0, dtype=torch.long),
+                batch=(none, torch.tensor([0, 1, 1])))
+    torch.testing.assert_close(out, layer.lin_out.bias.expand(3, 8))
+    assert layer._alpha.shape == (0, 2)
+    empty = layer((torch.zeros(0, 8), torch.zeros(0, 8)), torch.zeros(2, 0, dtype=torch.long),
+                  batch=(none, none))
+    assert empty.shape == (0, 8)
