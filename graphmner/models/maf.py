@@ -118,6 +118,9 @@ class MAFConfig(EncoderConfig):
     # Image-text words ('caption', 'ocr', 'tag') the words attend to beside the regions; the paper
     # reads none (graphmner's extension, issue 28): [] keeps the paper's model.
     aux_sources: list = field(default_factory=list)
+    # The interaction computed densely per tweet, masked to its edges (same values, less memory
+    # traffic); False runs it through MessagePassing, where AttentionExplainer can hook it.
+    dense_interaction: bool = True
 
     def fit_visual_widths(self, widths: VisualWidths) -> MAFConfig:
         dim = shared_width(widths, (schema.REGION, schema.IMAGE), 'MAF')
@@ -211,17 +214,21 @@ class MAF(MNERModel):
         # 'describes', in the same softmax, with aux_sources).
         regions = self.region_projection(self.region_standardizer(batch[schema.REGION].x))  # [N_r, H]
         sources, edges = regions, batch[schema.INFORMS].edge_index
+        source_batch = batch[schema.REGION].batch
         has_evidence = has_image
         if self.aux_reader is not None:
             aux = self.aux_states(batch)                          # [N_a, H]
             sources = torch.cat([regions, aux])                   # [N_r + N_a, H]
+            # regions, then aux words: not grouped by tweet, which the dense interaction allows
+            source_batch = torch.cat([source_batch, batch[schema.AUX].batch.to(source_batch.device)])
             describes = batch[schema.DESCRIBES].edge_index
             offset = torch.tensor([[regions.shape[0]], [0]], device=describes.device)
             edges = torch.cat([edges, describes + offset], dim=1)
             has_aux = torch.bincount(batch[schema.AUX].batch, minlength=batch.num_graphs) > 0
             has_evidence = has_image | has_aux.to(has_image.device)
             extras['has_aux'] = has_aux
-        c_nodes = self.interaction((sources, t_nodes), edges)     # [N_w, H]
+        dense = (source_batch, word_batch) if self.config.dense_interaction else None
+        c_nodes = self.interaction((sources, t_nodes), edges, batch=dense)  # [N_w, H]
         c = t.new_zeros(t.shape)
         c[mask] = c_nodes                                         # C [B, T, H], 0 without evidence
 

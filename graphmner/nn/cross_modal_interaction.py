@@ -48,7 +48,8 @@ class CrossModalInteraction(nn.Module):
 
     Shapes:
         - **input:** ``x = (regions, words)`` :math:`((|\mathcal{V}_s|, d), (|\mathcal{V}_t|, d))`,
-          edge indices :math:`(2, |\mathcal{E}|)` with row 0 = region, row 1 = word
+          edge indices :math:`(2, |\mathcal{E}|)` with row 0 = region, row 1 = word, optionally
+          ``batch`` :math:`((|\mathcal{V}_s|,), (|\mathcal{V}_t|,))`
         - **output:** :math:`(|\mathcal{V}_t|, d)`
     """
 
@@ -70,7 +71,11 @@ class CrossModalInteraction(nn.Module):
         for module in (self.attention_norm, self.ffn[0], self.ffn[2], self.ffn_norm):
             module.reset_parameters()
 
-    def forward(self, x: tuple[Tensor, Tensor], edge_index: Adj) -> Tensor:
+    def forward(self, x: tuple[Tensor, Tensor], edge_index: Adj,
+                batch: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """With ``batch = (batch_src, batch_dst)`` (each region's and each word's
+        tweet), the attention runs densely per tweet, masked to the edges (same
+        values, see :class:`~graphmner.nn.graph_attention.GraphMultiHeadAttention`)."""
         if not isinstance(x, tuple) or len(x) != 2:
             raise TypeError(f'{type(self).__name__} reads a bipartite relation: pass '
                             f'x=(source states, target states), got {type(x).__name__}')
@@ -82,7 +87,7 @@ class CrossModalInteraction(nn.Module):
             raise ValueError(f"'edge_index' must have shape [2, E], got {tuple(edge_index.shape)}")
         if edge_index.shape[1] == 0:
             return x_dst.new_zeros(x_dst.shape)
-        cv = self.attention((x_src, x_dst), edge_index)                     # CV [N_t, d]
+        cv = self.attention((x_src, x_dst), edge_index, batch=batch)        # CV [N_t, d]
         v = self.attention_norm(x_dst + self.dropout(cv))                    # V'
         c = self.ffn_norm(v + self.dropout(self.ffn(v)))                     # C
         receives = torch.zeros(x_dst.shape[0], dtype=torch.bool, device=x_dst.device)

@@ -271,3 +271,22 @@ def test_visual_inputs_are_standardised(tiny_encoder, tweet, long_tweet):
     torch.testing.assert_close(outputs[1].emissions, outputs[0].emissions, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(outputs[1].extras['image_vector'], outputs[0].extras['image_vector'],
                                atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize('aux_sources', [[], ['caption']])
+def test_dense_interaction_gives_the_message_passing_values(tiny_encoder, tweet, long_tweet, aux_sources):
+    """Tweets with and without image and caption words: the dense interaction (regions and aux
+    words, not grouped by tweet) reads the same edges as the message passing, weights included."""
+    dense = make(tiny_encoder, aux_sources=aux_sources)
+    sparse = make(tiny_encoder, aux_sources=aux_sources, dense_interaction=False)
+    sparse.load_state_dict(dense.state_dict())
+    caption = [('a', 'caption'), ('dog', 'caption')]
+    graphs = [build_graph(t, fake_features(0, DIM, seed=i) if i % 3 != 2 else None,
+                          aux=caption if i % 2 else (), widths=VisualWidths.uniform(DIM))
+              for i, t in enumerate([tweet, long_tweet] * 3)]
+    batch = batch_for(dense, graphs)
+    with torch.no_grad():
+        torch.testing.assert_close(dense(batch).emissions, sparse(batch).emissions, rtol=0, atol=1e-6)
+    attention, reference = dense.interaction.attention, sparse.interaction.attention
+    assert torch.equal(attention._edge_index, reference._edge_index)
+    torch.testing.assert_close(attention._alpha, reference._alpha, rtol=0, atol=1e-6)
