@@ -103,8 +103,8 @@ class GraphMultiHeadAttention(MessagePassing):
         """With ``batch`` (each node's graph id; for a bipartite input one vector
         per side, ``(batch_src, batch_dst)``), the same attention is computed
         densely per graph, masked to the given edges, which must stay within a
-        graph: equal values (a target without incoming edges gets ``lin_out``'s
-        bias, as over the edges), far less memory traffic when the relation is
+        graph: equal values (a target without incoming edges reads zeros before
+        ``lin_out``, as over the edges), far less memory traffic when the relation is
         dense within each graph (UMGF's ``intra`` edges, MAF's word <- region
         edges); but :meth:`propagate` is not called, so explainer hooks see
         nothing (:attr:`_alpha` is kept all the same). The nodes need not be
@@ -191,7 +191,7 @@ def _slots(batch: Tensor, num_graphs: int) -> tuple[Tensor, int]:
     order the graphs come in), and the largest graph's node count."""
     counts = torch.bincount(batch, minlength=num_graphs)
     order = batch.argsort(stable=True)
-    first = counts.cumsum(0) - counts                                   # each graph's first slot
+    first = counts.cumsum(0) - counts                                   # where each graph starts in order
     slot = torch.empty_like(batch)
     slot[order] = torch.arange(len(batch), device=batch.device) - first[batch[order]]
     return slot, int(counts.max()) if len(counts) else 0
