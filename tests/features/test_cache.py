@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import fake_features
 
-from graphmner.features.cache import FeatureCache
+from graphmner.features.cache import FeatureCache, all_finite
 from graphmner.features.types import VISUAL_NODES, ImageFeatures
 
 DIGEST = 'ab' * 32
@@ -68,6 +68,19 @@ def test_a_matrix_beyond_float16_range_stays_float32(tmp_path):
     cache = FeatureCache(tmp_path, {'x': 1})
     assert torch.equal(cache.put(DIGEST, features)['image'].x, features['image'].x)
     assert torch.equal(cache.get(DIGEST)['image'].x, features['image'].x) and cache.rejected == []
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+def test_all_finite_finds_any_nan_or_inf(dtype, bad):
+    values = torch.randn(49, 2048).to(dtype)
+    assert all_finite(values)
+    for position in (0, 1234, values.numel() - 1):
+        spoiled = values.clone()
+        spoiled.view(-1)[position] = bad
+        assert not all_finite(spoiled), position
+        assert not all_finite(spoiled.t()), position  # a non-contiguous view too
+    assert all_finite(torch.zeros(0, 2048, dtype=dtype)) and all_finite(torch.arange(5))
 
 
 def write_and_read(root, worker, rounds, found):
