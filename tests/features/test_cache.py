@@ -1,13 +1,15 @@
 """The feature cache: float16 storage read back as float32, the dtype in the key,
-and many processes writing and reading one cache at once."""
+safetensors entries (never a pickle run), and many processes writing and reading one cache at once."""
 import json
 import multiprocessing
+import pickle
 
 import pytest
 import torch
 from conftest import fake_features
+from safetensors.torch import save
 
-from graphmner.features.cache import FeatureCache
+from graphmner.features.cache import FEATURES_VERSION, FeatureCache, all_finite, read_entry
 from graphmner.features.types import VISUAL_NODES, ImageFeatures
 
 DIGEST = 'ab' * 32
@@ -38,8 +40,8 @@ def test_float16_round_trip_reads_float32_rounded_to_half(tmp_path):
             got = read[node_type][name]
             assert torch.equal(got, attr) and got.dtype == attr.dtype, name
     assert read.names('object') == features.names('object') == ['person', 'dog', 'person']
-    stored = torch.load(cache.path(DIGEST), weights_only=True)['features']
-    assert stored['region']['x'].dtype == torch.float16 and stored['region']['box'].dtype == torch.float32
+    stored, _ = read_entry(cache.path(DIGEST))
+    assert stored['region.x'].dtype == torch.float16 and stored['region.box'].dtype == torch.float32
 
 
 def test_float16_entries_take_half_the_disk(tmp_path):
@@ -68,6 +70,88 @@ def test_a_matrix_beyond_float16_range_stays_float32(tmp_path):
     cache = FeatureCache(tmp_path, {'x': 1})
     assert torch.equal(cache.put(DIGEST, features)['image'].x, features['image'].x)
     assert torch.equal(cache.get(DIGEST)['image'].x, features['image'].x) and cache.rejected == []
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+def test_all_finite_finds_any_nan_or_inf(dtype, bad):
+    values = torch.randn(49, 2048).to(dtype)
+    assert all_finite(values)
+    for position in (0, 1234, values.numel() - 1):
+        spoiled = values.clone()
+        spoiled.view(-1)[position] = bad
+        assert not all_finite(spoiled), position
+        assert not all_finite(spoiled.t()), position  # a non-contiguous view too
+    assert all_finite(torch.zeros(0, 2048, dtype=dtype)) and all_finite(torch.arange(5))
+
+
+def test_views_and_shared_memory_are_stored_whole(tmp_path):
+    """safetensors refuses non-contiguous tensors and tensors sharing memory; put copies them."""
+    features = fake_features(num_objects=3, dim=16)
+    boxes = torch.rand(49, 4)
+    features['region'].x = torch.randn(16, 49).t()  # non-contiguous
+    features['region'].attrs['box'] = boxes
+    features['object'].attrs['box'] = boxes[:3]  # overlaps region.box
+    cache = FeatureCache(tmp_path, {'x': 1})
+    assert_same(cache.put(DIGEST, features), cache.get(DIGEST))
+    assert torch.equal(cache.get(DIGEST)['object']['box'], boxes[:3]) and cache.rejected == []
+
+
+def test_features_read_survive_their_file_rewritten_in_place(tmp_path):
+    """get copies the tensors out of the file: a memory-mapped tensor would crash (SIGBUS) here."""
+    cache = FeatureCache(tmp_path, {'x': 1})
+    features = fake_features(num_objects=3, dim=16)
+    cache.put(DIGEST, features)
+    read = cache.get(DIGEST)
+    cache.path(DIGEST).write_bytes(b'')  # truncated in place, the same file
+    assert torch.equal(read['region']['box'], features['region']['box'])
+    assert torch.equal(read['scale']['level'], features['scale']['level'])
+
+
+def write_entry(cache, features, header):
+    """Writes an entry by hand: ``features``' tensors beside ``header``."""
+    tensors = {f'{t}.{k}': v.contiguous() for t, node in features.to_dict().items() for k, v in node.items()
+               if isinstance(v, torch.Tensor)}
+    cache.path(DIGEST).write_bytes(save(tensors, metadata=header))
+
+
+@pytest.mark.parametrize('names, problem', [
+    ('"person"', 'of the wrong type (object names is not a list of str)'),
+    ('["person", 3]', 'of the wrong type (object names is not a list of str)'),
+    ('["person"', 'unreadable (JSONDecodeError'),
+    (None, "missing object ['names']"),
+])
+def test_object_names_that_are_not_a_list_of_str_are_refused(tmp_path, names, problem):
+    cache = FeatureCache(tmp_path, {'x': 1})
+    features = fake_features(num_objects=2, dim=16)
+    cache.put(DIGEST, features)
+    header = {'version': str(FEATURES_VERSION), 'settings': cache.key}
+    write_entry(cache, features, {**header, **({'object.names': names} if names is not None else {})})
+    assert cache.get(DIGEST) is None and cache.rejected[0][1].startswith(problem)
+    write_entry(cache, features, {**header, 'object.names': '["person", "dog"]'})
+    assert cache.get(DIGEST).names('object') == ['person', 'dog'] and len(cache.rejected) == 1
+
+
+class Payload:
+    """Unpickling it creates the file ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, 'w')
+
+
+def test_a_pickle_at_an_entry_path_is_never_run(tmp_path):
+    cache = FeatureCache(tmp_path, {'x': 1})
+    cache.put(DIGEST, fake_features())
+    marker = tmp_path / 'ran'
+    entry = {'version': FEATURES_VERSION, 'settings': cache.key, 'features': fake_features().to_dict()}
+    cache.path(DIGEST).write_bytes(pickle.dumps({**entry, 'run': Payload(marker)}))
+    assert cache.get(DIGEST) is None and cache.rejected[0][1].startswith('unreadable')
+    assert not marker.exists()
+    pickle.loads(cache.path(DIGEST).read_bytes())  # the payload is live: a pickle reader would run it
+    assert marker.exists()
 
 
 def write_and_read(root, worker, rounds, found):

@@ -1,4 +1,5 @@
 import importlib.util
+import json
 import warnings
 from pathlib import Path
 from unittest import mock
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save
 
 # Not importorskip: ultralytics must be first imported by the detector,
 # which configures it offline.
@@ -14,7 +16,7 @@ if importlib.util.find_spec('ultralytics') is None:
     pytest.skip('ultralytics is not installed', allow_module_level=True)
 
 from graphmner.features.backends import vision_backend
-from graphmner.features.cache import FEATURES_VERSION, FeatureCache, settings_key
+from graphmner.features.cache import ENTRY_SUFFIX, FEATURES_VERSION, FeatureCache, read_entry, settings_key
 from graphmner.features.detector import DetectorConfig, ObjectDetector
 from graphmner.features.extract import FeatureExtractor
 from graphmner.features.types import VISUAL_NODES, ImageFeatures
@@ -96,10 +98,10 @@ def test_cache_hit_second_time(models, photos, tmp_path):
                 assert value == theirs[name]
 
     files = sorted(p for p in tmp_path.rglob('*') if p.is_file())
-    assert [p.suffix for p in files].count('.pt') == 3
+    assert [p.suffix for p in files].count(ENTRY_SUFFIX) == 3
     assert not [p for p in files if p.name.endswith('.tmp')]
     # One image's tensors only, not its batch's (no shared view storage).
-    biggest = max(p.stat().st_size for p in files if p.suffix == '.pt')
+    biggest = max(p.stat().st_size for p in files if p.suffix == ENTRY_SUFFIX)
     assert biggest < (1 + 4 + 16 + 4) * 2048 * 4 * 1.1
 
 
@@ -164,37 +166,54 @@ def _truncate(entry):
 
 
 def _rewrite(change):
-    """A corruption that loads the stored entry, changes it and saves it back."""
+    """A corruption that reads the stored entry, changes its ``(tensors, header)`` and writes it back."""
     def corrupt(entry):
-        torch.save(change(torch.load(entry, weights_only=True)), entry)
+        tensors, header = change(*read_entry(entry))
+        entry.write_bytes(save({k: v.contiguous() for k, v in tensors.items()}, metadata=header))
     return corrupt
 
 
-def _node(node_type, key, change):
-    """Rewrites one stored value, ``features[node_type][key]``."""
-    def rewrite(e):
-        node = e['features'][node_type]
-        return {**e, 'features': {**e['features'], node_type: {**node, key: change(node[key])}}}
-    return _rewrite(rewrite)
+def _tensor(name, change):
+    """Rewrites one stored tensor, e.g. ``region.x``."""
+    return _rewrite(lambda tensors, header: ({**tensors, name: change(tensors[name])}, header))
+
+
+def _header(change):
+    """Rewrites the stored header (version, settings key, names)."""
+    return _rewrite(lambda tensors, header: (tensors, change(header)))
+
+
+def _version_2_pickle(entry):
+    """The entry as version 2 wrote it, a ``torch.save`` pickle, at the new entry's path."""
+    tensors, header = read_entry(entry)
+    features = {}
+    for name, value in tensors.items():
+        node_type, key = name.split('.')
+        features.setdefault(node_type, {})[key] = value
+    features['object']['names'] = json.loads(header['object.names'])
+    torch.save({'version': 2, 'settings': header['settings'], 'features': features}, entry)
 
 
 @pytest.mark.parametrize('corrupt, problem', [
     (lambda entry: entry.write_bytes(b'not a torch file'), 'unreadable'),
     (_truncate, 'unreadable'),
-    (_node('region', 'x', lambda r: r[:, :7]), 'wrong shape (region.x (4, 7), expected [N, 2048])'),
-    (_node('object', 'names', lambda names: names + ['extra']), 'wrong shape (object names'),
-    (_node('scale', 'level', lambda level: level[1:]), 'wrong shape (scale.level (15,), expected (16,))'),
-    (_node('image', 'x', lambda x: torch.full_like(x, float('nan'))), 'not finite'),
-    (_rewrite(lambda e: {**e, 'features': {t: v for t, v in e['features'].items() if t != 'scale'}}),
+    (_tensor('region.x', lambda r: r[:, :7]), 'wrong shape (region.x (4, 7), expected [N, 2048])'),
+    (_header(lambda h: {**h, 'object.names': json.dumps(json.loads(h['object.names']) + ['extra'])}),
+     'wrong shape (object names'),
+    (_tensor('scale.level', lambda level: level[1:]), 'wrong shape (scale.level (15,), expected (16,))'),
+    (_tensor('image.x', lambda x: torch.full_like(x, float('nan'))), 'not finite'),
+    (_rewrite(lambda tensors, h: ({k: v for k, v in tensors.items() if not k.startswith('scale.')}, h)),
      "missing ['scale']"),
-    (_rewrite(lambda e: {**e, 'version': 0}), 'another version'),
-    (_rewrite(lambda e: e['features']), 'not a feature cache entry'),
+    (_header(lambda h: {**h, 'version': '2'}), 'another version'),
+    (_header(lambda h: {**h, 'settings': '0' * 64}), 'another version or settings'),
+    (_header(lambda h: {}), 'not a feature cache entry'),
+    (_version_2_pickle, 'unreadable'),
 ], ids=['garbage', 'truncated', 'wrong-width', 'object-count', 'level-count', 'nan', 'missing-type',
-        'wrong-version', 'old-format'])
+        'wrong-version', 'wrong-settings', 'no-header', 'version-2-pickle'])
 def test_corrupt_cache_entry_is_recomputed_and_counted(models, photos, tmp_path, caplog, corrupt, problem):
     extractor = make(models, tmp_path)
     [fresh] = extractor.extract(photos[:1])
-    entry = next(tmp_path.rglob('*.pt'))
+    entry = next(tmp_path.rglob(f'*{ENTRY_SUFFIX}'))
     corrupt(entry)
     with caplog.at_level('WARNING', logger='graphmner.features'):
         [again] = extractor.extract(photos[:1])
@@ -213,14 +232,16 @@ def test_corrupt_cache_entry_is_recomputed_and_counted(models, photos, tmp_path,
     assert extractor.extract(photos[:1]) and extractor.report.cached == 1
 
 
-def test_cache_loads_weights_only(tmp_path):
+def test_cache_entry_is_a_safetensors_file(tmp_path):
     cache = FeatureCache(tmp_path, {'x': 1})
     digest = 'ab' * 32
     features = ImageFeatures({t: spec.empty(8) for t, spec in VISUAL_NODES.items()})
     cache.put(digest, features)
     assert digest in cache and Path(cache.path(digest)).is_file()
     assert (cache.dir / 'settings.json').is_file()
-    torch.load(cache.path(digest), weights_only=True)
+    tensors, header = read_entry(cache.path(digest))
+    assert header == {'version': str(FEATURES_VERSION), 'settings': cache.key, 'object.names': '[]'}
+    assert set(tensors) == {f'{t}.{k}' for t, spec in VISUAL_NODES.items() for k in ('x', *spec.attrs)}
     assert cache.get(digest).names('object') == []
     assert cache.get('cd' * 32) is None
 
@@ -241,11 +262,12 @@ def test_duplicates_computed_once(models, photos, tmp_path):
 
 
 def test_entries_of_the_flat_layout_are_rebuilt_not_misread(tmp_path, caplog):
-    """Version 1 stored flat fields (regions, scale_levels, ...): the version is in the key, so a
-    new cache never finds them, and one found at a new entry's path is refused and recomputed."""
+    """Version 1 stored flat fields (regions, scale_levels, ...), version 2 pickles: the version is in
+    the key, so a new cache never finds them, and flat fields found at a new entry's path are refused
+    and recomputed."""
     cache = FeatureCache(tmp_path, {'x': 1})
-    assert FEATURES_VERSION == 2 and cache.settings['features_version'] == 2
-    assert settings_key({**cache.settings, 'features_version': 1}) != cache.key
+    assert FEATURES_VERSION == 3 and cache.settings['features_version'] == 3
+    assert {settings_key({**cache.settings, 'features_version': v}) for v in (1, 2)}.isdisjoint({cache.key})
     digest = 'ef' * 32
     path = cache.path(digest)
     path.parent.mkdir(parents=True)
@@ -253,10 +275,10 @@ def test_entries_of_the_flat_layout_are_rebuilt_not_misread(tmp_path, caplog):
                   'scales': torch.zeros(2, 8), 'scale_levels': torch.zeros(2, dtype=torch.long),
                   'scale_boxes': torch.zeros(2, 4), 'objects': torch.zeros(0, 8),
                   'object_boxes': torch.zeros(0, 4), 'object_classes': torch.zeros(0, dtype=torch.long),
-                  'object_scores': torch.zeros(0), 'object_names': []}
-    torch.save({'version': 1, 'settings': cache.key, 'features': flat_entry}, path)
+                  'object_scores': torch.zeros(0)}
+    path.write_bytes(save(flat_entry, metadata={'version': '1', 'settings': cache.key, 'object_names': '[]'}))
     assert cache.get(digest) is None and 'another version' in cache.rejected[0][1]
-    torch.save({'version': FEATURES_VERSION, 'settings': cache.key, 'features': flat_entry}, path)
+    path.write_bytes(save(flat_entry, metadata={'version': str(FEATURES_VERSION), 'settings': cache.key}))
     assert cache.get(digest) is None
     assert cache.rejected[1][1] == "missing ['image', 'region', 'scale', 'object']"
 

@@ -285,6 +285,6 @@ def test_two_processes_building_one_dataset_get_identical_whole_caches(tmp_path)
     assert not list((tmp_path / 'cache').rglob('.*.tmp'))
     [settings] = (tmp_path / 'cache' / 'features').glob('*/settings.json')
     cache = FeatureCache(tmp_path / 'cache' / 'features', json.loads(settings.read_text()))
-    entries = list(cache.dir.rglob('*.pt'))
+    entries = list(cache.dir.rglob('*.safetensors'))
     assert len(entries) == 2  # one per distinct photo
     assert all(cache.get(entry.stem) is not None for entry in entries) and not cache.rejected
