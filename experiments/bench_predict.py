@@ -163,9 +163,9 @@ def with_images(args) -> None:
             args.batch_size, evidence) for name, evidence in variants}
         for name, tagger in taggers.items():
             predictions = tagger.predict(words, images=images)  # the cache warm for every tweet, untimed
-            # ITA reads the caption alone: a tweet whose real photo has none reaches it without evidence.
-            print(f'{name}: visual evidence reached the model for '
-                  f'{sum(p.image_used for p in predictions)} of {len(predictions)} tweets')
+            if tagger.reads_images:  # ITA reads no photo, only its caption words (aux nodes)
+                print(f'{name}: the photo reached the model for '
+                      f'{sum(p.image_used for p in predictions)} of {len(predictions)} tweets')
         encoder = next(iter(taggers.values())).model.encoder
         rates: dict[str, list[float]] = {'bare encoder forward': [],
                                          **{f'Tagger.predict {name}': [] for name in taggers}}
