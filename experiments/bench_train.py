@@ -40,9 +40,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torch_geometric.data import Batch
+
+if TYPE_CHECKING:  # imported after quiet_third_parties() at run time, by graphmner
+    from torch_geometric.data import Batch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
