@@ -54,6 +54,7 @@ from graphmner.cli import Parser, quiet_third_parties  # noqa: E402
 
 quiet_third_parties()  # before torch_geometric's import warns about torch.jit
 
+from experiments.bench_train import timed_rounds  # noqa: E402
 from graphmner import Tagger, models  # noqa: E402
 from graphmner.data import read_conll, split_path  # noqa: E402
 from graphmner.data.demo import DEMO_OPTIONS, demo_image_root, demo_split_path  # noqa: E402
@@ -167,15 +168,11 @@ def with_images(args) -> None:
                 print(f'{name}: the photo reached the model for '
                       f'{sum(p.image_used for p in predictions)} of {len(predictions)} tweets')
         encoder = next(iter(taggers.values())).model.encoder
-        rates: dict[str, list[float]] = {'bare encoder forward': [],
-                                         **{f'Tagger.predict {name}': [] for name in taggers}}
-        for r in range(args.rounds):
-            rates['bare encoder forward'].append(bare_round(encoder, words, args.batch_size))
-            for name, tagger in taggers.items():
-                rates[f'Tagger.predict {name}'].append(explain_round(tagger, words, images, False))
-            for name, values in rates.items():
-                print(f'round {r + 1}  {name:<22} {values[-1]:8.1f} tweets/s', flush=True)
-        median = {name: statistics.median(values) for name, values in rates.items()}
+        contenders = {'bare encoder forward': lambda: bare_round(encoder, words, args.batch_size)}
+        for name, tagger in taggers.items():
+            contenders[f'Tagger.predict {name}'] = (
+                lambda tagger=tagger: explain_round(tagger, words, images, False))
+        median = timed_rounds(contenders, args.rounds)
         print(f'\n{len(words)} corpus tweets with their photos x {args.rounds} rounds, '
               f'batch {args.batch_size}, {torch.get_num_threads()} threads')
         for name, value in median.items():
@@ -228,13 +225,9 @@ def main() -> None:
     torch.manual_seed(1)
     # The weights do not change the speed: an untrained bert-crf is a trained one's size.
     tagger = Tagger(models.build('bert-crf', encoder=args.encoder), batch_size=args.batch_size)
-    rates: dict[str, list[float]] = {'bare encoder forward': [], 'Tagger.predict': []}
-    for r in range(args.rounds):
-        rates['bare encoder forward'].append(bare_round(tagger.model.encoder, words, args.batch_size))
-        rates['Tagger.predict'].append(tagger_round(tagger, words))
-        for name, values in rates.items():
-            print(f'round {r + 1}  {name:<22} {values[-1]:8.1f} tweets/s', flush=True)
-    median = {name: statistics.median(values) for name, values in rates.items()}
+    encoder = tagger.model.encoder
+    median = timed_rounds({'bare encoder forward': lambda: bare_round(encoder, words, args.batch_size),
+                           'Tagger.predict': lambda: tagger_round(tagger, words)}, args.rounds)
     print(f'\n{len(words)} tweets x {args.rounds} rounds, batch {args.batch_size}, '
           f'{torch.get_num_threads()} threads')
     for name, value in median.items():
