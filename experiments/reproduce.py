@@ -43,6 +43,7 @@ import json
 import os
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ BASELINE = 'bert-crf'
 TYPES = ('PER', 'LOC', 'ORG', 'MISC')
 LEVEL = 0.05
 COLUMNS = ('method', 'dataset', 'encoder', 'epochs', 'seeds', 'test F1', 'P', 'R', *TYPES, 'dev F1',
-           'tweets/s', 'train s', 'vs bert-crf', 'paper F1')
+           'tweets/s', 'train s', 'vs bert-crf', 'vs default', 'paper F1')
 
 
 @dataclass
@@ -288,21 +289,41 @@ def gold_test(dataset: str, data_root: str | None) -> list[Any]:
     return read_conll(split_path(dataset, 'test', data_root))
 
 
-def significance(runs: list[Run], args: argparse.Namespace, kept: set[tuple[str, str, int]] = frozenset()
+def against_baseline(run: Run) -> str:
+    """The row a run's "vs bert-crf" bootstrap compares it with."""
+    return BASELINE
+
+
+def against_default(run: Run) -> str | None:
+    """The row an ablation's "vs default" bootstrap compares it with: its model's row, the same
+    settings but the ablation's (before / after a switch); None for a model's own row."""
+    return run.model if run.sets else None
+
+
+def significance(runs: list[Run], args: argparse.Namespace, kept: set[tuple[str, str, int]] = frozenset(),
+                 reference: Callable[[Run], str | None] = against_baseline
                  ) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Per (method, dataset): one paired bootstrap against bert-crf per seed where both have test labels
-    (:func:`predictions`), among the runs finished here and the ``kept`` (method, dataset, seed)."""
+    """Per (method, dataset): one paired bootstrap per seed against the row ``reference`` names (at the
+    same dataset and seed) where both have test labels (:func:`predictions`), among the runs finished here
+    and the ``kept`` (method, dataset, seed)."""
     from graphmner.significance import paired_bootstrap
 
-    counted = [r for r in runs if r.done or (r.method, r.dataset, r.seed) in kept]
-    baseline = {(r.dataset, r.seed): r for r in counted if r.method == BASELINE}
+    counted = {(r.method, r.dataset, r.seed): r for r in runs
+               if r.done or (r.method, r.dataset, r.seed) in kept}
+    labels: dict[tuple[str, str, int], list[list[str]] | None] = {}
+
+    def labels_of(key: tuple[str, str, int]) -> list[list[str]] | None:  # each run's file read once
+        if key not in labels:
+            labels[key] = predictions(counted[key], args)
+        return labels[key]
+
     tests: dict[tuple[str, str], list[dict[str, Any]]] = {}
     gold_of: dict[str, list[list[str]]] = {}
-    baseline_labels = {key: predictions(r, args) for key, r in baseline.items()}  # read once, not per method
-    for run in counted:
-        if run.method == BASELINE or (run.dataset, run.seed) not in baseline:
+    for key, run in counted.items():
+        other = (reference(run), run.dataset, run.seed)
+        if other[0] in (None, run.method) or other not in counted:
             continue
-        pred, pred_reference = predictions(run, args), baseline_labels[(run.dataset, run.seed)]
+        pred, pred_reference = labels_of(key), labels_of(other)
         if pred is None or pred_reference is None:
             continue
         if run.dataset not in gold_of:
@@ -327,10 +348,11 @@ def seed_record(run: Run) -> dict[str, Any]:
 
 
 def earlier_records(args: argparse.Namespace) -> dict[tuple[str, str, int], dict[str, Any]]:
-    """Per (method, dataset, seed): the seed as results/<name>.json recorded it, with its bootstrap
-    against bert-crf (``'test'``), for the runs whose folders are not here: run folders live on the
-    machine that trained them, so a grid grown on another machine keeps the rows it cannot retrain
-    rather than dropping them. Empty when the table was written for another encoder or epochs."""
+    """Per (method, dataset, seed): the seed as results/<name>.json recorded it, with its bootstraps
+    against bert-crf (``'test'``) and, for an ablation, against its model's row (``'default_test'``), for
+    the runs whose folders are not here: run folders live on the machine that trained them, so a grid
+    grown on another machine keeps the rows it cannot retrain rather than dropping them. Empty when the
+    table was written for another encoder or epochs."""
     path = args.results_dir / f'{args.name}.json'
     if not path.exists():
         return {}
@@ -340,13 +362,14 @@ def earlier_records(args: argparse.Namespace) -> dict[tuple[str, str, int], dict
     records = {}
     for row in earlier['rows']:
         tests = {t['seed']: t for t in row['vs_bert_crf']}
+        default_tests = {t['seed']: t for t in row.get('vs_default', [])}  # tables before it had none
         for i, seed in enumerate(row['seeds']):
             records[(row['method'], row['dataset'], seed)] = {
                 'seed': seed, 'run': row['runs'][i], 'model': row['model'], 'sets': row['sets'],
                 **row['settings'], **{key: row[key]['values'][i] for key in (
                     'precision', 'recall', 'f1', 'dev_f1', 'tweets_per_second', 'train_seconds')},
                 'per_type_f1': {t: s['values'][i] for t, s in row['per_type_f1'].items()},
-                'test': tests.get(seed)}
+                'test': tests.get(seed), 'default_test': default_tests.get(seed)}
     return records
 
 
@@ -365,6 +388,7 @@ def kept_runs(runs: list[Run], args: argparse.Namespace) -> dict[tuple[str, str,
 def summarise(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
     kept = kept_runs(runs, args)
     tests = significance(runs, args, set(kept))
+    default_tests = significance(runs, args, set(kept), against_default)
     papers = read_papers()
     rows = []
     keys = dict.fromkeys((r.method, r.model, r.dataset) for r in runs)
@@ -387,17 +411,20 @@ def summarise(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]
             row[key] = spread([record[key] for record in records])
         row['settings'] = {'encoder': records[0]['encoder'], 'epochs': records[0]['epochs']}
         # a seed's bootstrap from the test labels at hand, else as the earlier table recorded it
-        computed = {t['seed']: t for t in tests.get((method, dataset), [])}
-        recorded = {r['seed']: r['test'] for r in earlier if r.get('test') is not None}
-        row['vs_bert_crf'] = [{**recorded, **computed}[seed] for seed in row['seeds']
-                              if seed in computed or seed in recorded]
+        for field_name, found, recorded_as in (('vs_bert_crf', tests, 'test'),
+                                               ('vs_default', default_tests, 'default_test')):
+            computed = {t['seed']: t for t in found.get((method, dataset), [])}
+            recorded = {r['seed']: r[recorded_as] for r in earlier if r.get(recorded_as) is not None}
+            row[field_name] = [{**recorded, **computed}[seed] for seed in row['seeds']
+                               if seed in computed or seed in recorded]
         row['papers'] = [p for p in papers if p['method'] == method and p['dataset'] == dataset]
         rows.append(row)
     return rows
 
 
 def mark(tests: list[dict[str, Any]]) -> str:
-    """'+2/3': significantly better than bert-crf at 2 of 3 seeds; '-1/3': worse at 1."""
+    """'+2/3': significantly better than the row compared with (bert-crf, or an ablation's model) at 2
+    of 3 seeds; '-1/3': worse at 1."""
     if not tests:
         return ''
     better = sum(t['p_value'] < LEVEL and t['difference'] > 0 for t in tests)
@@ -415,7 +442,8 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
              'conlleval span F1). '
              f'"vs bert-crf": seeds at which a paired bootstrap ({args.resamples} resamples over test '
              'tweets) '
-             f'finds the difference to bert-crf at p < {LEVEL} (+ better, - worse). '
+             f'finds the difference to bert-crf at p < {LEVEL} (+ better, - worse); "vs default": the same '
+             "for an ablation against its model's row (the model's settings without the ablation's). "
              '"paper F1": experiments/papers.yaml (other encoders and epochs: see its sources below).', '',
              '| ' + ' | '.join(COLUMNS) + ' |', '|' + '---|' * len(COLUMNS)]
     sources = []
@@ -430,7 +458,7 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             str(row['settings']['epochs']), ' '.join(map(str, row['seeds'])), spread_cell(row['f1']),
             spread_cell(row['precision']), spread_cell(row['recall']), *per_type,
             spread_cell(row['dev_f1']), spread_cell(row['tweets_per_second'], 1),
-            spread_cell(row['train_seconds'], 0), mark(row['vs_bert_crf']),
+            spread_cell(row['train_seconds'], 0), mark(row['vs_bert_crf']), mark(row['vs_default']),
             ', '.join(paper)]) + ' |')
     if sources:
         lines += ['', 'Paper numbers:', '']
@@ -440,6 +468,13 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     if ablations:
         lines += ['', 'Ablations:', '']
         lines += [f"- {row['method']}: {row['model']} with {' '.join(row['sets'])}" for row in ablations]
+    compared = [row for row in ablations if row['vs_default']]
+    if compared:
+        lines += ['', "Before / after: each ablation's test F1 minus its model's at the same seed (paired "
+                  'bootstrap p):', '']
+        lines += [f"- {row['method']} against {row['model']}, {row['dataset']}: " + ', '.join(
+            f"seed {t['seed']} {100 * t['difference']:+.2f} (p {t['p_value']:.3f})"
+            for t in row['vs_default']) for row in compared]
     kept = [row for row in rows if row['kept_from_earlier_table']]
     if kept:
         lines += ['', f'Kept from the table results/{args.name}.json held before (their run folders are '

@@ -205,6 +205,39 @@ def test_table_from_hand_made_run_folders(reproduce, shared_data, tmp_path, monk
     assert (tmp_path / 'results' / 'hand.png').stat().st_size > 1000
 
 
+def test_an_ablation_is_tested_against_its_models_row(reproduce, shared_data, tmp_path):
+    """Before / after: an ablation's "vs default" bootstraps compare it with its model's row at each seed
+    (not with bert-crf), the model's own rows get none, and a table grown elsewhere keeps them."""
+    runs = tmp_path / 'runs' / 'switch'
+    gold, worse = _hand_made_runs(runs, shared_data, 'enc')
+    for seed in (1, 2):  # umgf with a switch that tags every other tweet all O: bert-crf's labels
+        folder = runs / f'umgf-switch-twitter2017-seed{seed}'
+        folder.mkdir()
+        (folder / 'metrics.json').write_text(json.dumps(_metrics(seed, 0.7, encoder='enc', epochs=3)))
+        write_conll(worse, folder / 'test_predictions.txt')
+    common = ['--name', 'switch', '--datasets', 'twitter2017', '--data-root', str(shared_data), '--encoder',
+              'enc', '--epochs', '3', '--table-only', '--resamples', '200', '--seeds', '1', '2',
+              '--runs-dir', str(tmp_path / 'runs'), '--results-dir', str(tmp_path / 'results')]
+    ablation = ['--ablation', 'umgf-switch', 'umgf', 'model.gate=false']
+    rows = {row['method']: row
+            for row in reproduce.main(common + ['--models', 'bert-crf', 'umgf', *ablation])}
+    plain = span_scores([t.labels for t in gold], [t.labels for t in worse])['f1'] - span_scores(
+        [t.labels for t in gold], [t.labels for t in gold])['f1']
+    switch = rows['umgf-switch']['vs_default']
+    assert plain < 0 and [t['seed'] for t in switch] == [1, 2]
+    assert switch[0]['difference'] == pytest.approx(plain)
+    assert rows['umgf-switch']['vs_bert_crf'][0]['difference'] == pytest.approx(0)  # the same labels
+    assert rows['umgf']['vs_default'] == [] and rows['bert-crf']['vs_default'] == []
+    table = (tmp_path / 'results' / 'switch.md').read_text()
+    line = next(line for line in table.splitlines() if line.startswith('| umgf-switch'))
+    assert line.split(' | ')[-3:-1] == ['0/2', '-2/2']  # vs bert-crf, vs default
+    assert f'- umgf-switch against umgf, twitter2017: seed 1 {100 * plain:+.2f} (p 0.005)' in table  # 1/201
+    # the folders gone: the table keeps the ablation's bootstraps against its model
+    shutil.rmtree(runs)
+    kept = {row['method']: row for row in reproduce.main(common + ['--models', *ablation])}
+    assert kept['umgf-switch']['vs_default'] == switch
+
+
 def _domain(folder, test, keep=lambda tweet: True):
     """A folder dataset: the demo's train and valid splits (filtered by ``keep``) and ``test``. The tiny
     encoder only finds entities in tweets it was trained on, so the tests are training tweets."""

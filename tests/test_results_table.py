@@ -84,6 +84,30 @@ def test_block_renders_every_results_file(results_table, results):
     assert table_rows(results_table.render(results), 'umgf')[0][3:6] == ['1 2 / –', '81.00 ± 1.41 (+2/2)', '']
 
 
+def test_ablations_get_a_before_after_table(results_table, results, tmp_path):
+    """An ablation of umgf that tags like bert-crf (no entity): its row beside umgf's, the per-seed
+    differences and the mark; no such table without an ablation."""
+    assert 'Before / after' not in results_table.render(results)
+    dataset = tmp_path / 'dom-a'
+    gold = read_conll(dataset / 'test.txt')
+    for seed in (1, 2):
+        run = tmp_path / 'runs' / 'ga' / f'umgf-plain-{dataset.name}-seed{seed}'
+        run.mkdir()
+        (run / 'metrics.json').write_text(json.dumps(_metrics(seed, 0.7)))
+        write_conll([Tweet(t.image_id, t.words, ['O'] * len(t.words)) for t in gold],
+                    run / 'test_predictions.txt')
+    results_table.reproduce.main(['--name', 'ga', '--models', '--ablation', 'umgf-plain', 'umgf',
+                                  'model.gate=false', '--datasets', str(dataset), '--seeds', '1', '2',
+                                  '--runs-dir', str(tmp_path / 'runs'), '--results-dir', str(results),
+                                  '--resamples', '200'])
+    block = results_table.render(results)
+    assert 'Before / after' in block
+    assert table_rows(block, 'change')[0][:3] == ['change', 'against', 'dataset']
+    assert table_rows(block, 'umgf-plain')[-1] == [
+        'umgf-plain', 'umgf', 'dom-a', 'MiniLM', '3', '1 2', '81.00 ± 1.41', '70.00 ± 0.00',
+        '-100.00 (0.005), -100.00 (0.005)', '-2/2']
+
+
 def test_readme_block_is_rewritten_and_checked(results_table, results, tmp_path, capsys):
     readme = tmp_path / 'README.md'
     stale = f'# title\n\nbefore\n{results_table.BEGIN}\n| old | table |\n{results_table.END}\nafter\n'
