@@ -41,6 +41,7 @@ from ..metrics import span_scores
 from ..nn.crf import CRF
 from ..nn.encoder import TextEncoder
 from ..nn.standardize import FeatureStandardizer
+from ..nn.subword import CONTINUATION, SubwordNodes, first_pieces
 from ..nn.tagging import TagScheme
 from ..version import __version__
 from .evidence import Evidence
@@ -93,6 +94,10 @@ class MNEROutput:
     counts: dict[str, int] = field(default_factory=dict)     # events for the log, summed per epoch
 
 
+#: Values of ``EncoderConfig.tagging_unit``.
+TAGGING_UNITS = ('word', 'subword')
+
+
 @dataclass
 class EncoderConfig:
     """Fields every model config starts with."""
@@ -111,8 +116,18 @@ class EncoderConfig:
     # needs an unconstrained 'bio' CRF; BIOES (flair, ITA's code) always repairs.
     repair_targets: bool = True
     tag_scheme: str = 'bio'             # the CRF's tags: 'bio', or 'bioes' (E- ends, S- single)
+    # What is fused and tagged: 'word' (first-subword states; ITA's official code), or 'subword'
+    # (every piece a node and a CRF position, X on continuation pieces: the official codes of UMT,
+    # MAF, UMGF and HVPNeT; graphmner.nn.subword). Scores are word-level either way.
+    tagging_unit: str = 'word'
 
     def __post_init__(self):
+        if self.tagging_unit not in TAGGING_UNITS:
+            raise ValueError(f'tagging_unit must be one of {TAGGING_UNITS}, got {self.tagging_unit!r}')
+        if self.tagging_unit == 'subword' and (self.constrained_decoding or self.tag_scheme != 'bio'):
+            raise ValueError(f"tagging_unit 'subword' tags continuation pieces X, as the official codes do, "
+                             f'with an unconstrained BIO CRF: it needs constrained_decoding=False and '
+                             f"tag_scheme 'bio' (got {self.constrained_decoding} and {self.tag_scheme!r})")
         if not self.repair_targets and (self.constrained_decoding or self.tag_scheme != 'bio'):
             raise ValueError(f"repair_targets=False trains on the file's stray I- labels, which need "
                              f"constrained_decoding=False and tag_scheme 'bio' (got "
@@ -212,9 +227,12 @@ class MNERModel(nn.Module):
             self.relations = (*type(self).relations, *type(self).aux_relations)
         self.labels = tuple(labels)
         self._label_id = {label: i for i, label in enumerate(self.labels)}
-        self.tagging = TagScheme(self.labels, config.tag_scheme)
+        self.subword_unit = config.tagging_unit == 'subword'
+        # the subword unit's CRF also tags X (continuation pieces), after the labels
+        self.tagging = TagScheme((*self.labels, CONTINUATION) if self.subword_unit else self.labels,
+                                 config.tag_scheme)
         self.encoder = TextEncoder(config.encoder, max_length=config.max_length, pooler=pooler,
-                                   window_overlap=config.window_overlap)
+                                   window_overlap=config.window_overlap, subword_states=self.subword_unit)
         self.crf = CRF(self.tagging.num_tags,
                        constraints=self.tagging.constraints() if config.constrained_decoding else None)
         self._view: str | None = None
@@ -277,8 +295,9 @@ class MNERModel(nn.Module):
         sources = self.aux_sources(self.config)
         node_types = (*self.node_types, schema.AUX) if sources else self.node_types
         select = [SelectAux(sources)] if sources else []
+        pieces = [SubwordNodes(self.encoder.pieces_per_word, len(self.labels))] if self.subword_unit else []
         return Compose([KeepRelations(self.relations, node_types), *select, *self.graph_transforms(),
-                        BuildRelations(self.relations)])
+                        *pieces, BuildRelations(self.relations)])
 
     @staticmethod
     def words_of(batch: Batch) -> list[list[str]]:
@@ -351,8 +370,13 @@ class MNERModel(nn.Module):
         if y is None:
             return None
         if not self.config.repair_targets:
-            y = torch.tensor([self._label_id[label] for labels in batch.labels for label in labels],
-                             dtype=torch.long, device=y.device)
+            file_labels = torch.tensor([self._label_id[label] for labels in batch.labels for label in labels],
+                                       dtype=torch.long, device=y.device)
+            if self.subword_unit:  # a first piece takes its word's label, the others stay X
+                first = store.first
+                y = torch.where(first, file_labels[(torch.cumsum(first.long(), 0) - 1).clamp(min=0)], y)
+            else:
+                y = file_labels
         bio, mask = to_dense_batch(y, store.batch, fill_value=0, batch_size=batch.num_graphs)  # [B, T]
         return self.tagging.to_tags(bio, mask)
 
@@ -402,12 +426,19 @@ class MNERModel(nn.Module):
         paths = self.crf.decode(out.emissions, out.mask)  # [B, T], -1 at padding
         lengths = out.mask.sum(1).tolist()
         labels = self.tagging.to_labels(paths, lengths)
+        if self.subword_unit:  # scores are word-level: each word's first piece, an X there read as O
+            store = batch[schema.WORD]
+            labels = [['O' if label == CONTINUATION else label for label in tweet]
+                      for tweet in first_pieces(labels, store.first, store.batch)]
         if not marginals:
             return labels
         with _one_thread():
             posterior = self.crf.marginals(out.emissions, out.mask)  # [B, T, C]
         chosen = posterior.gather(-1, paths.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [B, T]
-        return labels, [chosen[b, :n].double().tolist() for b, n in enumerate(lengths)]
+        chosen = [chosen[b, :n].double().tolist() for b, n in enumerate(lengths)]
+        if self.subword_unit:
+            chosen = first_pieces(chosen, batch[schema.WORD].first, batch[schema.WORD].batch)
+        return labels, chosen
 
     @torch.no_grad()
     def explain(self, batch: Batch) -> list[Evidence]:
@@ -427,6 +458,10 @@ class MNERModel(nn.Module):
         if self.training:
             raise ValueError(f'{type(self).__name__}.explain reads the evaluation forward: call model.eval() '
                              'first')
+        if self.subword_unit:
+            raise ValueError(f'{type(self).__name__}.explain says what each word read; this model fuses '
+                             "subword pieces (tagging_unit 'subword'): explain a model with tagging_unit "
+                             "'word'")
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[Batch], scheme: str = 'conlleval') -> dict[str, Any]:

@@ -63,7 +63,8 @@ class AuxReader(nn.Module):
         rows = [b for b, a in enumerate(aux_words) if a]
         if not rows:
             return states, mask
-        read = encoder([list(aux_words[b]) for b in rows])            # aux as words: [B', A, H]
+        # aux as words (one state each, whatever unit the tweet is tagged in): [B', A, H]
+        read = encoder([list(aux_words[b]) for b in rows], subword_states=False)
         index = torch.tensor(rows, device=device)
         states = states.index_copy(0, index, self.projection(read.words) * read.word_mask.unsqueeze(-1))
         mask = mask.index_copy(0, index, read.word_mask)

@@ -1,12 +1,14 @@
 r"""The fine-tuned text encoder shared by every method: words in, one vector per
 word out.
 
-Tagging is done on words, not subwords (first-subword pooling), so the CRF
-never sees ``[CLS]``, ``[SEP]`` or ``##`` pieces. Of the official codes only
-ITA's (flair, ``pooling_operation='first'``) does the same; UMT, MAF, UMGF
-and HVPNeT (GMF's closest code) fuse and tag every subword, with ``X`` labels
-on continuation pieces and labels of their own on ``[CLS]`` / ``[SEP]``, and
-score only each word's first subword.
+By default tagging is done on words, not subwords (first-subword pooling),
+so the CRF never sees ``[CLS]``, ``[SEP]`` or ``##`` pieces. Of the official
+codes only ITA's (flair, ``pooling_operation='first'``) does the same; UMT,
+MAF, UMGF and HVPNeT (GMF's closest code) fuse and tag every subword, with
+``X`` labels on continuation pieces and labels of their own on ``[CLS]`` /
+``[SEP]``, and score only each word's first subword. ``subword_states=True``
+gives that unit: one state per subword piece of every word, in order (the
+models' ``tagging_unit='subword'``, see :mod:`graphmner.nn.subword`).
 
 An optional second segment (ITA's caption / OCR / tag words) is read in
 the same sequence after a separator and pooled the same way; when the input is
@@ -46,7 +48,7 @@ class EncodedBatch:
     row_tweet: Tensor        # [R] long: the tweet each row (window) belongs to, ascending
     word_row: Tensor         # [B, T] long: the row each word's state is read from, 0 for padding
     word_index: Tensor       # [B, T] long: position of each word's first subword in that row
-    word_mask: Tensor        # [B, T] bool: real words (prefix mask)
+    word_mask: Tensor        # [B, T] bool: real words (prefix mask); T pieces with subword_states
     aux_row: Tensor          # [B, A] long: same for the second segment (A may be 0)
     aux_index: Tensor        # [B, A] long
     aux_mask: Tensor         # [B, A] bool
@@ -208,16 +210,21 @@ class TextEncoder(nn.Module):
             long tweet share at most (whole words only), from 0 to
             ``(max_length - 2) // 2``; :obj:`None` takes a quarter of a
             window. (default: :obj:`None`)
+        subword_states (bool, optional): return a state for every subword
+            piece of each word (its pieces in order, all read from the window
+            that holds the word), not only for its first piece; a word's piece
+            count is :meth:`pieces_per_word`'s. (default: :obj:`False`)
 
     Shapes:
         - **input:** ``words``: B lists of strings; ``aux_words``: B lists
           (possibly empty) or :obj:`None`
-        - **output:** :class:`EncoderOutput` with ``words`` :math:`(B, T, H)`,
-          ``aux`` :math:`(B, A, H)`, ``pooled`` :math:`(B, H)`
+        - **output:** :class:`EncoderOutput` with ``words`` :math:`(B, T, H)`
+          (T words, or T pieces with ``subword_states``), ``aux`` :math:`(B, A, H)`,
+          ``pooled`` :math:`(B, H)`
     """
 
     def __init__(self, name_or_path: str, max_length: int = 128, pooling: str = 'mean',
-                 pooler: bool = False, window_overlap: int | None = None):
+                 pooler: bool = False, window_overlap: int | None = None, subword_states: bool = False):
         super().__init__()
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -251,6 +258,7 @@ class TextEncoder(nn.Module):
         self.max_length = max_length
         self.window_overlap = window_overlap
         self.pooling = pooling
+        self.subword_states = subword_states
         if pooler and getattr(self.model, 'pooler', None) is None:
             raise ValueError(f"The encoder '{name_or_path}' has no [CLS] pooler (pooler=True needs a "
                              'BERT-style model)')
@@ -317,6 +325,12 @@ class TextEncoder(nn.Module):
                 self._pieces[word] = pieces or [self._unk_id]
         return [self._pieces[w] for w in words]
 
+    def pieces_per_word(self, words: Sequence[str]) -> list[int]:
+        """How many subword pieces of each word the encoder reads (a word longer
+        than a window keeps its first ``max_length - 2``): the states each word
+        gets with ``subword_states``."""
+        return [min(len(p), self.max_length - 2) for p in self._word_pieces(words)]
+
     def windows(self, lengths: Sequence[int]) -> list[tuple[int, int]]:
         """Word ranges ``(start, end)`` of the windows of a tweet whose words have
         ``lengths`` subwords (each at most ``max_length - 2``): one range when
@@ -374,9 +388,12 @@ class TextEncoder(nn.Module):
         return ids, first_segment, starts, aux_starts
 
     def tokenize(self, words: Sequence[Sequence[str]],
-                 aux_words: Sequence[Sequence[str]] | None = None) -> EncodedBatch:
+                 aux_words: Sequence[Sequence[str]] | None = None,
+                 subword_states: bool | None = None) -> EncodedBatch:
         """``[CLS] words [SEP] (aux [SEP])`` per window (see the class); the aux
-        segment is cut first."""
+        segment is cut first. ``subword_states`` (default: the encoder's) places
+        every piece of each word, not only its first."""
+        every_piece = self.subword_states if subword_states is None else subword_states
         if isinstance(words, (str, bytes)) or any(isinstance(w, str) for w in words):
             raise TypeError("'words' must be a list of word lists, one per tweet "
                             f"(got {type(words).__name__} of {type(words[0]).__name__})")
@@ -401,13 +418,15 @@ class TextEncoder(nn.Module):
                 rows.append(ids)
                 row_tweet.append(b)
                 first_segment.append(first)
-            word_place.append([(first_row + w, built[w][2][i - spans[w][0]])
-                               for i, w in enumerate(self._best_window(spans, offsets))])
+            # each word's first piece (with subword_states, each of its pieces) in its best window
+            word_place.append([(first_row + w, built[w][2][i - spans[w][0]] + k)
+                               for i, w in enumerate(self._best_window(spans, offsets))
+                               for k in range(lengths[i] if every_piece else 1)])
             most = max(range(len(built)), key=lambda w: len(built[w][3]))
             aux_place.append([(first_row + most, pos) for pos in built[most][3]])
             truncated_aux += len(aux_pieces) - len(built[most][3])
         R, B, L = len(rows), len(words), max(len(r) for r in rows)
-        T = max((len(t) for t in words), default=0)
+        T = max((len(t) for t in word_place), default=0)
         A = max((len(a) for a in aux_place), default=0)
         input_ids = torch.full((R, L), self._pad_id, dtype=torch.long)
         attention_mask = torch.zeros(R, L, dtype=torch.long)
@@ -437,7 +456,8 @@ class TextEncoder(nn.Module):
                 aux_words: Sequence[Sequence[str]] | None = None,
                 layer_prefix: Sequence[tuple[Tensor, Tensor]] | None = None,
                 prefix_mask: Tensor | None = None,
-                encoded: EncodedBatch | None = None) -> EncoderOutput:
+                encoded: EncodedBatch | None = None,
+                subword_states: bool | None = None) -> EncoderOutput:
         """Word (and aux word) states of a batch of tweets.
 
         Args:
@@ -447,8 +467,10 @@ class TextEncoder(nn.Module):
             prefix_mask: ``[B, P]`` bool, which prefix slots each tweet reads
                 (default: all of them).
             encoded: the output of :meth:`tokenize` for these words, to skip it.
+            subword_states: a state for every piece (:obj:`None`: the encoder's
+                ``subword_states``; an aux reader reads words: :obj:`False`).
         """
-        enc = encoded if encoded is not None else self.tokenize(words, aux_words)
+        enc = encoded if encoded is not None else self.tokenize(words, aux_words, subword_states)
         device = next(self.model.parameters()).device
         input_ids = enc.input_ids.to(device)
         attention_mask = enc.attention_mask.to(device)

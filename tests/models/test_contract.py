@@ -24,12 +24,17 @@ def graphs():
     return out
 
 
-@pytest.fixture(params=[(name, scheme) for name in models.available() for scheme in ('bio', 'bioes')],
-                ids='-'.join)
+#: The tagging forms every model must honour the contract in: BIO and BIOES on words, and BIO on
+#: subword pieces (the official codes' unit: X on continuations, unconstrained).
+FORMS = {'bio': {'tag_scheme': 'bio'}, 'bioes': {'tag_scheme': 'bioes'},
+         'subword': {'tagging_unit': 'subword', 'constrained_decoding': False, 'tag_scheme': 'bio'}}
+
+
+@pytest.fixture(params=[(name, form) for name in models.available() for form in FORMS], ids='-'.join)
 def model(request, tiny_encoder):
-    name, tag_scheme = request.param
+    name, form = request.param
     torch.manual_seed(0)
-    return models.build(name, encoder=tiny_encoder, tag_scheme=tag_scheme)
+    return models.build(name, encoder=tiny_encoder, **FORMS[form])
 
 
 def test_loss_is_finite_and_trains_every_head_parameter(model, graphs):
@@ -52,6 +57,8 @@ FORCED_PATHS = {
             ['B-PER', 'I-PER', 'O', 'B-LOC', 'B-ORG', 'I-ORG']),
     'bioes': (['B-PER', 'E-PER', 'O', 'S-LOC', 'B-ORG', 'I-ORG', 'E-ORG'],
               ['B-PER', 'I-PER', 'O', 'B-LOC', 'B-ORG', 'I-ORG', 'I-ORG']),
+    # over pieces, then each word's first piece (an X there is O)
+    'subword': (['B-PER', 'X', 'I-PER', 'O', 'X'], ['B-PER', 'O', 'I-PER', 'O', 'O']),
 }
 
 
@@ -61,7 +68,8 @@ def test_decode_gives_one_label_per_word(model, graphs, monkeypatch):
     assert [len(p) for p in pred] == [len(g.words) for g in graphs]
     assert all(label in model.labels for p in pred for label in p)
     # whatever tags the CRF decodes (S- and E- included), decode speaks BIO
-    tags, labels = FORCED_PATHS[model.config.tag_scheme]
+    form = 'subword' if model.config.tagging_unit == 'subword' else model.config.tag_scheme
+    tags, labels = FORCED_PATHS[form]
 
     def forced(emissions, mask):
         path = torch.full(mask.shape, -1, dtype=torch.long)
@@ -69,8 +77,15 @@ def test_decode_gives_one_label_per_word(model, graphs, monkeypatch):
             path[b, :n] = torch.tensor([model.tags.index(tags[t % len(tags)]) for t in range(n)])
         return path
     monkeypatch.setattr(model.crf, 'decode', forced)
-    pred = model.decode(batch_for(model, graphs))
-    assert pred == [[labels[t % len(labels)] for t in range(len(g.words))] for g in graphs]
+    batch = batch_for(model, graphs)
+    pred = model.decode(batch)
+    if form != 'subword':
+        assert pred == [[labels[t % len(labels)] for t in range(len(g.words))] for g in graphs]
+        return
+    store = batch['word']
+    firsts = [store.first[store.batch == b].nonzero().view(-1).tolist() for b in range(len(graphs))]
+    assert any(len(f) < int((store.batch == b).sum()) for b, f in enumerate(firsts))  # some word has pieces
+    assert pred == [[labels[t % len(labels)] for t in f] for f in firsts]
 
 
 def test_evaluate_returns_span_scores(model, graphs):
