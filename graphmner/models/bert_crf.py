@@ -2,6 +2,15 @@
 
 Word states from the fine-tuned encoder (first subword) -> dropout -> linear ->
 CRF. It reads only the ``word`` nodes of the tweet graph.
+
+Tagging unit and CRF (issue 25). By default words are tagged (first-subword
+states) by an IOB2-constrained CRF on IOB2-repaired targets.
+UMT's BERT-CRF baseline tags every subword piece and constrains nothing:
+``--set model.tagging_unit=subword --set model.constrained_decoding=false
+--set model.repair_targets=false`` (:mod:`graphmner.nn.subword`; scores stay
+word-level). On bert-crf (Twitter-2017, MiniLM, 3 epochs, seeds 1-3) the
+unconstrained, unrepaired CRF loses 1.09 F1, hence the default; README's
+before / after table has both switches measured.
 """
 from __future__ import annotations
 

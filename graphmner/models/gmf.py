@@ -138,6 +138,15 @@ cells and the objects, the same in every layer (as the objects, Eq. 10). A
 tweet without an image but with aux words reads those alone; in a batch
 without any pyramid the prefix is the aux tokens, ungated. A tweet without aux
 words gets exactly the paper's emissions. Needs ``vcg=True``.
+
+Tagging unit and CRF (issue 25). By default words are fused and tagged
+(first-subword states) by an IOB2-constrained CRF on IOB2-repaired targets.
+HVPNeT (GMF's closest public code) fuses and tags every subword piece and constrains nothing:
+``--set model.tagging_unit=subword --set model.constrained_decoding=false
+--set model.repair_targets=false`` (:mod:`graphmner.nn.subword`; scores stay
+word-level). On bert-crf (Twitter-2017, MiniLM, 3 epochs, seeds 1-3) the
+unconstrained, unrepaired CRF loses 1.09 F1, hence the default; README's
+before / after table has both switches measured.
 """
 from __future__ import annotations
 

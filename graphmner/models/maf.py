@@ -71,6 +71,15 @@ regions and over ``('aux','describes','word')``. A tweet with aux words but no
 image gets :math:`C` from them and the fusion gate (it still takes no part in
 CA or CM, which pair the text with the photo); a tweet without aux words gets
 exactly the paper's emissions.
+
+Tagging unit and CRF (issue 25). By default words are fused and tagged
+(first-subword states) by an IOB2-constrained CRF on IOB2-repaired targets.
+MAF's official code fuses and tags every subword piece and constrains nothing:
+``--set model.tagging_unit=subword --set model.constrained_decoding=false
+--set model.repair_targets=false`` (:mod:`graphmner.nn.subword`; scores stay
+word-level). On bert-crf (Twitter-2017, MiniLM, 3 epochs, seeds 1-3) the
+unconstrained, unrepaired CRF loses 1.09 F1, hence the default; README's
+before / after table has both switches measured.
 """
 from __future__ import annotations
 

@@ -65,6 +65,15 @@ over ``('aux','intra','aux')``, the gate of Eqs. 3-6 over
 and Eqs. 7-8, by the same modules as the objects (:data:`MODALITIES`). A word
 sums the gated messages of both modalities in Eq. 3, so a tweet without aux
 words gets exactly the paper's emissions.
+
+Tagging unit and CRF (issue 25). By default words are fused and tagged
+(first-subword states) by an IOB2-constrained CRF on IOB2-repaired targets.
+UMGF's official code fuses and tags every subword piece and constrains nothing:
+``--set model.tagging_unit=subword --set model.constrained_decoding=false
+--set model.repair_targets=false`` (:mod:`graphmner.nn.subword`; scores stay
+word-level). On bert-crf (Twitter-2017, MiniLM, 3 epochs, seeds 1-3) the
+unconstrained, unrepaired CRF loses 1.09 F1, hence the default; README's
+before / after table has both switches measured.
 """
 from __future__ import annotations
 
