@@ -88,3 +88,23 @@ def test_subword_targets_label_first_pieces_and_x_the_rest(tiny_encoder):
     assert raw.target_tags(batch_for(raw, [graph]))[0].tolist() == expect('I-PER')
     assert repaired.target_tags(batch_for(repaired, [graph]))[0].tolist() == expect('B-PER')
     assert isinstance(batch_for(raw, [graph]), Batch)
+
+
+def test_a_tweet_read_in_windows_gives_each_piece_from_its_words_window(tiny_encoder, long_tweet):
+    """Over max_length the pieces come from the window each word is read from: every piece gets a
+    state and the first pieces' are the word-mode states."""
+    encoder = TextEncoder(tiny_encoder, max_length=8, subword_states=True).eval()
+    words = [long_tweet.words + ['unbelievably']]
+    counts = encoder.pieces_per_word(words[0])
+    with torch.no_grad():
+        enc = encoder.tokenize(words)
+        pieces, plain = encoder(words, encoded=enc), encoder(words, subword_states=False)
+    assert enc.input_ids.shape[0] > 1  # several windows
+    assert int(pieces.word_mask.sum()) == sum(counts) > len(words[0])
+    firsts = torch.tensor([sum(counts[:i]) for i in range(len(counts))])
+    torch.testing.assert_close(pieces.words[0, firsts], plain.words[0, :len(counts)])
+    # a word's pieces sit side by side in one row
+    rows, index = enc.word_row[0], enc.word_index[0]
+    for start, n in zip(firsts.tolist(), counts):
+        assert rows[start:start + n].unique().numel() == 1
+        assert index[start:start + n].tolist() == list(range(int(index[start]), int(index[start]) + n))
