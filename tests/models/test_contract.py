@@ -1,4 +1,5 @@
 """The model contract, checked once for every registered model (flair style)."""
+import copy
 import dataclasses
 
 import pytest
@@ -185,6 +186,19 @@ def test_no_method_mutates_its_inputs(model, graphs):
     model.eval()
     model.decode(batch, marginals=True)
     assert same(before_batch, stores(batch))
+
+
+def test_the_graph_transform_leaves_the_graph_it_copies_as_it_was(model, graphs):
+    """A model's graph transform replaces values and never writes into a tensor or a list, so it may
+    run on a shallow copy (``copy.copy``, as the Tagger does) without changing the graph copied."""
+    stores = lambda g: {'graph': dict(g._global_store), **{t: dict(g[t]) for t in g.node_types},
+                        **{e: dict(g[e]) for e in g.edge_types}}
+    transform = model.graph_transform()
+    for graph in graphs:
+        before = snapshot(stores(graph))
+        transformed = transform(copy.copy(graph))
+        assert same(before, stores(graph))
+        assert set(transformed.node_types) < set(graph.node_types)  # the copy itself did change
 
 
 def test_the_text_view_is_declared_among_the_views(model):
