@@ -35,7 +35,8 @@ def _global_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: Tensor, group) 
     single-value rule of :func:`_batch_norm` is decided on the global count,
     so every rank takes the same branch."""
     channels, dims = x.shape[1], [0, *range(2, x.dim())]
-    values = x.float()  # statistics in float32, as batch norm keeps them under autocast
+    # Statistics in float32 at least, as batch norm keeps them under autocast.
+    values = x.to(torch.promote_types(x.dtype, torch.float32))
     local = torch.cat([values.sum(dims), (values * values).sum(dims),
                        values.new_full((1, ), x.numel() // channels)])
     total = sum_over_ranks(local, group)                              # [2C + 1]

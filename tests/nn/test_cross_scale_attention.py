@@ -134,7 +134,7 @@ def test_errors_and_repr():
 
 
 # -- batch norm over the global batch -------------------------------------------------------------
-def global_batch():
+def global_batch(dtype=torch.float32):
     """A CSA with non-trivial running statistics, 2 steps' maps and a weight per output value (the
     loss ``sum(out * weight)`` over a batch is the sum of the shares' losses)."""
     torch.manual_seed(0)
@@ -142,7 +142,7 @@ def global_batch():
     randomise_norms(csa)
     maps = [torch.randn(5, 8, 3, 3) * 2 + 1 for _ in range(2)]
     weights = [torch.randn(5, 8, 3, 3) for _ in range(2)]
-    return csa.train(), maps, weights
+    return csa.train().to(dtype), [x.to(dtype) for x in maps], [w.to(dtype) for w in weights]
 
 
 def csa_state(csa, grads, input_grads):
@@ -165,14 +165,14 @@ def csa_steps(csa, maps, weights, group=None):
     return outs, csa_state(csa, grads, input_grads)
 
 
-def csa_rank(rank, init_file, out, rows):
+def csa_rank(rank, init_file, out, rows, dtype):
     """Rank r holds ``rows[r]`` of each step's maps (rank 1 may hold none); DDP's step is the
     average of the ranks' gradients, each of a loss weighed by the 2 ranks (its share of a sum)."""
     import torch.distributed as dist
 
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2,
                             timeout=timedelta(seconds=60))
-    csa, maps, weights = global_batch()
+    csa, maps, weights = global_batch(dtype)
     mine = slice(sum(rows[:rank]), sum(rows[:rank + 1]))
     outs, state = csa_steps(csa, [x[mine] for x in maps], [2 * w[mine] for w in weights], dist.group.WORLD)
     for grad in state['grads'].values():
@@ -183,30 +183,34 @@ def csa_rank(rank, init_file, out, rows):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('rows', [(3, 2), (5, 0), (1, 1)])
-def test_ranks_normalise_with_the_global_batch_statistics(tmp_path, rows):
+@pytest.mark.parametrize('rows, dtype, tolerance', [
+    ((3, 2), torch.float32, 1e-5), ((5, 0), torch.float32, 1e-5), ((1, 1), torch.float32, 1e-5),
+    ((3, 2), torch.float64, 1e-11)])
+def test_ranks_normalise_with_the_global_batch_statistics(tmp_path, rows, dtype, tolerance):
     """Outputs, DDP's averaged gradients, input gradients and running statistics of 2 ranks equal one
     process on the whole batch: with a rank without maps, and with one map on each rank (each share
-    alone has one value per channel, the global batch two: batch statistics, as in one process)."""
+    alone has one value per channel, the global batch two: batch statistics, as in one process). In
+    float64 they agree to its rounding: the statistics are batch norm's, not close to them."""
     import torch.multiprocessing as mp
 
-    mp.spawn(csa_rank, args=(tmp_path / 'rendezvous', tmp_path / 'out', rows), nprocs=2)
-    csa, maps, weights = global_batch()
+    mp.spawn(csa_rank, args=(tmp_path / 'rendezvous', tmp_path / 'out', rows, dtype), nprocs=2)
+    csa, maps, weights = global_batch(dtype)
     batch = slice(0, sum(rows))
     outs, one = csa_steps(csa, [x[batch] for x in maps], [w[batch] for w in weights])
     ranks = [torch.load(tmp_path / f'out-{rank}.pt', weights_only=True) for rank in range(2)]
     for step, out in enumerate(outs):
-        torch.testing.assert_close(torch.cat([r['outs'][step] for r in ranks]), out, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(torch.cat([r['outs'][step] for r in ranks]), out,
+                                   atol=tolerance, rtol=tolerance)
         torch.testing.assert_close(torch.cat([r['input_grads'][step] for r in ranks]),
-                                   2 * one['input_grads'][step], atol=1e-5, rtol=1e-5)
-    # float32 rounding on the scale of the largest gradient (those of the biases before a batch norm
-    # are zero but for it).
+                                   2 * one['input_grads'][step], atol=tolerance, rtol=tolerance)
+    # Rounding on the scale of the largest gradient (those of the biases before a batch norm are
+    # zero but for it).
     scale = max(float(g.abs().max()) for g in one['grads'].values())
     for rank in ranks:
         for name, grad in one['grads'].items():
-            assert float((rank['grads'][name] - grad).abs().max()) <= 1e-5 * scale, name
+            assert float((rank['grads'][name] - grad).abs().max()) <= tolerance * scale, name
         for name, value in one['norms'].items():
-            torch.testing.assert_close(rank['norms'][name], value, atol=1e-5, rtol=1e-5, msg=name)
+            torch.testing.assert_close(rank['norms'][name], value, atol=tolerance, rtol=tolerance, msg=name)
     assert int(one['norms']['channel_norm.num_batches_tracked']) == 2
 
 
