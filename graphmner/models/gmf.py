@@ -94,8 +94,10 @@ Read top to bottom against the paper:
    vectors with gradients (:func:`~graphmner.nn.gather.gather_rows` over
    :attr:`~MNERModel.batch_group`, as MAF's CA does), so every anchor has the
    negatives of a 1-process run; the count ``cm_negatives`` (anchors x
-   negatives, summed per epoch over the ranks) shows it. CSA's batch norm
-   still normalises each rank's share on its own (no SyncBatchNorm).
+   negatives, summed per epoch over the ranks) shows it. CSA's batch norms
+   likewise take the global batch's statistics, summed over the ranks with
+   gradients (SyncBatchNorm's, which torch offers on GPUs only), running
+   statistics included.
 7. Objective (Eq. 22): ``(1 - alpha) L_CM + alpha L_ner`` (:meth:`loss_weights`).
    The paper calls alpha "a hyperparameter that needs to be fine-tuned" and
    gives no value. Ours, 0.5, was picked from 0.25 / 0.5 / 0.75 on the
@@ -327,9 +329,36 @@ class GMF(MNERModel):
         and their graph ids ``[N]``; :obj:`None` when no graph has any.
         ``pyramid='pooled'``: every level a ``g x g`` grid (``S = g^2``), CSA on
         it; ``'native'``: every level at its own resolution, CSA on it, then
-        pooled to the last level's grid (Eq. 6; ``S = 49`` for ResNet at 224 px)."""
-        if schema.SCALE not in batch.node_types or batch[schema.SCALE].num_nodes == 0:
+        pooled to the last level's grid (Eq. 6; ``S = 49`` for ResNet at 224 px).
+
+        Under torchrun (:attr:`batch_group`, in training) CSA's batch norms sum
+        their statistics over the ranks, forward and backward, so a rank whose
+        share has no scale node still runs CSA, on maps of no rows (one cell
+        each): ``N = 0``, and its tweets get an all-masked prefix, which reads
+        exactly as none."""
+        group = self.batch_group if self.training else None
+        if schema.SCALE in batch.node_types and batch[schema.SCALE].num_nodes > 0:
+            maps, graphs = self.scale_maps(batch)
+        elif group is not None and self.csa is not None:
+            weight = self.level_maps[0].weight
+            maps = [weight.new_zeros(0, dim, 1, 1) for dim in self.config.level_dims]
+            graphs = torch.zeros(0, dtype=torch.long, device=weight.device)
+        else:
             return None
+        levels = []
+        for i, f in enumerate(maps):
+            if self.csa is not None:
+                f = self.csa[i](f, group)                        # F_i' = F_i + F_i * M(F_i)   (Eqs. 1-4)
+            if self.config.pyramid == 'native':
+                f = F.adaptive_avg_pool2d(f, maps[-1].shape[-1])  # Pool(F_i') to the last stage (Eq. 6)
+            v = self.level_maps[i](f)                            # V_i = Conv1x1(...)          (Eqs. 5-6)
+            levels.append(v.flatten(2).transpose(1, 2))          # [N, S, H]
+        return torch.stack(levels, dim=1), graphs                # [N, D, S, H]
+
+    def scale_maps(self, batch: Batch) -> tuple[list[Tensor], Tensor]:
+        """Each level's standardised map ``F_i`` ``[N, C_i, S_i, S_i]`` (all
+        levels at the data's grid with ``pyramid='pooled'``) for the N graphs
+        that have scale nodes, and their graph ids ``[N]``."""
         store = batch[schema.SCALE]
         x, level = store.x, store.level
         graphs = degree(store.batch, batch.num_graphs).nonzero().view(-1)
@@ -366,15 +395,7 @@ class GMF(MNERModel):
             raise ValueError(f'GMF expects {len(sides)} levels of g x g scale cells per image, got levels of '
                              f'{sides} cells a side (stages at their own resolution, data.scale_grid=0, need '
                              f"pyramid='native')")
-        levels = []
-        for i, f in enumerate(maps):
-            if self.csa is not None:
-                f = self.csa[i](f)                               # F_i' = F_i + F_i * M(F_i)   (Eqs. 1-4)
-            if native:
-                f = F.adaptive_avg_pool2d(f, sides[-1])          # Pool(F_i') to the last stage (Eq. 6)
-            v = self.level_maps[i](f)                            # V_i = Conv1x1(...)          (Eqs. 5-6)
-            levels.append(v.flatten(2).transpose(1, 2))          # [N, S, H]
-        return torch.stack(levels, dim=1), graphs                # [N, D, S, H]
+        return maps, graphs
 
     def visual_clues(self, batch: Batch) -> tuple[list[tuple[Tensor, Tensor]], Tensor] | None:
         """The layer prefixes (one (key, value) pair ``[B, P, H]`` per encoder

@@ -10,15 +10,51 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .gather import sum_over_ranks
 
-def _batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
+
+def _batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: Tensor, group=None) -> Tensor:
     """``norm(x)``, except that a training batch with one value per channel
     (a single image, pooled to one value) is normalised with the running
-    statistics: batch norm cannot estimate a variance from one sample."""
+    statistics: batch norm cannot estimate a variance from one sample. With a
+    ``group`` in training, the batch is the global one (:func:`_global_batch_norm`)."""
+    if norm.training and group is not None:
+        return _global_batch_norm(norm, x, group)
     if norm.training and x.numel() // x.shape[1] == 1:
         return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
                             training=False, eps=norm.eps)
     return norm(x)
+
+
+def _global_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: Tensor, group) -> Tensor:
+    """Training-mode ``norm(x)`` over the concatenation of every rank's share
+    ``x`` (SyncBatchNorm's statistics, which torch offers on GPUs only): the
+    per-channel sums, sums of squares and counts are summed over ``group``
+    with gradients, and the running statistics take the global mean and
+    unbiased variance. A share of no rows joins with zero sums; the
+    single-value rule of :func:`_batch_norm` is decided on the global count,
+    so every rank takes the same branch."""
+    channels, dims = x.shape[1], [0, *range(2, x.dim())]
+    # Statistics in float32 at least, as batch norm keeps them under autocast.
+    values = x.to(torch.promote_types(x.dtype, torch.float32))
+    local = torch.cat([values.sum(dims), (values * values).sum(dims),
+                       values.new_full((1, ), x.numel() // channels)])
+    total = sum_over_ranks(local, group)                              # [2C + 1]
+    count = int(total[-1])
+    if count <= 1:
+        return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                            training=False, eps=norm.eps)
+    mean = total[:channels] / count
+    var = (total[channels:2 * channels] / count - mean * mean).clamp_min(0)   # biased
+    with torch.no_grad():
+        norm.num_batches_tracked.add_(1)
+        momentum = norm.momentum if norm.momentum is not None else 1 / float(norm.num_batches_tracked)
+        norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
+        norm.running_var.lerp_((var * count / (count - 1)).to(norm.running_var.dtype), momentum)
+    shape = [1, channels] + [1] * (x.dim() - 2)
+    scale = norm.weight * torch.rsqrt(var + norm.eps)
+    out = (values - mean.view(shape)) * scale.view(shape) + norm.bias.view(shape)
+    return out.to(x.dtype)
 
 
 class CrossScaleAttention(nn.Module):
@@ -58,7 +94,13 @@ class CrossScaleAttention(nn.Module):
 
     A training batch with a single map normalises its channel attention with
     the running statistics (batch norm cannot estimate a variance from one
-    sample); every other batch norm call is the usual one.
+    sample); every other batch norm call is the usual one. Under data
+    parallelism (``group``, in training) the batch norms take the global
+    batch's statistics, summed over the ranks with gradients, so that the ranks
+    normalise, step and update their running statistics as one process on the
+    whole batch would; the single-map rule then reads the global count. Every
+    rank of ``group`` must call the module, a rank without maps with a
+    ``[0, C, H, W]`` input.
 
     Args:
         channels (int): :math:`C`, the map's channels.
@@ -66,6 +108,12 @@ class CrossScaleAttention(nn.Module):
             :math:`\max(1, C / r)`. (default: :obj:`16`)
         dilation (int, optional): dilation of the two :math:`3 \times 3`
             convolutions. (default: :obj:`4`)
+
+    Forward args:
+        x (Tensor): the maps.
+        group (ProcessGroup, optional): in training, the ranks that each hold
+            a share of the batch; :obj:`None`: this process holds the whole
+            batch. (default: :obj:`None`)
 
     Shapes:
         - **input:** :math:`(N, C, H, W)`
@@ -100,25 +148,26 @@ class CrossScaleAttention(nn.Module):
             if module is not self and hasattr(module, 'reset_parameters'):
                 module.reset_parameters()
 
-    def channel_attention(self, x: Tensor) -> Tensor:
+    def channel_attention(self, x: Tensor, group=None) -> Tensor:
         """:math:`\\mathbf{M}_c(\\mathbf{F})` (Eq. 3): ``[N, C]``."""
-        return _batch_norm(self.channel_norm, self.channel_mlp(x.mean(dim=(2, 3))))
+        return _batch_norm(self.channel_norm, self.channel_mlp(x.mean(dim=(2, 3))), group)
 
-    def spatial_attention(self, x: Tensor) -> Tensor:
+    def spatial_attention(self, x: Tensor, group=None) -> Tensor:
         """:math:`\\mathbf{M}_s(\\mathbf{F})` (Eq. 4): ``[N, 1, H, W]``."""
         last = len(self.spatial_convs) - 1
         for i, (conv, norm) in enumerate(zip(self.spatial_convs, self.spatial_norms)):
-            x = _batch_norm(norm, conv(x))
+            x = _batch_norm(norm, conv(x), group)
             if i < last:
                 x = F.relu(x)
         return x
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, group=None) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ValueError(f'{type(self).__name__} expects maps of shape [N, {self.channels}, H, W], '
                              f'got {tuple(x.shape)}')
         # Eq. 2: M(F) = sigmoid(M_c(F) + M_s(F)), both broadcast to [N, C, H, W]
-        attention = torch.sigmoid(self.channel_attention(x)[:, :, None, None] + self.spatial_attention(x))
+        attention = torch.sigmoid(self.channel_attention(x, group)[:, :, None, None]
+                                  + self.spatial_attention(x, group))
         return x + x * attention  # Eq. 1
 
     def __repr__(self) -> str:

@@ -45,6 +45,42 @@ class _AllGather(torch.autograd.Function):
         return grad[dist.get_rank(ctx.group)], None
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """The sum of every rank's equally shaped ``tensor``; the backward sums the
+    ranks' gradients (the gradient of a sum over ranks, seen from each rank)."""
+
+    @staticmethod
+    def forward(ctx, tensor: Tensor, group) -> Tensor:
+        ctx.group = group
+        total = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total, group=group)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad, group=ctx.group)
+        return grad, None
+
+
+def sum_over_ranks(tensor: Tensor, group) -> Tensor:
+    r"""The element-wise sum of ``tensor`` over the ranks of ``group``, with
+    gradients: what batch statistics (a batch norm's per-channel sums) need to
+    be the global batch's. Every rank of ``group`` must call it with a tensor of
+    the same shape at the same point of its forward, and, where the sum needs
+    gradients on any rank, run the backward through it too.
+
+    Args:
+        tensor (Tensor): this rank's part of the sum.
+        group (ProcessGroup): the ranks that share the batch.
+
+    Shapes:
+        - **input:** :math:`(*)`
+        - **output:** :math:`(*)`
+    """
+    return _AllReduceSum.apply(tensor, group)
+
+
 @dataclass
 class GatheredRows:
     """What :func:`gather_rows` returns."""

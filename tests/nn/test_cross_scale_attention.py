@@ -1,4 +1,8 @@
-"""GMF's cross-scale attention (Eqs. 1-4) against a cell-by-cell reference."""
+"""GMF's cross-scale attention (Eqs. 1-4) against a cell-by-cell reference, and its batch norms
+over data-parallel shares (real gloo processes) against one process on the whole batch."""
+import copy
+from datetime import timedelta
+
 import pytest
 import torch
 
@@ -127,3 +131,106 @@ def test_errors_and_repr():
         CrossScaleAttention(-1)
     assert repr(CrossScaleAttention(256)) == 'CrossScaleAttention(256, reduction=16, dilation=4)'
     assert CrossScaleAttention(8, reduction=16).channel_mlp[0].out_features == 1  # max(1, C / r)
+
+
+# -- batch norm over the global batch -------------------------------------------------------------
+def global_batch(dtype=torch.float32):
+    """A CSA with non-trivial running statistics, 2 steps' maps and a weight per output value (the
+    loss ``sum(out * weight)`` over a batch is the sum of the shares' losses)."""
+    torch.manual_seed(0)
+    csa = CrossScaleAttention(8, reduction=2, dilation=1)
+    randomise_norms(csa)
+    maps = [torch.randn(5, 8, 3, 3) * 2 + 1 for _ in range(2)]
+    weights = [torch.randn(5, 8, 3, 3) for _ in range(2)]
+    return csa.train().to(dtype), [x.to(dtype) for x in maps], [w.to(dtype) for w in weights]
+
+
+def csa_state(csa, grads, input_grads):
+    norms = {f'{name}.{key}': value.clone() for name, module in csa.named_modules()
+             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+             for key, value in module.state_dict().items()}
+    return {'norms': norms, 'grads': grads, 'input_grads': input_grads}
+
+
+def csa_steps(csa, maps, weights, group=None):
+    """2 forward / backward steps; the parameters' gradients summed over the steps."""
+    outs, input_grads = [], []
+    for x, w in zip(maps, weights):
+        x = x.clone().requires_grad_()
+        out = csa(x, group)
+        (out * w).sum().backward()
+        outs.append(out.detach())
+        input_grads.append(x.grad)
+    grads = {n: p.grad.clone() for n, p in csa.named_parameters()}
+    return outs, csa_state(csa, grads, input_grads)
+
+
+def csa_rank(rank, init_file, out, rows, dtype):
+    """Rank r holds ``rows[r]`` of each step's maps (rank 1 may hold none); DDP's step is the
+    average of the ranks' gradients, each of a loss weighed by the 2 ranks (its share of a sum)."""
+    import torch.distributed as dist
+
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2,
+                            timeout=timedelta(seconds=60))
+    csa, maps, weights = global_batch(dtype)
+    mine = slice(sum(rows[:rank]), sum(rows[:rank + 1]))
+    outs, state = csa_steps(csa, [x[mine] for x in maps], [2 * w[mine] for w in weights], dist.group.WORLD)
+    for grad in state['grads'].values():
+        dist.all_reduce(grad)
+        grad /= 2
+    torch.save({'outs': outs, **state}, f'{out}-{rank}.pt')
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('rows, dtype, tolerance', [
+    ((3, 2), torch.float32, 1e-5), ((5, 0), torch.float32, 1e-5), ((1, 1), torch.float32, 1e-5),
+    ((3, 2), torch.float64, 1e-11)])
+def test_ranks_normalise_with_the_global_batch_statistics(tmp_path, rows, dtype, tolerance):
+    """Outputs, DDP's averaged gradients, input gradients and running statistics of 2 ranks equal one
+    process on the whole batch: with a rank without maps, and with one map on each rank (each share
+    alone has one value per channel, the global batch two: batch statistics, as in one process). In
+    float64 they agree to its rounding: the statistics are batch norm's, not close to them."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(csa_rank, args=(tmp_path / 'rendezvous', tmp_path / 'out', rows, dtype), nprocs=2)
+    csa, maps, weights = global_batch(dtype)
+    batch = slice(0, sum(rows))
+    outs, one = csa_steps(csa, [x[batch] for x in maps], [w[batch] for w in weights])
+    ranks = [torch.load(tmp_path / f'out-{rank}.pt', weights_only=True) for rank in range(2)]
+    for step, out in enumerate(outs):
+        torch.testing.assert_close(torch.cat([r['outs'][step] for r in ranks]), out,
+                                   atol=tolerance, rtol=tolerance)
+        torch.testing.assert_close(torch.cat([r['input_grads'][step] for r in ranks]),
+                                   2 * one['input_grads'][step], atol=tolerance, rtol=tolerance)
+    # Rounding on the scale of the largest gradient (those of the biases before a batch norm are
+    # zero but for it).
+    scale = max(float(g.abs().max()) for g in one['grads'].values())
+    for rank in ranks:
+        for name, grad in one['grads'].items():
+            assert float((rank['grads'][name] - grad).abs().max()) <= tolerance * scale, name
+        for name, value in one['norms'].items():
+            torch.testing.assert_close(rank['norms'][name], value, atol=tolerance, rtol=tolerance, msg=name)
+    assert int(one['norms']['channel_norm.num_batches_tracked']) == 2
+
+
+def test_without_a_group_training_is_plain_batch_norm():
+    """One process: the output, gradients and running statistics of torch's own batch norm,
+    bit for bit (the global statistics are only taken with a group)."""
+    csa, maps, weights = global_batch()
+    plain = copy.deepcopy(csa)
+    outs, state = csa_steps(csa, maps, weights)
+    expected = []
+    for x, w in zip(maps, weights):
+        x = x.clone().requires_grad_()
+        m_c = plain.channel_norm(plain.channel_mlp(x.mean(dim=(2, 3))))
+        s = x
+        for i, (conv, norm) in enumerate(zip(plain.spatial_convs, plain.spatial_norms)):
+            s = norm(conv(s))
+            s = torch.relu(s) if i < 3 else s
+        out = x + x * torch.sigmoid(m_c[:, :, None, None] + s)
+        (out * w).sum().backward()
+        expected.append(out.detach())
+    assert all(torch.equal(a, b) for a, b in zip(outs, expected))
+    assert all(torch.equal(p.grad, state['grads'][n]) for n, p in plain.named_parameters())
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), csa.state_dict().values()))

@@ -3,6 +3,7 @@ settings, mixed precision, and real 2-process ``torchrun`` runs of
 ``experiments/run.py`` (gloo on this CPU) against a 1-process run."""
 import json
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 import torch
@@ -372,56 +373,65 @@ def test_gmf_contrasts_over_the_global_batch(dropout_free_encoder, tmp_path):
                for k in one['weights']) < 1e-5
 
 
-def gmf_cm_shares(rank, world_size, init_file, encoder, cm_text, out):
-    """GMF's CM loss and its step on 5 tweets: in 1 process, or as 2 ranks of which the second holds
-    only the 2 tweets without an image (its text pass has nothing to encode, yet it must take part in
-    the gather). Each rank's gradient is weighed by its share and averaged, as the trainer and DDP
-    do; rank 0 saves the loss, the count and the averaged gradients."""
+def gmf_shares(rank, world_size, init_file, encoder, cm_text, csa, out):
+    """GMF's training objective and its step on 5 tweets: in 1 process, or as 2 ranks of which the
+    second holds only the 2 tweets without an image (its text pass has nothing to encode and, with
+    ``csa``, it has no map for CSA's batch norms, yet it must take part in the gather and in their
+    sums). Each rank's gradient is weighed by its share and averaged, as the trainer and DDP do;
+    rank 0 saves CM's loss, the count, the averaged gradients and CSA's running statistics."""
     import torch.distributed as dist
     from conftest import fake_features
 
     if world_size > 1:
-        dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size)
+        # A rank that misses a collective fails the test in a minute, not in gloo's 30.
+        dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size,
+                                timeout=timedelta(seconds=60))
     tweets = read_conll(demo_split_path('train'))[:5]
     graphs = [build_graph(t, fake_features(0, 8, seed=i)) for i, t in enumerate(tweets[:3])]
     graphs += [build_graph(t, None, widths=VisualWidths.uniform(8)) for t in tweets[3:]]
     torch.manual_seed(1)
-    model = models.build('gmf', encoder=encoder, visual_dim=8, reduction=2, csa=False, dropout=0.0,
+    model = models.build('gmf', encoder=encoder, visual_dim=8, reduction=2, csa=csa, dropout=0.0,
                          cm_text=cm_text)
     model.fit_feature_statistics(graphs)
     graphs = [model.graph_transform()(g) for g in graphs]
     mine = graphs if world_size == 1 else (graphs[:3], graphs[3:])[rank]
     model.train()
     model.batch_group = dist.group.WORLD if world_size > 1 else None
-    batch = Batch.from_data_list(mine)
-    output = model(batch)
-    cm = model.auxiliary_losses(batch, output)['cm']
-    (cm * world_size * len(mine) / len(graphs)).backward()
+    loss, logs = model.loss(Batch.from_data_list(mine))
+    (loss * world_size * len(mine) / len(graphs)).backward()
     grads = {n: (p.grad if p.grad is not None else torch.zeros_like(p)) / world_size
              for n, p in model.named_parameters()}
     if world_size > 1:
         for g in grads.values():
             dist.all_reduce(g)
-    negatives = torch.tensor(output.counts['cm_negatives'])
+    negatives = torch.tensor(logs['cm_negatives'])
     if world_size > 1:
         dist.all_reduce(negatives)
     if rank == 0:
-        torch.save({'cm': float(cm.detach()), 'negatives': int(negatives), 'grads': grads}, out)
+        norms = {k: v for k, v in model.state_dict().items() if k.startswith('csa.') and 'norm' in k}
+        torch.save({'cm': logs['cm'], 'negatives': int(negatives), 'grads': grads, 'norms': norms}, out)
     if world_size > 1:
         dist.destroy_process_group()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('cm_text', ['prefix-free', 'guided'])
-def test_gmf_cm_with_a_rank_without_images(dropout_free_encoder, tmp_path, cm_text):
+@pytest.mark.parametrize('cm_text, csa', [('prefix-free', False), ('guided', False), ('prefix-free', True),
+                                          ('guided', True)])
+def test_gmf_with_a_rank_without_images(dropout_free_encoder, tmp_path, cm_text, csa):
+    """The same CM loss, negatives and step as 1 process, and with CSA, the same running
+    statistics: its batch norms take the global batch's (the second rank joins with no rows)."""
     import torch.multiprocessing as mp
 
-    gmf_cm_shares(0, 1, None, dropout_free_encoder, cm_text, tmp_path / 'one.pt')
-    mp.spawn(gmf_cm_shares, nprocs=2,
-             args=(2, tmp_path / 'rendezvous', dropout_free_encoder, cm_text, tmp_path / 'two.pt'))
+    gmf_shares(0, 1, None, dropout_free_encoder, cm_text, csa, tmp_path / 'one.pt')
+    mp.spawn(gmf_shares, nprocs=2,
+             args=(2, tmp_path / 'rendezvous', dropout_free_encoder, cm_text, csa, tmp_path / 'two.pt'))
     one, two = (torch.load(tmp_path / f'{n}.pt', weights_only=False) for n in ('one', 'two'))
     assert one['cm'] > 0 and two['cm'] == pytest.approx(one['cm'], rel=1e-5)
     assert one['negatives'] == two['negatives'] == 3 * 2
     assert any(g.abs().sum() > 0 for n, g in one['grads'].items() if n.startswith('encoder'))
+    assert any(g.abs().sum() > 0 for n, g in one['grads'].items() if n.startswith('csa')) == csa
     for name, grad in one['grads'].items():
         torch.testing.assert_close(two['grads'][name], grad, atol=1e-6, rtol=1e-4, msg=name)
+    assert len(one['norms']) == (4 * 5 * 5 if csa else 0)   # 4 levels x 5 norms x 5 buffers
+    for name, value in one['norms'].items():
+        torch.testing.assert_close(two['norms'][name], value, atol=1e-6, rtol=1e-5, msg=name)
